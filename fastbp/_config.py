@@ -1,0 +1,21 @@
+"""One place for the compiler flags and the dtype policy of the compiled core."""
+
+import numpy as np
+
+# LLVM fast-math flags for every kernel. `nnan` and `ninf` are deliberately absent:
+# divergence shows up as NaN/inf in the loss or the weights, and the estimators must
+# see it to stop and raise. `reassoc` is absent too, so that a kernel's result does not
+# depend on how the compiler vectorised a reduction (parity with scikit-learn).
+FASTMATH = {"nsz", "arcp", "contract"}
+
+# Every kernel is compiled with the on-disk cache, so that a second process does not
+# pay the compile time again.
+JIT_OPTIONS = dict(nogil=True, cache=True, fastmath=FASTMATH)
+
+# Training runs in the dtype of X when X is float32 or float64; anything else becomes
+# float64 (scikit-learn's rule).
+FLOAT_DTYPES = (np.float64, np.float32)
+
+# Rows per chunk when a kernel walks a whole data set (lbfgs loss, predict): bounds the
+# workspace to chunk x widest layer instead of n_samples x widest layer.
+CHUNK_ROWS = 1024

@@ -1,0 +1,1 @@
+"""Private compiled kernels. Everything here is @njit and writes into caller buffers."""

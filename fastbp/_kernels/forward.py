@@ -1,0 +1,102 @@
+"""Forward pass of one batch: matrix product + bias + activation, into preallocated blocks.
+
+The network travels as the tuple ``net = (units, coef_off, icpt_off, act_off, act_codes)``
+built by ``fastbp._layout.Layout.net``. X travels as a dense 2-D array plus a CSR triple
+``(indptr, indices, data)``; exactly one of the two is non-empty.
+"""
+
+import numpy as np
+from numba import njit
+
+from .._config import JIT_OPTIONS
+from .activations import activate
+
+
+@njit(**JIT_OPTIONS)
+def coef_view(flat, net, layer):
+    """Weights from layer ``layer`` to ``layer + 1`` (fan_in x fan_out view of flat)."""
+    units, coef_off = net[0], net[1]
+    a = coef_off[layer]
+    return flat[a : a + units[layer] * units[layer + 1]].reshape(
+        (units[layer], units[layer + 1])
+    )
+
+
+@njit(**JIT_OPTIONS)
+def icpt_view(flat, net, layer):
+    """Bias of layer ``layer + 1`` (view of flat)."""
+    units, icpt_off = net[0], net[2]
+    a = icpt_off[layer]
+    return flat[a : a + units[layer + 1]]
+
+
+@njit(**JIT_OPTIONS)
+def block_view(buf, net, layer, n):
+    """The ``n x units[layer]`` block of layer ``layer >= 1`` in a workspace buffer."""
+    units, act_off = net[0], net[3]
+    a = act_off[layer]
+    return buf[a : a + n * units[layer]].reshape((n, units[layer]))
+
+
+@njit(**JIT_OPTIONS)
+def gather_rows(X, rows, xbuf):
+    """Copy rows ``rows`` of dense ``X`` into the head of ``xbuf``; return that view."""
+    n = rows.shape[0]
+    m = X.shape[1]
+    out = xbuf[: n * m].reshape((n, m))
+    for i in range(n):
+        r = rows[i]
+        for j in range(m):
+            out[i, j] = X[r, j]
+    return out
+
+
+@njit(**JIT_OPTIONS)
+def csr_rows_dot(indptr, indices, data, rows, W, out):
+    """``out = X[rows] @ W`` for CSR X, without densifying X."""
+    n, m = out.shape
+    for i in range(n):
+        for j in range(m):
+            out[i, j] = 0.0
+        r = rows[i]
+        for p in range(indptr[r], indptr[r + 1]):
+            v = data[p]
+            wrow = indices[p]
+            for j in range(m):
+                out[i, j] += v * W[wrow, j]
+
+
+@njit(**JIT_OPTIONS)
+def add_bias(Z, b):
+    n, m = Z.shape
+    for i in range(n):
+        for j in range(m):
+            Z[i, j] += b[j]
+
+
+@njit(**JIT_OPTIONS)
+def forward_batch(params, net, X, Xsp, rows, act, xbuf):
+    """Forward pass of the rows ``rows`` of X.
+
+    Writes every layer's activation into its block of ``act``; for dense X the gathered
+    input rows are left in ``xbuf`` (the backward pass reads them). Returns the output
+    block (n x n_outputs view of ``act``).
+    """
+    units, act_codes = net[0], net[4]
+    n_layers = units.shape[0]
+    n = rows.shape[0]
+    Z = block_view(act, net, 1, n)
+    if Xsp[0].shape[0] > 0:
+        csr_rows_dot(Xsp[0], Xsp[1], Xsp[2], rows, coef_view(params, net, 0), Z)
+    else:
+        A0 = gather_rows(X, rows, xbuf)
+        np.dot(A0, coef_view(params, net, 0), Z)
+    add_bias(Z, icpt_view(params, net, 0))
+    activate(Z, act_codes[1])
+    for layer in range(1, n_layers - 1):
+        A_prev = block_view(act, net, layer, n)
+        Z = block_view(act, net, layer + 1, n)
+        np.dot(A_prev, coef_view(params, net, layer), Z)
+        add_bias(Z, icpt_view(params, net, layer))
+        activate(Z, act_codes[layer + 1])
+    return Z

@@ -1,0 +1,78 @@
+"""Layer sizes -> offsets into the one flat parameter vector, and the workspace buffers.
+
+The flat vector holds every weight matrix (row-major, fan_in x fan_out) followed by every
+bias vector: the order of scikit-learn's ``_pack``, so an L-BFGS run sees the same vector
+as scikit-learn's. Gradients and optimizer state use the same layout.
+"""
+
+import numpy as np
+
+
+class Layout:
+    """Offsets of the layers of one network in its flat vectors.
+
+    Parameters
+    ----------
+    layer_units : sequence of int
+        ``[n_features, *hidden_layer_sizes, n_outputs]``.
+    """
+
+    def __init__(self, layer_units):
+        self.units = np.asarray(layer_units, dtype=np.int64)
+        n_layers = self.units.shape[0]
+        fan_in, fan_out = self.units[:-1], self.units[1:]
+        sizes = np.concatenate([fan_in * fan_out, fan_out])
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.coef_off = starts[: n_layers - 1].copy()
+        self.icpt_off = starts[n_layers - 1 : 2 * (n_layers - 1)].copy()
+        self.n_params = int(starts[-1])
+        self.n_coefs = int(self.icpt_off[0])
+
+    @property
+    def n_layers(self):
+        return int(self.units.shape[0])
+
+    def views(self, flat):
+        """Return ``(coefs, intercepts)``: lists of views into ``flat``."""
+        coefs, intercepts = [], []
+        for i in range(self.n_layers - 1):
+            fi, fo = int(self.units[i]), int(self.units[i + 1])
+            a = int(self.coef_off[i])
+            coefs.append(flat[a : a + fi * fo].reshape(fi, fo))
+            b = int(self.icpt_off[i])
+            intercepts.append(flat[b : b + fo])
+        return coefs, intercepts
+
+    def pack(self, coefs, intercepts, dtype):
+        """Copy lists of weight matrices and bias vectors into a new flat vector."""
+        flat = np.empty(self.n_params, dtype=dtype)
+        own_coefs, own_intercepts = self.views(flat)
+        for dst, src in zip(own_coefs + own_intercepts, list(coefs) + list(intercepts)):
+            src = np.asarray(src)
+            if src.shape != dst.shape:
+                raise ValueError(
+                    f"A weight array has shape {src.shape}, the network needs "
+                    f"{dst.shape} (layer sizes {self.units.tolist()})."
+                )
+            dst[...] = src
+        return flat
+
+    def buffer_offsets(self, rows):
+        """Offsets of each layer's ``rows x units`` block in one activation buffer.
+
+        Layer 0 (the input) has no block: it is read from X. Returns ``(offsets, size)``.
+        """
+        block = rows * self.units
+        block[0] = 0
+        off = np.concatenate([[0], np.cumsum(block)[:-1]]).astype(np.int64)
+        return off, int(block.sum())
+
+    def net(self, rows, act_codes):
+        """The tuple the kernels take as the description of the network.
+
+        ``act_codes[l]`` is the activation code of layer ``l`` (entry 0 is unused; the
+        last entry is the output activation). Returns ``(net, buffer_size)``.
+        """
+        act_off, size = self.buffer_offsets(rows)
+        codes = np.asarray(act_codes, dtype=np.int64)
+        return (self.units, self.coef_off, self.icpt_off, act_off, codes), size

@@ -1,0 +1,962 @@
+"""The estimators: scikit-learn's MLP interface in front of the compiled core."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.optimize
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    RegressorMixin,
+    _fit_context,
+    is_classifier,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from . import _config
+from ._kernels import activations as _act
+from ._kernels import losses as _loss
+from ._kernels import optimizers as _opt
+from ._kernels import train as _train
+from ._layout import Layout
+from ._workspace import Workspace, kernel_rows, kernel_X, native, readonly
+
+_STOCHASTIC_SOLVERS = ("sgd", "adam")
+
+_NON_FINITE_MSG = (
+    "Solver produced non-finite parameter weights. The input data may contain large "
+    "values and need to be preprocessed."
+)
+
+
+def _stochastic_solver(est):
+    """``available_if`` condition for ``partial_fit``: a bool, never a bound method
+    (scikit-learn's regressor passes the method itself, which is always truthy)."""
+    if est.solver not in _STOCHASTIC_SOLVERS:
+        raise AttributeError(
+            f"partial_fit is only available for stochastic optimizers "
+            f"{_STOCHASTIC_SOLVERS}; solver={est.solver!r} is not stochastic."
+        )
+    return True
+
+
+class BaseMultilayerPerceptron(BaseEstimator):
+    """Shared fitting machinery of :class:`MLPClassifier` and :class:`MLPRegressor`.
+
+    Do not use directly. The network's weights and biases live in one flat vector
+    ``_params``; ``coefs_`` and ``intercepts_`` are views into it.
+    """
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(_act.HIDDEN_CODES))],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [
+            Interval(Integral, 1, None, closed="left"),
+            Options(Real, {np.inf}),
+        ],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        hidden_layer_sizes,
+        activation,
+        solver,
+        alpha,
+        batch_size,
+        learning_rate,
+        learning_rate_init,
+        power_t,
+        max_iter,
+        loss,
+        shuffle,
+        random_state,
+        tol,
+        verbose,
+        warm_start,
+        momentum,
+        nesterovs_momentum,
+        early_stopping,
+        validation_fraction,
+        beta_1,
+        beta_2,
+        epsilon,
+        n_iter_no_change,
+        max_fun,
+    ):
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+
+    # ------------------------------------------------------------------ network state
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        if not hasattr(sizes, "__iter__"):
+            sizes = [sizes]
+        sizes = list(sizes)
+        if any(not isinstance(s, Integral | np.integer) or s <= 0 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
+        return [int(s) for s in sizes]
+
+    def _act_codes(self):
+        """Activation code of each layer (entry 0, the input, unused)."""
+        hidden = _act.HIDDEN_CODES[self.activation]
+        return np.array(
+            [0] + [hidden] * (self.n_layers_ - 2) + [_loss.OUTPUT_ACTIVATION[self._loss_code]],
+            dtype=np.int64,
+        )
+
+    def _set_params_vector(self, layout, flat):
+        """Install ``flat`` as the parameter vector; coefs_/intercepts_ become views."""
+        self._layout = layout
+        self._params = flat
+        self.coefs_, self.intercepts_ = layout.views(flat)
+
+    def _sync_params(self):
+        """Re-pack the flat vector if ``coefs_``/``intercepts_`` were reassigned by the
+        user (e.g. ``est.coefs_ = [...]``) so that the kernels see what the user sees."""
+        views = list(self.coefs_) + list(self.intercepts_)
+        params = getattr(self, "_params", None)
+        if params is not None and all(
+            isinstance(v, np.ndarray) and v.base is params for v in views
+        ):
+            return
+        units = [np.shape(self.coefs_[0])[0]] + [np.shape(c)[1] for c in self.coefs_]
+        dtype = np.asarray(self.coefs_[0]).dtype
+        dtype = dtype if dtype in (np.float32, np.float64) else np.float64
+        layout = Layout(units)
+        self._set_params_vector(layout, layout.pack(self.coefs_, self.intercepts_, dtype))
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        # The views are rebuilt on load; the workspace is scratch memory.
+        for key in ("coefs_", "intercepts_", "_workspace"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "_params" in self.__dict__:
+            params = self._params
+            if not params.flags.writeable or not params.flags.c_contiguous:
+                params = np.array(params)
+            self._set_params_vector(self._layout, params)
+
+    def _initialize(self, y, layer_units, dtype):
+        """Set the fitted attributes of a fresh network and draw its initial weights
+        with scikit-learn's scheme and draw order (same weights for the same seed)."""
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = y.shape[1]
+        self.n_layers_ = len(layer_units)
+        self.out_activation_ = _act.OUTPUT_NAMES[_loss.OUTPUT_ACTIVATION[self._loss_code]]
+
+        layout = Layout(layer_units)
+        flat = np.empty(layout.n_params, dtype=dtype)
+        coefs, intercepts = layout.views(flat)
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        for i in range(self.n_layers_ - 1):
+            fan_in, fan_out = layer_units[i], layer_units[i + 1]
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            coefs[i][...] = self._random_state.uniform(-bound, bound, (fan_in, fan_out))
+            intercepts[i][...] = self._random_state.uniform(-bound, bound, fan_out)
+        self._set_params_vector(layout, flat)
+        self._best_params = flat.copy()
+
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+
+    def _get_workspace(self, rows, dtype, dense):
+        codes = self._act_codes()
+        ws = getattr(self, "_workspace", None)
+        if ws is None or not ws.fits(rows, dtype, dense, codes):
+            ws = Workspace(self._layout, codes, rows, dtype, dense)
+            self._workspace = ws
+        return ws
+
+    # ------------------------------------------------------------------------- fitting
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        hidden_layer_sizes = self._hidden_sizes()
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+
+        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        n_samples, n_features = X.shape
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        if y.ndim == 1:
+            y = y.reshape((-1, 1))
+        layer_units = [n_features] + hidden_layer_sizes + [y.shape[1]]
+
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._loss_code = self._loss_code_for(y)
+            self._initialize(y, layer_units, X.dtype)
+        else:
+            self._sync_params()
+            if list(self._layout.units) != layer_units:
+                raise ValueError(
+                    f"The network has layer sizes {list(map(int, self._layout.units))} "
+                    f"but hidden_layer_sizes={self.hidden_layer_sizes!r} and this data "
+                    f"need {layer_units}; fit with warm_start=False to start afresh."
+                )
+        # A network keeps the dtype it was created with (warm start, partial_fit).
+        dtype = self._params.dtype
+        Y = native(y, dtype)
+
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self._fit_stochastic(X, Y, sample_weight, incremental)
+        else:
+            self._fit_lbfgs(X, Y, sample_weight)
+
+        if not np.isfinite(self._params).all():
+            raise ValueError(_NON_FINITE_MSG)
+        return self
+
+    def _kernel_weights(self, sample_weight, dtype):
+        if sample_weight is None:
+            return readonly(np.empty(0, dtype=dtype))
+        return readonly(native(sample_weight, dtype))
+
+    def _fit_lbfgs(self, X, Y, sample_weight):
+        dtype = self._params.dtype
+        n_samples = X.shape[0]
+        Xd, Xsp = kernel_X(X, dtype)
+        Yk, sw = readonly(Y), self._kernel_weights(sample_weight, dtype)
+        rows = kernel_rows(n_samples)
+        chunk = min(n_samples, _config.CHUNK_ROWS)
+        ws = self._get_workspace(chunk, dtype, not Xsp[0].shape[0])
+        grads = np.empty_like(self._params)
+        scratch = np.empty_like(self._params)
+        clip_eps = float(np.finfo(dtype).eps)
+        params = self._params
+
+        def loss_grad(x):
+            params[...] = x
+            loss = _train.full_loss_grad(
+                params, grads, scratch, ws.net, Xd, Xsp, Yk, sw, rows, chunk,
+                self._loss_code, clip_eps, float(self.alpha), ws.act, ws.delta, ws.xbuf,
+            )
+            return loss, grads.astype(np.float64)
+
+        result = scipy.optimize.minimize(
+            loss_grad,
+            params.astype(np.float64),
+            method="L-BFGS-B",
+            jac=True,
+            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+        )
+        if result.status != 0:
+            warnings.warn(
+                "lbfgs failed to converge after %d iteration(s) (status=%d): %s\n"
+                "Increase the number of iterations (max_iter) or scale the data."
+                % (result.nit, result.status, result.message),
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self.n_iter_ = min(int(result.nit), self.max_iter)
+        self.loss_ = float(result.fun)
+        params[...] = result.x
+
+    def _new_optimizer_state(self):
+        dtype = self._params.dtype
+        self._opt_solver = self.solver
+        self._opt_state = np.zeros((2, self._params.shape[0]), dtype=dtype)
+        self._opt_t = 0
+        self._learning_rate = float(self.learning_rate_init)
+
+    def _fit_stochastic(self, X, Y, sample_weight, incremental):
+        if (
+            not incremental
+            or not hasattr(self, "_opt_state")
+            or self._opt_solver != self.solver
+            or self._opt_state.shape[1] != self._params.shape[0]
+        ):
+            self._new_optimizer_state()
+
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        early_stopping = self.early_stopping
+        n_total = X.shape[0]
+        if early_stopping:
+            # scikit-learn's split, on row indices: the same draws, the same rows.
+            stratify = Y if (is_classifier(self) and self.n_outputs_ == 1) else None
+            train_idx, val_idx = train_test_split(
+                np.arange(n_total),
+                random_state=self._random_state,
+                test_size=self.validation_fraction,
+                stratify=None if stratify is None else stratify.astype(bool),
+            )
+            if val_idx.shape[0] < 2:
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' "
+                    "or the size of your dataset."
+                )
+            X_val = X[val_idx]
+            y_val = self._validation_targets(Y[val_idx])
+            sw_val = None if sample_weight is None else sample_weight[val_idx]
+            X, Y = X[train_idx], Y[train_idx]
+            sample_weight = None if sample_weight is None else sample_weight[train_idx]
+
+        dtype = self._params.dtype
+        n_samples = X.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn(
+                    "Got `batch_size` less than 1 or larger than sample size. It is "
+                    "going to be clipped",
+                    stacklevel=3,
+                )
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+
+        Xd, Xsp = kernel_X(X, dtype)
+        Yk, sw = readonly(Y), self._kernel_weights(sample_weight, dtype)
+        ws = self._get_workspace(batch_size, dtype, not Xsp[0].shape[0])
+        grads = np.empty_like(self._params)
+        hp = np.zeros(_train.N_HP)
+        hp[_train.HP_MOMENTUM] = self.momentum
+        hp[_train.HP_BETA_1] = self.beta_1
+        hp[_train.HP_BETA_2] = self.beta_2
+        hp[_train.HP_EPSILON] = self.epsilon
+        hp[_train.HP_ALPHA] = self.alpha
+        hp[_train.HP_CLIP_EPS] = np.finfo(dtype).eps
+        ihp = np.zeros(_train.N_IHP, dtype=np.int64)
+        ihp[_train.IHP_SOLVER] = _opt.CODES[self.solver]
+        ihp[_train.IHP_NESTEROV] = int(self.nesterovs_momentum)
+        ihp[_train.IHP_LOSS] = self._loss_code
+        sample_idx = np.arange(n_samples, dtype=np.int64)
+
+        try:
+            self.n_iter_ = 0
+            for _ in range(self.max_iter):
+                if self.shuffle:
+                    # scikit-learn's `utils.shuffle(sample_idx)`: same draw, same order
+                    perm = np.arange(n_samples)
+                    self._random_state.shuffle(perm)
+                    sample_idx = sample_idx[perm]
+                # Adam reads learning_rate_init: its schedule is its bias correction.
+                hp[_train.HP_LR] = (
+                    self.learning_rate_init if self.solver == "adam" else self._learning_rate
+                )
+                ihp[_train.IHP_T] = self._opt_t
+                accumulated = _train.train_epoch(
+                    self._params, grads, self._opt_state, hp, ihp, ws.net, Xd, Xsp, Yk,
+                    sw, readonly(sample_idx), batch_size, ws.act, ws.delta, ws.xbuf,
+                )
+                self._opt_t = int(ihp[_train.IHP_T])
+                self.n_iter_ += 1
+                self.loss_ = accumulated / n_samples
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+
+                if early_stopping:
+                    self._update_validation(X_val, y_val, sw_val)
+                else:
+                    self._update_training_loss()
+
+                if self.solver == "sgd" and self.learning_rate == "invscaling":
+                    self._learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
+
+                if not np.isfinite(self.loss_):
+                    break  # diverged: nothing more to learn; checked after the loop
+
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if early_stopping:
+                        msg = (
+                            "Validation score did not improve more than tol=%f for %d "
+                            "consecutive epochs." % (self.tol, self.n_iter_no_change)
+                        )
+                    else:
+                        msg = (
+                            "Training loss did not improve more than tol=%f for %d "
+                            "consecutive epochs." % (self.tol, self.n_iter_no_change)
+                        )
+                    if self._trigger_stopping(msg):
+                        break
+                    self._no_improvement_count = 0
+
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        "Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                        "optimization hasn't converged yet." % self.max_iter,
+                        ConvergenceWarning,
+                        stacklevel=3,
+                    )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.", stacklevel=3)
+
+        if early_stopping:
+            self._params[...] = self._best_params
+
+    def _trigger_stopping(self, msg):
+        """Stop, or (sgd with adaptive rate) divide the learning rate by 5."""
+        if self.solver == "sgd" and self.learning_rate == "adaptive":
+            if self._learning_rate <= 1e-6:
+                if self.verbose:
+                    print(msg + " Learning rate too small. Stopping.")
+                return True
+            self._learning_rate /= 5.0
+            if self.verbose:
+                print(msg + " Setting learning rate to %f" % self._learning_rate)
+            return False
+        if self.verbose:
+            print(msg + " Stopping.")
+        return True
+
+    def _update_validation(self, X_val, y_val, sw_val):
+        score = self._score(X_val, y_val, sample_weight=sw_val)
+        self.validation_scores_.append(score)
+        if self.verbose:
+            print("Validation score: %f" % score)
+        if score < self.best_validation_score_ + self.tol:
+            self._no_improvement_count += 1
+        else:
+            self._no_improvement_count = 0
+        if score > self.best_validation_score_:
+            self.best_validation_score_ = score
+            self._best_params[...] = self._params
+
+    def _update_training_loss(self):
+        if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+            self._no_improvement_count += 1
+        else:
+            self._no_improvement_count = 0
+        if self.loss_curve_[-1] < self.best_loss_:
+            self.best_loss_ = self.loss_curve_[-1]
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data. float32 input trains in float32.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The targets (class labels in classification, real numbers in regression).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    # ---------------------------------------------------------------------- prediction
+    def _forward_pass_fast(self, X, check_input=True):
+        """Output-layer activations for X, shape (n_samples, n_outputs)."""
+        if check_input:
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        self._sync_params()
+        dtype = self._params.dtype
+        Xd, Xsp = kernel_X(X, dtype)
+        n = X.shape[0]
+        chunk = max(1, min(n, _config.CHUNK_ROWS))
+        ws = Workspace(self._layout, self._act_codes(), chunk, dtype, not Xsp[0].shape[0])
+        out = np.empty((n, self.n_outputs_), dtype=dtype)
+        if n:
+            _train.predict_rows(
+                self._params, ws.net, Xd, Xsp, kernel_rows(n), chunk, ws.act, ws.xbuf, out
+            )
+        return out
+
+    def _score_with_function(self, X, y, sample_weight, score_function):
+        y_pred = self._predict(X, check_input=False)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return score_function(y, y_pred, sample_weight=sample_weight)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
+    """Multi-layer perceptron classifier, trained by compiled backpropagation.
+
+    A drop-in replacement for :class:`sklearn.neural_network.MLPClassifier`: the same
+    parameters, defaults, fitted attributes and methods. For the same ``random_state``
+    the initial weights, the minibatch order and the early-stopping split are the same
+    as scikit-learn's, so float64 training follows scikit-learn's to rounding error.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        Number of units in each hidden layer.
+    activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
+        Activation function of the hidden layers.
+    solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
+        Weight optimizer. 'lbfgs' runs ``scipy.optimize.minimize(method="L-BFGS-B")``
+        on the compiled full-batch loss and gradient.
+    alpha : float, default=0.0001
+        Strength of the L2 penalty (divided by the sum of sample weights).
+    batch_size : int or 'auto', default='auto'
+        Minibatch size of the stochastic solvers; 'auto' is ``min(200, n_samples)``.
+    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
+        Step-size schedule of 'sgd' (see scikit-learn).
+    learning_rate_init : float, default=0.001
+        Initial step size of 'sgd' and 'adam'.
+    power_t : float, default=0.5
+        Exponent of the 'invscaling' schedule.
+    max_iter : int, default=200
+        Maximum number of epochs (stochastic solvers) or iterations (lbfgs).
+    shuffle : bool, default=True
+        Shuffle the samples every epoch (stochastic solvers).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weight initialisation, the shuffling and the early-stopping split.
+    tol : float, default=1e-4
+        Improvement threshold of the stopping rules (and lbfgs' gradient tolerance).
+    verbose : bool, default=False
+        Print the loss of every epoch.
+    warm_start : bool, default=False
+        Continue from the previous solution.
+    momentum : float, default=0.9
+        Momentum of 'sgd'.
+    nesterovs_momentum : bool, default=True
+        Nesterov's momentum for 'sgd'.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data and stop when its accuracy stops
+        improving; the best weights are kept.
+    validation_fraction : float, default=0.1
+        Held-out fraction for early stopping.
+    beta_1, beta_2 : float, default=0.9, 0.999
+        Adam's moment decay rates.
+    epsilon : float, default=1e-8
+        Adam's denominator offset.
+    n_iter_no_change : int, default=10
+        Epochs without ``tol`` improvement before stopping.
+    max_fun : int, default=15000
+        Maximum number of loss evaluations of 'lbfgs'.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    loss_ : float
+    best_loss_ : float or None
+    loss_curve_ : list of float
+    validation_scores_ : list of float or None
+    best_validation_score_ : float or None
+    t_ : int
+    coefs_ : list of ndarray, views into one flat parameter vector
+    intercepts_ : list of ndarray, views into the same vector
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+    n_iter_ : int
+    n_layers_ : int
+    n_outputs_ : int
+    out_activation_ : str
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+    ):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            loss="log_loss",
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+        )
+
+    def _loss_code_for(self, y):
+        if self._label_binarizer.y_type_ == "multiclass":
+            return _loss.LOG_LOSS
+        return _loss.BINARY_LOG_LOSS
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            dtype=_config.FLOAT_DTYPES,
+            reset=reset,
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        # New classes on a fresh fit; on warm start the same set; on partial_fit a
+        # subset of the declared classes.
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as "
+                        f"in the previous call to fit. Previously got {self.classes_}, "
+                        f"`y` has {classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                    f"{self.classes_}. 'y' has {classes}."
+                )
+        y = self._label_binarizer.transform(y).astype(bool)
+        return X, y
+
+    def _validation_targets(self, Y_val):
+        return self._label_binarizer.inverse_transform(Y_val.astype(bool))
+
+    def predict(self, X):
+        """Predict class labels for X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        return self._label_binarizer.inverse_transform(y_pred)
+
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with_function(X, y, sample_weight, accuracy_score)
+
+    @available_if(_stochastic_solver)
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """Update the model with one epoch over the given data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+        sample_weight : array-like of shape (n_samples,), default=None
+        classes : array of shape (n_classes,), default=None
+            All the classes; required on the first call, ignored afterwards.
+
+        Returns
+        -------
+        self : object
+        """
+        if not hasattr(self, "classes_"):
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+            self.classes_ = self._label_binarizer.classes_
+        elif classes is not None and not np.array_equal(
+            self.classes_, unique_labels(classes)
+        ):
+            raise ValueError(
+                f"`classes={classes!r}` is not the same as on the previous call to "
+                f"partial_fit, which was: {self.classes_!r}"
+            )
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def predict_log_proba(self, X):
+        """Log of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_y_prob : ndarray of shape (n_samples, n_classes)
+        """
+        y_prob = self.predict_proba(X)
+        return np.log(y_prob, out=y_prob)
+
+    def predict_proba(self, X):
+        """Class probabilities, columns in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_prob : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        y_pred = self._forward_pass_fast(X)
+        if self.n_outputs_ == 1:
+            p = y_pred.ravel()
+            return np.vstack([1 - p, p]).T
+        return y_pred
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
+    """Multi-layer perceptron regressor, trained by compiled backpropagation.
+
+    A drop-in replacement for :class:`sklearn.neural_network.MLPRegressor` (see
+    :class:`MLPClassifier` for the shared parameters). Differences, both fixes:
+
+    - for several outputs, 'squared_error' reports half the squared error *summed* over
+      the outputs, the function whose gradient is trained on (scikit-learn reports the
+      mean over outputs while training on the sum: its issue 8349);
+    - ``partial_fit`` exists only for the stochastic solvers, as documented.
+
+    Parameters
+    ----------
+    loss : {'squared_error', 'poisson'}, default='squared_error'
+        'poisson' uses a log link (exp output) and needs ``y >= 0``.
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
+    learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
+    warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
+    beta_1, beta_2, epsilon, n_iter_no_change, max_fun :
+        As in :class:`MLPClassifier`; early stopping scores with R^2.
+
+    Attributes
+    ----------
+    loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_, t_,
+    coefs_, intercepts_, n_features_in_, feature_names_in_, n_iter_, n_layers_,
+    n_outputs_, out_activation_ :
+        As in :class:`MLPClassifier`.
+    """
+
+    _parameter_constraints: dict = {
+        **BaseMultilayerPerceptron._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
+    def __init__(
+        self,
+        loss="squared_error",
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        *,
+        solver="adam",
+        alpha=0.0001,
+        batch_size="auto",
+        learning_rate="constant",
+        learning_rate_init=0.001,
+        power_t=0.5,
+        max_iter=200,
+        shuffle=True,
+        random_state=None,
+        tol=1e-4,
+        verbose=False,
+        warm_start=False,
+        momentum=0.9,
+        nesterovs_momentum=True,
+        early_stopping=False,
+        validation_fraction=0.1,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        n_iter_no_change=10,
+        max_fun=15000,
+    ):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            loss=loss,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+        )
+
+    def _loss_code_for(self, y):
+        return _loss.POISSON if self.loss == "poisson" else _loss.SQUARED_ERROR
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            y_numeric=True,
+            dtype=_config.FLOAT_DTYPES,
+            reset=reset,
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError(
+                "Some value(s) of y are negative, which is not allowed for "
+                "loss='poisson' (it models counts or rates, y >= 0)."
+            )
+        return X, y
+
+    def _validation_targets(self, Y_val):
+        return Y_val.ravel() if Y_val.shape[1] == 1 else Y_val
+
+    def predict(self, X):
+        """Predict using the multi-layer perceptron model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        if y_pred.shape[1] == 1:
+            return y_pred.ravel()
+        return y_pred
+
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with_function(X, y, sample_weight, r2_score)
+
+    @available_if(_stochastic_solver)
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """Update the model with one epoch over the given data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : object
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)

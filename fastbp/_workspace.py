@@ -1,0 +1,64 @@
+"""Plain-Python glue between validated data and the kernels: array preparation and the
+buffers allocated once per fit."""
+
+import numpy as np
+import scipy.sparse as sp
+
+
+
+def readonly(a):
+    """A read-only view: every kernel argument that is only read is passed this way, so
+    one compiled specialisation serves both writable arrays and read-only ones (joblib
+    memmaps, arrays from ``np.broadcast_to``) instead of compiling twice."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+def native(a, dtype):
+    """C-contiguous, native byte order, given dtype (a copy only when needed)."""
+    return np.ascontiguousarray(a, dtype=np.dtype(dtype).newbyteorder("="))
+
+
+def kernel_X(X, dtype):
+    """Split validated X into the kernels' ``(X_dense, (indptr, indices, data))``.
+
+    Exactly one of the two is non-empty. CSC input is converted to CSR once.
+    """
+    if sp.issparse(X):
+        X = X.tocsr()
+        Xsp = (
+            readonly(native(X.indptr, np.int64)),
+            readonly(native(X.indices, np.int64)),
+            readonly(native(X.data, dtype)),
+        )
+        Xd = readonly(np.empty((0, 0), dtype=dtype))
+        return Xd, Xsp
+    empty_i = readonly(np.empty(0, dtype=np.int64))
+    Xsp = (empty_i, empty_i, readonly(np.empty(0, dtype=dtype)))
+    return readonly(native(X, dtype)), Xsp
+
+
+def kernel_rows(n):
+    return readonly(np.arange(n, dtype=np.int64))
+
+
+class Workspace:
+    """Activation, delta and input-row buffers for batches of up to ``rows`` rows."""
+
+    def __init__(self, layout, act_codes, rows, dtype, dense):
+        self.rows = rows
+        self.dtype = np.dtype(dtype)
+        self.dense = dense
+        self.net, size = layout.net(rows, act_codes)
+        self.act = np.empty(size, dtype=dtype)
+        self.delta = np.empty(size, dtype=dtype)
+        self.xbuf = np.empty(rows * int(layout.units[0]) if dense else 0, dtype=dtype)
+
+    def fits(self, rows, dtype, dense, act_codes):
+        return (
+            self.rows >= rows
+            and self.dtype == dtype
+            and self.dense == dense
+            and np.array_equal(self.net[4], act_codes)
+        )
