@@ -177,7 +177,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
         self._set_params_vector(layout, layout.pack(self.coefs_, self.intercepts_, dtype))
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
         # The views are rebuilt on load; the workspace is scratch memory.
         for key in ("coefs_", "intercepts_", "_workspace"):
             state.pop(key, None)
