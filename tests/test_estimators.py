@@ -1,0 +1,291 @@
+"""Behaviour of both estimators: the flat parameter vector, the ecosystem, bad input."""
+
+import io
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_iris, make_regression
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from fastbp import MLPClassifier, MLPRegressor
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def _data(Est):
+    if Est is MLPClassifier:
+        X, y = load_iris(return_X_y=True)
+        return X, y
+    X, y = make_regression(n_samples=150, n_features=4, noise=0.1, random_state=0)
+    return X, y / y.std()
+
+
+BOTH = pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor])
+
+
+def _fitted(Est, **params):
+    X, y = _data(Est)
+    params = {"hidden_layer_sizes": (8, 4), "max_iter": 20, "random_state": 0, **params}
+    return Est(**params).fit(X, y), X, y
+
+
+def _predictions(est, X):
+    return est.predict_proba(X) if hasattr(est, "predict_proba") else est.predict(X)
+
+
+# ------------------------------------------------------------------ the flat vector
+@BOTH
+def test_coefs_and_intercepts_are_views_of_one_flat_vector(Est):
+    est, X, _ = _fitted(Est)
+    flat = est._params
+    assert flat.ndim == 1
+    for a in est.coefs_ + est.intercepts_:
+        assert a.base is flat
+    assert sum(a.size for a in est.coefs_ + est.intercepts_) == flat.size
+    # writing through a view changes the model
+    before = _predictions(est, X)
+    est.coefs_[0][...] = 0.0
+    assert not np.allclose(_predictions(est, X), before)
+
+
+@BOTH
+def test_reassigned_coefs_are_used(Est):
+    est, X, _ = _fitted(Est)
+    ref = clone(est).set_params(random_state=1).fit(*_data(Est))
+    est.coefs_ = [c.copy() for c in ref.coefs_]
+    est.intercepts_ = [b.copy() for b in ref.intercepts_]
+    np.testing.assert_allclose(_predictions(est, X), _predictions(ref, X))
+    assert est.coefs_[0].base is est._params  # re-packed on use
+
+
+# ------------------------------------------------------------------ persistence, API
+@BOTH
+def test_pickle_and_joblib_round_trip(Est):
+    est, X, y = _fitted(Est)
+    for loaded in (pickle.loads(pickle.dumps(est)), _joblib_round_trip(est)):
+        np.testing.assert_array_equal(_predictions(loaded, X), _predictions(est, X))
+        assert loaded.coefs_[0].base is loaded._params
+        loaded.partial_fit(X, y)  # trainable after loading
+
+
+def _joblib_round_trip(est):
+    buf = io.BytesIO()
+    joblib.dump(est, buf)
+    buf.seek(0)
+    return joblib.load(buf)
+
+
+@BOTH
+def test_pipeline_grid_search_and_cross_val_score(Est):
+    X, y = _data(Est)
+    pipe = make_pipeline(StandardScaler(), Est(max_iter=100, learning_rate_init=0.01,
+                                               random_state=0))
+    grid = GridSearchCV(pipe, {f"{Est.__name__.lower()}__hidden_layer_sizes": [(4,), (8,)]},
+                        cv=3)
+    grid.fit(X, y)
+    assert grid.best_score_ > (0.6 if Est is MLPClassifier else 0.5)
+    scores = cross_val_score(Est(hidden_layer_sizes=(8,), max_iter=50, random_state=0,
+                                 learning_rate_init=0.01), X, y, cv=3)
+    assert np.all(np.isfinite(scores))
+
+
+@BOTH
+def test_partial_fit_only_for_stochastic_solvers(Est):
+    # scikit-learn's regressor wrongly exposes partial_fit with lbfgs.
+    assert not hasattr(Est(solver="lbfgs"), "partial_fit")
+    assert hasattr(Est(solver="sgd"), "partial_fit")
+    assert hasattr(Est(solver="adam"), "partial_fit")
+
+
+@BOTH
+def test_reproducible_with_random_state(Est):
+    a, X, _ = _fitted(Est)
+    b, _, _ = _fitted(Est)
+    np.testing.assert_array_equal(a._params, b._params)
+    c, _, _ = _fitted(Est, random_state=1)
+    assert not np.array_equal(a._params, c._params)
+
+
+@BOTH
+def test_zero_weight_minibatch_is_skipped_not_nan(Est):
+    X, y = _data(Est)
+    sw = np.ones(len(y))
+    sw[:10] = 0.0  # with shuffle=False and batch_size=10 the first batch weighs nothing
+    est = Est(hidden_layer_sizes=(5,), batch_size=10, shuffle=False, max_iter=3,
+              random_state=0).fit(X, y, sample_weight=sw)
+    assert np.isfinite(est._params).all() and np.isfinite(est.loss_)
+
+
+@BOTH
+def test_sample_weight_zero_equals_dropping_rows_lbfgs(Est):
+    X, y = _data(Est)
+    sw = np.ones(len(y))
+    sw[::3] = 0
+    keep = sw > 0
+    a = Est(solver="lbfgs", hidden_layer_sizes=(5,), max_iter=30, random_state=0)
+    b = clone(a)
+    a.fit(X, y, sample_weight=sw)
+    b.fit(X[keep], y[keep])
+    np.testing.assert_allclose(a._params, b._params, rtol=1e-6, atol=1e-8)
+
+
+def test_lbfgs_multioutput_regression_converges():
+    # scikit-learn's loss/gradient mismatch (issue 8349) makes its line search fail here.
+    X, Y = make_regression(n_samples=200, n_features=5, n_targets=4, random_state=0)
+    Y = Y / Y.std(0)
+    est = MLPRegressor(solver="lbfgs", hidden_layer_sizes=(10,), max_iter=2000,
+                       random_state=0, tol=1e-8, alpha=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est.fit(X, Y)
+    P = est.predict(X)
+    expected = 0.5 * np.mean(np.sum((Y - P) ** 2, axis=1)) + 0.5 * 1e-3 * sum(
+        np.sum(c**2) for c in est.coefs_
+    ) / len(Y)
+    assert est.loss_ == pytest.approx(expected, rel=1e-7)
+
+
+def test_string_labels_and_predict_log_proba():
+    X, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    est = MLPClassifier(hidden_layer_sizes=(10,), max_iter=200, random_state=0,
+                        learning_rate_init=0.01).fit(X, names)
+    assert set(est.predict(X)) <= set(names)
+    assert est.score(X, names) > 0.9
+    np.testing.assert_allclose(np.exp(est.predict_log_proba(X)), est.predict_proba(X))
+    np.testing.assert_allclose(est.predict_proba(X).sum(1), 1.0)
+
+
+def test_pandas_keeps_feature_names():
+    pd = pytest.importorskip("pandas")
+    X, y = load_iris(return_X_y=True)
+    df = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    est = MLPClassifier(max_iter=5, random_state=0).fit(df, y)
+    np.testing.assert_array_equal(est.feature_names_in_, ["a", "b", "c", "d"])
+
+
+# ------------------------------------------------------------------------- bad input
+@BOTH
+def test_predict_before_fit_raises_not_fitted(Est):
+    with pytest.raises(NotFittedError):
+        Est().predict(np.ones((2, 3)))
+
+
+@BOTH
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_input_is_rejected(Est, bad):
+    X, y = _data(Est)
+    X = X.copy()
+    X[3, 1] = bad
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        Est(max_iter=2).fit(X, y)
+
+
+@BOTH
+def test_shape_errors(Est):
+    X, y = _data(Est)
+    with pytest.raises(ValueError, match="2D array"):
+        Est(max_iter=2).fit(X[:, 0], y)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        Est(max_iter=2).fit(X, y[:-1])
+    with pytest.raises(ValueError, match="0 feature"):
+        Est(max_iter=2).fit(X[:, :0], y)
+    est = Est(max_iter=2).fit(X, y)
+    with pytest.raises(ValueError, match="features"):
+        est.predict(X[:, :2])
+    with pytest.raises(ValueError, match="sample_weight"):
+        Est(max_iter=2).fit(X, y, sample_weight=np.ones(3))
+
+
+@BOTH
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"solver": "newton"}, "solver"),
+        ({"activation": "swish"}, "activation"),
+        ({"alpha": -1.0}, "alpha"),
+        ({"hidden_layer_sizes": (3, 0)}, "hidden_layer_sizes"),
+        ({"hidden_layer_sizes": (3, -2)}, "hidden_layer_sizes"),
+        ({"learning_rate_init": 0.0}, "learning_rate_init"),
+        ({"momentum": 1.5}, "momentum"),
+        ({"beta_1": 1.0}, "beta_1"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"validation_fraction": 1.0}, "validation_fraction"),
+        ({"max_iter": 0}, "max_iter"),
+    ],
+)
+def test_invalid_parameters_named_in_error(Est, params, match):
+    X, y = _data(Est)
+    with pytest.raises(ValueError, match=match):
+        Est(**params).fit(X, y)
+
+
+def test_poisson_rejects_negative_targets():
+    X, y = make_regression(n_samples=30, n_features=3, random_state=0)
+    with pytest.raises(ValueError, match="negative"):
+        MLPRegressor(loss="poisson", max_iter=2).fit(X, y)
+
+
+@BOTH
+def test_warm_start_with_new_architecture_is_a_clear_error(Est):
+    est, X, y = _fitted(Est, warm_start=True)
+    est.set_params(hidden_layer_sizes=(3,))
+    with pytest.raises(ValueError, match="layer sizes"):
+        est.fit(X, y)
+
+
+def test_partial_fit_classes_errors():
+    X, y = load_iris(return_X_y=True)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        MLPClassifier().partial_fit(X, y)
+    est = MLPClassifier().partial_fit(X[y < 2], y[y < 2], classes=[0, 1])
+    with pytest.raises(ValueError, match="classes not in"):
+        est.partial_fit(X, y)
+
+
+@BOTH
+def test_early_stopping_with_partial_fit_is_rejected(Est):
+    X, y = _data(Est)
+    extra = {"classes": np.unique(y)} if Est is MLPClassifier else {}
+    with pytest.raises(ValueError, match="early_stopping"):
+        Est(early_stopping=True).partial_fit(X, y, **extra)
+
+
+@BOTH
+def test_divergence_raises_non_finite_error(Est):
+    X, y = _data(Est)
+    # Inputs near the float64 limit overflow the first products: scikit-learn raises
+    # the same error on the same data.
+    est = Est(solver="sgd", learning_rate_init=1.0, max_iter=5, random_state=0)
+    with pytest.raises(ValueError, match="non-finite parameter weights"):
+        est.fit(X * 1e200, y)
+
+
+@BOTH
+def test_dtypes(Est):
+    X, y = _data(Est)
+    for dtype in (np.float32, np.float64):
+        est = Est(max_iter=3, random_state=0).fit(X.astype(dtype), y)
+        assert est.coefs_[0].dtype == dtype
+        assert _predictions(est, X.astype(dtype)).dtype == dtype
+    est = Est(max_iter=3, random_state=0).fit(X.astype(np.int64).astype(object), y)
+    assert est.coefs_[0].dtype == np.float64
+
+
+@BOTH
+def test_no_hidden_layer_is_a_linear_model(Est):
+    X, y = _data(Est)
+    est = Est(hidden_layer_sizes=(), max_iter=5, random_state=0).fit(X, y)
+    assert est.n_layers_ == 2 and len(est.coefs_) == 1
