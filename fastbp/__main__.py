@@ -61,6 +61,7 @@ def _plot(path, curves, epochs):
     # The two curves may coincide: draw the second one dashed so both stay visible.
     for (name, curve), style in zip(curves.items(), ("-", "--"), strict=False):
         ax.plot(range(1, len(curve) + 1), curve, style, linewidth=2, label=name)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss")
     ax.set_title(f"digits, hidden (64,), adam, batch 32, {epochs} epochs")

@@ -47,7 +47,13 @@ class Layout:
         """Copy lists of weight matrices and bias vectors into a new flat vector."""
         flat = np.empty(self.n_params, dtype=dtype)
         own_coefs, own_intercepts = self.views(flat)
-        for dst, src in zip(own_coefs + own_intercepts, list(coefs) + list(intercepts)):
+        given = list(coefs) + list(intercepts)
+        if len(given) != len(own_coefs) * 2:
+            raise ValueError(
+                f"Expected {len(own_coefs)} weight matrices and as many bias vectors for "
+                f"layer sizes {self.units.tolist()}, got {len(coefs)} and {len(intercepts)}."
+            )
+        for dst, src in zip(own_coefs + own_intercepts, given, strict=True):
             src = np.asarray(src)
             if src.shape != dst.shape:
                 raise ValueError(

@@ -305,9 +305,9 @@ class BaseMultilayerPerceptron(BaseEstimator):
         )
         if result.status != 0:
             warnings.warn(
-                "lbfgs failed to converge after %d iteration(s) (status=%d): %s\n"
-                "Increase the number of iterations (max_iter) or scale the data."
-                % (result.nit, result.status, result.message),
+                f"lbfgs failed to converge after {result.nit} iteration(s) "
+                f"(status={result.status}): {result.message}\n"
+                "Increase the number of iterations (max_iter) or scale the data.",
                 ConvergenceWarning,
                 stacklevel=3,
             )
@@ -408,7 +408,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
 
                 if early_stopping:
                     self._update_validation(X_val, y_val, sw_val)
@@ -424,13 +424,13 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 if self._no_improvement_count > self.n_iter_no_change:
                     if early_stopping:
                         msg = (
-                            "Validation score did not improve more than tol=%f for %d "
-                            "consecutive epochs." % (self.tol, self.n_iter_no_change)
+                            f"Validation score did not improve more than tol={self.tol:f} "
+                            f"for {self.n_iter_no_change} consecutive epochs."
                         )
                     else:
                         msg = (
-                            "Training loss did not improve more than tol=%f for %d "
-                            "consecutive epochs." % (self.tol, self.n_iter_no_change)
+                            f"Training loss did not improve more than tol={self.tol:f} "
+                            f"for {self.n_iter_no_change} consecutive epochs."
                         )
                     if self._trigger_stopping(msg):
                         break
@@ -440,8 +440,8 @@ class BaseMultilayerPerceptron(BaseEstimator):
                     break
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(
-                        "Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                        "optimization hasn't converged yet." % self.max_iter,
+                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                        "and the optimization hasn't converged yet.",
                         ConvergenceWarning,
                         stacklevel=3,
                     )
@@ -460,7 +460,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 return True
             self._learning_rate /= 5.0
             if self.verbose:
-                print(msg + " Setting learning rate to %f" % self._learning_rate)
+                print(f"{msg} Setting learning rate to {self._learning_rate:f}")
             return False
         if self.verbose:
             print(msg + " Stopping.")
@@ -470,7 +470,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
         score = self._score(X_val, y_val, sample_weight=sw_val)
         self.validation_scores_.append(score)
         if self.verbose:
-            print("Validation score: %f" % score)
+            print(f"Validation score: {score:f}")
         if score < self.best_validation_score_ + self.tol:
             self._no_improvement_count += 1
         else:

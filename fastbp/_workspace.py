@@ -5,7 +5,6 @@ import numpy as np
 import scipy.sparse as sp
 
 
-
 def readonly(a):
     """A read-only view: every kernel argument that is only read is passed this way, so
     one compiled specialisation serves both writable arrays and read-only ones (joblib

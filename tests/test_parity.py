@@ -56,7 +56,8 @@ def test_initial_weights_are_sklearns(kind, activation, seed):
     ours, theirs = _pair(kind, **params)
     ours.fit(X, y)
     theirs.fit(X, y)
-    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+    pairs = zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True)
+    for a, b in pairs:
         np.testing.assert_array_equal(a, b)
 
 
