@@ -144,7 +144,9 @@ class BaseMultilayerPerceptron(BaseEstimator):
             sizes = [sizes]
         sizes = list(sizes)
         if any(not isinstance(s, Integral | np.integer) or s <= 0 for s in sizes):
-            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
+            raise ValueError(
+                f"hidden_layer_sizes must be positive integers (each > 0), got {sizes}."
+            )
         return [int(s) for s in sizes]
 
     def _act_codes(self):
