@@ -1,0 +1,95 @@
+"""The command line demo and the example scripts run, print their results and write their
+figures. Quick mode (``--quick``, ``FASTBP_EXAMPLE_QUICK=1``) keeps each to a few seconds;
+nothing here checks speed."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastbp.__main__ import main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+# "model  test accuracy  median fit (s)  speed-up vs sklearn" rows of the demo's table
+ROW = r"^{name}\s+(?P<acc>[01]\.\d{{4}})\s+\d+\.\d{{3}}\s+(?P<ratio>\d+\.\d{{2}})x$"
+
+
+def run(args, cwd):
+    env = {**os.environ, "FASTBP_EXAMPLE_QUICK": "1", "MPLBACKEND": "Agg"}
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def check_table(out):
+    assert re.search(r"^machine: \d+", out, re.M), out
+    assert "fastbp first fit (compile or cache load):" in out
+    assert re.search(r"^model\s+test accuracy\s+median fit \(s\)\s+speed-up vs sklearn$", out, re.M)
+    rows = {}
+    for name in ("fastbp", "sklearn"):
+        match = re.search(ROW.format(name=name), out, re.M)
+        assert match, f"no table row for {name}:\n{out}"
+        assert float(match["acc"]) > 0.5  # 10 classes: far above chance
+        rows[name] = match
+    assert rows["sklearn"]["ratio"] == "1.00"  # the reference row
+
+
+def check_png(path):
+    assert path.is_file(), f"{path} was not written"
+    assert path.read_bytes().startswith(b"\x89PNG") and path.stat().st_size > 1000
+
+
+def test_demo_in_process(capsys):
+    assert main(["demo", "--quick"]) == 0
+    check_table(capsys.readouterr().out)
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and "demo" in out
+
+
+def test_demo_rejects_zero_repeats(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--repeats", "0"])
+    assert exc.value.code == 2
+    assert "--repeats" in capsys.readouterr().err
+
+
+def test_demo_cli_with_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = run(["-m", "fastbp", "demo", "--quick", "--repeats", "2", "--plot", "demo.png"], tmp_path)
+    check_table(out)
+    assert "median of 2 fit(s)" in out
+    check_png(tmp_path / "demo.png")
+
+
+def test_quickstart(tmp_path):
+    out = run([str(EXAMPLES / "quickstart.py")], tmp_path)
+    accuracy = re.search(r"^test accuracy: ([01]\.\d{3})$", out, re.M)
+    assert accuracy and float(accuracy[1]) > 0.6, out
+    assert "predictions (first 10 test rows):" in out
+    assert "class probabilities (first 3 test rows):" in out
+
+
+def test_pipeline_grid_search(tmp_path):
+    out = run([str(EXAMPLES / "pipeline_grid_search.py")], tmp_path)
+    assert re.search(r"^best params: \{'mlp__alpha': .+'mlp__hidden_layer_sizes': ", out, re.M)
+    score = re.search(r"^best CV accuracy: ([01]\.\d{3})$", out, re.M)
+    assert score and float(score[1]) > 0.8, out
+    assert "test accuracy of the refitted best pipeline:" in out
+
+
+def test_plot_loss_curves(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = run([str(EXAMPLES / "plot_loss_curves.py")], tmp_path)  # default path: cwd
+    assert re.search(r"^sgd .+: 10 epochs, final loss \d", out, re.M), out
+    assert re.search(r"^adam .+: 10 epochs, final loss \d", out, re.M), out
+    check_png(tmp_path / "loss_curves.png")
