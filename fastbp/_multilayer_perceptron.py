@@ -519,6 +519,8 @@ class BaseMultilayerPerceptron(BaseEstimator):
         Xd, Xsp = kernel_X(X, dtype)
         n = X.shape[0]
         chunk = max(1, min(n, _config.CHUNK_ROWS))
+        # A workspace of its own, not the cached training one: concurrent predict calls
+        # (threads sharing a fitted model) must not write into the same buffers.
         ws = Workspace(self._layout, self._act_codes(), chunk, dtype, not Xsp[0].shape[0])
         out = np.empty((n, self.n_outputs_), dtype=dtype)
         if n:
