@@ -5,6 +5,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.optimize
+import scipy.sparse as sp
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -16,26 +17,40 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils import check_array, check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _config
+from . import _config, _schedules
 from ._kernels import activations as _act
 from ._kernels import losses as _loss
 from ._kernels import optimizers as _opt
 from ._kernels import train as _train
 from ._layout import Layout
-from ._workspace import Workspace, kernel_rows, kernel_X, native, readonly
+from ._workspace import Workspace, kernel_rows, kernel_X, native, no_dropout, readonly
 
-_STOCHASTIC_SOLVERS = ("sgd", "adam")
+_STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+_INITS = ("sklearn", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal")
+_LEARNING_RATES = ("constant", "invscaling", "adaptive", *_schedules.EPOCH_SCHEDULES)
 
 _NON_FINITE_MSG = (
     "Solver produced non-finite parameter weights. The input data may contain large "
     "values and need to be preprocessed."
 )
+
+
+def _probabilistic(est):
+    """``available_if`` condition of ``predict_proba``: not with the hinge loss, whose
+    outputs are scores, not probabilities (as scikit-learn's SGDClassifier)."""
+    if est.loss == "hinge":
+        raise AttributeError(
+            "predict_proba is not available with loss='hinge': its outputs are margins, "
+            "not probabilities. Use loss='log_loss' for probabilities."
+        )
+    return True
 
 
 def _stochastic_solver(est):
@@ -58,11 +73,11 @@ class BaseMultilayerPerceptron(BaseEstimator):
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(_act.HIDDEN_CODES))],
-        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "activation": [StrOptions(set(_act.HIDDEN_CODES)), list, tuple],
+        "solver": [StrOptions({"lbfgs", *_STOCHASTIC_SOLVERS})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate": [StrOptions(set(_LEARNING_RATES))],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "power_t": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -83,6 +98,14 @@ class BaseMultilayerPerceptron(BaseEstimator):
             Options(Real, {np.inf}),
         ],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left"), list, tuple],
+        "l1": [Interval(Real, 0, None, closed="left")],
+        "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "rho": [Interval(Real, 0, 1, closed="left")],
+        "lr_decay": [Interval(Real, 0, 1, closed="right")],
+        "lr_period": [None, Interval(Integral, 1, None, closed="left")],
+        "init": [StrOptions(set(_INITS))],
     }
 
     def __init__(
@@ -111,6 +134,14 @@ class BaseMultilayerPerceptron(BaseEstimator):
         epsilon,
         n_iter_no_change,
         max_fun,
+        dropout,
+        l1,
+        max_grad_norm,
+        weight_decay,
+        rho,
+        lr_decay,
+        lr_period,
+        init,
     ):
         self.activation = activation
         self.solver = solver
@@ -136,6 +167,14 @@ class BaseMultilayerPerceptron(BaseEstimator):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
+        self.dropout = dropout
+        self.l1 = l1
+        self.max_grad_norm = max_grad_norm
+        self.weight_decay = weight_decay
+        self.rho = rho
+        self.lr_decay = lr_decay
+        self.lr_period = lr_period
+        self.init = init
 
     # ------------------------------------------------------------------ network state
     def _hidden_sizes(self):
@@ -149,13 +188,49 @@ class BaseMultilayerPerceptron(BaseEstimator):
             )
         return [int(s) for s in sizes]
 
+    def _per_hidden_layer(self, name, value, n_hidden):
+        """``value`` as a list with one entry per hidden layer (a scalar is repeated)."""
+        if not isinstance(value, list | tuple):
+            return [value] * n_hidden
+        if len(value) != n_hidden:
+            raise ValueError(
+                f"{name} has {len(value)} entries but the network has {n_hidden} hidden "
+                f"layer(s) (hidden_layer_sizes={self.hidden_layer_sizes!r}); give one "
+                f"value per hidden layer, or a single value for all."
+            )
+        return list(value)
+
+    def _hidden_activations(self, n_hidden):
+        names = self._per_hidden_layer("activation", self.activation, n_hidden)
+        for name in names:
+            if not isinstance(name, str) or name not in _act.HIDDEN_CODES:
+                raise ValueError(
+                    f"activation {name!r} is not supported; the allowed values are "
+                    f"{sorted(_act.HIDDEN_CODES)}."
+                )
+        return names
+
     def _act_codes(self):
         """Activation code of each layer (entry 0, the input, unused)."""
-        hidden = _act.HIDDEN_CODES[self.activation]
+        hidden = [_act.HIDDEN_CODES[a] for a in self._hidden_activations(self.n_layers_ - 2)]
         return np.array(
-            [0] + [hidden] * (self.n_layers_ - 2) + [_loss.OUTPUT_ACTIVATION[self._loss_code]],
-            dtype=np.int64,
+            [0, *hidden, _loss.OUTPUT_ACTIVATION[self._loss_code]], dtype=np.int64
         )
+
+    def _dropout_rates(self, n_layers):
+        """Dropout rate of each layer (0 for the input and the output), read-only."""
+        rates = self._per_hidden_layer("dropout", self.dropout, n_layers - 2)
+        for rate in rates:
+            if (
+                isinstance(rate, bool)
+                or not isinstance(rate, Real)
+                or not 0.0 <= rate < 1.0
+            ):
+                raise ValueError(
+                    f"dropout rates must be floats in [0, 1), got {rate!r} in "
+                    f"dropout={self.dropout!r}."
+                )
+        return readonly(np.array([0.0, *rates, 0.0], dtype=np.float64))
 
     def _set_params_vector(self, layout, flat):
         """Install ``flat`` as the parameter vector; coefs_/intercepts_ become views."""
@@ -194,23 +269,48 @@ class BaseMultilayerPerceptron(BaseEstimator):
             self._set_params_vector(self._layout, params)
 
     def _initialize(self, y, layer_units, dtype):
-        """Set the fitted attributes of a fresh network and draw its initial weights
-        with scikit-learn's scheme and draw order (same weights for the same seed)."""
+        """Set the fitted attributes of a fresh network and draw its initial weights.
+
+        ``init="sklearn"`` is scikit-learn's scheme and draw order (same weights for the
+        same seed). The others are the usual fan-based ones with zero biases.
+        """
         self.n_iter_ = 0
         self.t_ = 0
         self.n_outputs_ = y.shape[1]
         self.n_layers_ = len(layer_units)
         self.out_activation_ = _act.OUTPUT_NAMES[_loss.OUTPUT_ACTIVATION[self._loss_code]]
+        self._dropout_seed = None
+        self.__dict__.pop("validation_loss_curve_", None)
 
         layout = Layout(layer_units)
         flat = np.empty(layout.n_params, dtype=dtype)
         coefs, intercepts = layout.views(flat)
-        factor = 2.0 if self.activation == "logistic" else 6.0
+        hidden = self._hidden_activations(self.n_layers_ - 2)
+        rs = self._random_state
         for i in range(self.n_layers_ - 1):
             fan_in, fan_out = layer_units[i], layer_units[i + 1]
-            bound = np.sqrt(factor / (fan_in + fan_out))
-            coefs[i][...] = self._random_state.uniform(-bound, bound, (fan_in, fan_out))
-            intercepts[i][...] = self._random_state.uniform(-bound, bound, fan_out)
+            shape = (fan_in, fan_out)
+            if self.init == "sklearn":
+                # scikit-learn's Glorot variant; its gain for logistic units is smaller.
+                # With one activation per layer, a layer's weights follow the layer they
+                # feed (the output layer: the last hidden one).
+                feeds = hidden[min(i, len(hidden) - 1)] if hidden else self.activation
+                factor = 2.0 if feeds == "logistic" else 6.0
+                bound = np.sqrt(factor / (fan_in + fan_out))
+                coefs[i][...] = rs.uniform(-bound, bound, shape)
+                intercepts[i][...] = rs.uniform(-bound, bound, fan_out)
+                continue
+            if self.init == "glorot_uniform":
+                bound = np.sqrt(6.0 / (fan_in + fan_out))
+                coefs[i][...] = rs.uniform(-bound, bound, shape)
+            elif self.init == "glorot_normal":
+                coefs[i][...] = rs.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), shape)
+            elif self.init == "he_uniform":
+                bound = np.sqrt(6.0 / fan_in)
+                coefs[i][...] = rs.uniform(-bound, bound, shape)
+            else:  # he_normal
+                coefs[i][...] = rs.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+            intercepts[i][...] = 0.0
         self._set_params_vector(layout, flat)
         self._best_params = flat.copy()
 
@@ -234,10 +334,37 @@ class BaseMultilayerPerceptron(BaseEstimator):
             self._workspace = ws
         return ws
 
+    def _huber_delta(self):
+        return float(getattr(self, "huber_delta", 1.0))
+
     # ------------------------------------------------------------------------- fitting
-    def _fit(self, X, y, sample_weight=None, incremental=False):
+    def _fit(
+        self,
+        X,
+        y,
+        sample_weight=None,
+        incremental=False,
+        X_val=None,
+        y_val=None,
+        sample_weight_val=None,
+    ):
         hidden_layer_sizes = self._hidden_sizes()
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        if (X_val is None) != (y_val is None):
+            raise ValueError(
+                "X_val and y_val must be given together (got only "
+                f"{'X_val' if y_val is None else 'y_val'})."
+            )
+        if sample_weight_val is not None and X_val is None:
+            raise ValueError("sample_weight_val was given without X_val and y_val.")
+        self._dropout_rates(len(hidden_layer_sizes) + 2)  # validate before any work
+        self._hidden_activations(len(hidden_layer_sizes))
+        if self.solver == "lbfgs" and np.any(self._dropout_rates(len(hidden_layer_sizes) + 2)):
+            raise ValueError(
+                "dropout needs a stochastic solver (one of "
+                f"{_STOCHASTIC_SOLVERS}); solver='lbfgs' minimises a deterministic "
+                "objective. Use dropout=0.0 with lbfgs."
+            )
 
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         n_samples, n_features = X.shape
@@ -246,6 +373,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         layer_units = [n_features] + hidden_layer_sizes + [y.shape[1]]
+        sample_weight = self._with_class_weight(sample_weight, y, incremental)
 
         self._random_state = check_random_state(self.random_state)
         if first_pass:
@@ -262,47 +390,114 @@ class BaseMultilayerPerceptron(BaseEstimator):
         # A network keeps the dtype it was created with (warm start, partial_fit).
         dtype = self._params.dtype
         Y = native(y, dtype)
+        val = None
+        if X_val is not None:
+            val = self._given_validation_set(X_val, y_val, sample_weight_val, dtype)
 
         if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X, Y, sample_weight, incremental)
+            self._fit_stochastic(X, Y, sample_weight, incremental, val)
         else:
-            self._fit_lbfgs(X, Y, sample_weight)
+            self._fit_lbfgs(X, Y, sample_weight, val)
 
         if not np.isfinite(self._params).all():
             raise ValueError(_NON_FINITE_MSG)
         return self
+
+    def _with_class_weight(self, sample_weight, Y, incremental):
+        """Sample weights times class weights (classifier; the regressor has none)."""
+        return sample_weight
 
     def _kernel_weights(self, sample_weight, dtype):
         if sample_weight is None:
             return readonly(np.empty(0, dtype=dtype))
         return readonly(native(sample_weight, dtype))
 
-    def _fit_lbfgs(self, X, Y, sample_weight):
-        dtype = self._params.dtype
-        n_samples = X.shape[0]
+    # ------------------------------------------------------------------ validation set
+    def _given_validation_set(self, X_val, y_val, sample_weight_val, dtype):
+        """Validate a user-given validation set like the training data."""
+        X_val = validate_data(
+            self, X_val, accept_sparse=["csr", "csc"], dtype=_config.FLOAT_DTYPES, reset=False
+        )
+        Y_val = self._encode_validation_targets(y_val, X_val.shape[0])
+        if sample_weight_val is not None:
+            sample_weight_val = _check_sample_weight(sample_weight_val, X_val)
+        sample_weight_val = self._with_class_weight(sample_weight_val, Y_val, False)
+        return self._validation_set(X_val, native(Y_val, dtype), sample_weight_val, dtype)
+
+    def _validation_set(self, X_val, Y_val, sw_val, dtype):
+        """What scoring and the validation loss need of a validation set."""
+        Xd, Xsp = kernel_X(X_val, dtype)
+        n = X_val.shape[0]
+        chunk = max(1, min(n, _config.CHUNK_ROWS))
+        return dict(
+            X=X_val,
+            y=self._validation_targets(Y_val),
+            sw=sw_val,
+            kernel=(Xd, Xsp, readonly(Y_val), self._kernel_weights(sw_val, dtype)),
+            rows=kernel_rows(n),
+            chunk=chunk,
+            ws=Workspace(self._layout, self._act_codes(), chunk, dtype, not Xsp[0].shape[0],
+                         train=False),
+        )
+
+    def _validation_loss(self, val):
+        """Mean loss on the validation set (no penalty, no dropout)."""
+        Xd, Xsp, Yk, sw = val["kernel"]
+        ws = val["ws"]
+        return float(_train.mean_loss(
+            self._params, ws.net, Xd, Xsp, Yk, sw, val["rows"], val["chunk"],
+            self._loss_code, float(np.finfo(self._params.dtype).eps), self._huber_delta(),
+            ws.act, ws.delta, ws.xbuf, no_dropout(),
+        ))
+
+    # ------------------------------------------------------------------------- L-BFGS
+    def _objective(self, X, Y, sample_weight, params, ws):
+        """``f(x) -> (loss, gradient as float64)``: the full training objective (mean
+        loss plus penalties, no dropout) at ``x``, which ``f`` writes into ``params``."""
+        dtype = params.dtype
         Xd, Xsp = kernel_X(X, dtype)
         Yk, sw = readonly(Y), self._kernel_weights(sample_weight, dtype)
-        rows = kernel_rows(n_samples)
-        chunk = min(n_samples, _config.CHUNK_ROWS)
-        ws = self._get_workspace(chunk, dtype, not Xsp[0].shape[0])
-        grads = np.empty_like(self._params)
-        scratch = np.empty_like(self._params)
-        clip_eps = float(np.finfo(dtype).eps)
-        params = self._params
+        rows = kernel_rows(X.shape[0])
+        grads = np.empty_like(params)
+        scratch = np.empty_like(params)
+        args = (
+            self._loss_code, float(np.finfo(dtype).eps), self._huber_delta(),
+            float(self.alpha), float(self.l1),
+        )
+        no_drop = no_dropout()
 
-        def loss_grad(x):
+        def f(x):
             params[...] = x
             loss = _train.full_loss_grad(
-                params, grads, scratch, ws.net, Xd, Xsp, Yk, sw, rows, chunk,
-                self._loss_code, clip_eps, float(self.alpha), ws.act, ws.delta, ws.xbuf,
+                params, grads, scratch, ws.net, Xd, Xsp, Yk, sw, rows, ws.rows, *args,
+                ws.act, ws.delta, ws.xbuf, ws.dact, no_drop,
             )
             return loss, grads.astype(np.float64)
+
+        return f
+
+    def _fit_lbfgs(self, X, Y, sample_weight, val):
+        dtype = self._params.dtype
+        chunk = min(X.shape[0], _config.CHUNK_ROWS)
+        ws = self._get_workspace(chunk, dtype, not sp.issparse(X))
+        params = self._params
+        loss_grad = self._objective(X, Y, sample_weight, params, ws)
+        callback = None
+        if val is not None:
+            self.validation_loss_curve_ = []
+
+            def callback(intermediate_result):
+                saved = params.copy()
+                params[...] = intermediate_result.x
+                self.validation_loss_curve_.append(self._validation_loss(val))
+                params[...] = saved
 
         result = scipy.optimize.minimize(
             loss_grad,
             params.astype(np.float64),
             method="L-BFGS-B",
             jac=True,
+            callback=callback,
             options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
         )
         if result.status != 0:
@@ -317,14 +512,47 @@ class BaseMultilayerPerceptron(BaseEstimator):
         self.loss_ = float(result.fun)
         params[...] = result.x
 
+    # --------------------------------------------------------------- stochastic solvers
     def _new_optimizer_state(self):
         dtype = self._params.dtype
         self._opt_solver = self.solver
         self._opt_state = np.zeros((2, self._params.shape[0]), dtype=dtype)
         self._opt_t = 0
+        self._opt_epoch = 0
         self._learning_rate = float(self.learning_rate_init)
 
-    def _fit_stochastic(self, X, Y, sample_weight, incremental):
+    def _epoch_learning_rate(self):
+        """The step size of the coming epoch."""
+        if self.learning_rate in _schedules.EPOCH_SCHEDULES:
+            period = _schedules.period(self.learning_rate, self.lr_period, self.max_iter)
+            return _schedules.epoch_rate(
+                self.learning_rate, float(self.learning_rate_init),
+                getattr(self, "_opt_epoch", 0), float(self.lr_decay), period,
+            )
+        return self._learning_rate
+
+    def _hyperparameters(self, dtype):
+        """The kernels' float and int hyperparameter vectors (learning rate set later)."""
+        hp = np.zeros(_train.N_HP)
+        hp[_train.HP_MOMENTUM] = self.momentum
+        hp[_train.HP_BETA_1] = self.beta_1
+        hp[_train.HP_BETA_2] = self.beta_2
+        hp[_train.HP_EPSILON] = self.epsilon
+        hp[_train.HP_ALPHA] = self.alpha
+        hp[_train.HP_CLIP_EPS] = np.finfo(dtype).eps
+        hp[_train.HP_L1] = self.l1
+        hp[_train.HP_MAX_GRAD_NORM] = self.max_grad_norm or 0.0
+        hp[_train.HP_WEIGHT_DECAY] = self.weight_decay
+        hp[_train.HP_RHO] = self.rho
+        hp[_train.HP_HUBER_DELTA] = self._huber_delta()
+        ihp = np.zeros(_train.N_IHP, dtype=np.int64)
+        ihp[_train.IHP_SOLVER] = _opt.CODES[self.solver]
+        ihp[_train.IHP_NESTEROV] = int(self.nesterovs_momentum)
+        ihp[_train.IHP_LOSS] = self._loss_code
+        ihp[_train.IHP_SEED] = self._dropout_seed or 0
+        return hp, ihp
+
+    def _fit_stochastic(self, X, Y, sample_weight, incremental, val):
         if (
             not incremental
             or not hasattr(self, "_opt_state")
@@ -336,9 +564,10 @@ class BaseMultilayerPerceptron(BaseEstimator):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         early_stopping = self.early_stopping
-        n_total = X.shape[0]
-        if early_stopping:
+        dtype = self._params.dtype
+        if early_stopping and val is None:
             # scikit-learn's split, on row indices: the same draws, the same rows.
+            n_total = X.shape[0]
             stratify = Y if (is_classifier(self) and self.n_outputs_ == 1) else None
             train_idx, val_idx = train_test_split(
                 np.arange(n_total),
@@ -351,13 +580,17 @@ class BaseMultilayerPerceptron(BaseEstimator):
                     "The validation set is too small. Increase 'validation_fraction' "
                     "or the size of your dataset."
                 )
-            X_val = X[val_idx]
-            y_val = self._validation_targets(Y[val_idx])
             sw_val = None if sample_weight is None else sample_weight[val_idx]
+            val = self._validation_set(X[val_idx], Y[val_idx], sw_val, dtype)
             X, Y = X[train_idx], Y[train_idx]
             sample_weight = None if sample_weight is None else sample_weight[train_idx]
+        if val is not None:
+            if not isinstance(getattr(self, "validation_loss_curve_", None), list):
+                self.validation_loss_curve_ = []
+            if self.validation_scores_ is None:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
 
-        dtype = self._params.dtype
         n_samples = X.shape[0]
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
@@ -370,21 +603,16 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 )
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
+        drop = self._dropout_rates(self.n_layers_)
+        if drop.any() and getattr(self, "_dropout_seed", None) is None:
+            # drawn once per network, after the initial weights: runs without dropout
+            # keep scikit-learn's draws
+            self._dropout_seed = int(self._random_state.randint(1, 2**62, dtype=np.int64))
         Xd, Xsp = kernel_X(X, dtype)
         Yk, sw = readonly(Y), self._kernel_weights(sample_weight, dtype)
         ws = self._get_workspace(batch_size, dtype, not Xsp[0].shape[0])
         grads = np.empty_like(self._params)
-        hp = np.zeros(_train.N_HP)
-        hp[_train.HP_MOMENTUM] = self.momentum
-        hp[_train.HP_BETA_1] = self.beta_1
-        hp[_train.HP_BETA_2] = self.beta_2
-        hp[_train.HP_EPSILON] = self.epsilon
-        hp[_train.HP_ALPHA] = self.alpha
-        hp[_train.HP_CLIP_EPS] = np.finfo(dtype).eps
-        ihp = np.zeros(_train.N_IHP, dtype=np.int64)
-        ihp[_train.IHP_SOLVER] = _opt.CODES[self.solver]
-        ihp[_train.IHP_NESTEROV] = int(self.nesterovs_momentum)
-        ihp[_train.IHP_LOSS] = self._loss_code
+        hp, ihp = self._hyperparameters(dtype)
         sample_idx = np.arange(n_samples, dtype=np.int64)
 
         try:
@@ -395,16 +623,15 @@ class BaseMultilayerPerceptron(BaseEstimator):
                     perm = np.arange(n_samples)
                     self._random_state.shuffle(perm)
                     sample_idx = sample_idx[perm]
-                # Adam reads learning_rate_init: its schedule is its bias correction.
-                hp[_train.HP_LR] = (
-                    self.learning_rate_init if self.solver == "adam" else self._learning_rate
-                )
+                hp[_train.HP_LR] = self._epoch_learning_rate()
                 ihp[_train.IHP_T] = self._opt_t
                 accumulated = _train.train_epoch(
                     self._params, grads, self._opt_state, hp, ihp, ws.net, Xd, Xsp, Yk,
                     sw, readonly(sample_idx), batch_size, ws.act, ws.delta, ws.xbuf,
+                    ws.dact, drop,
                 )
                 self._opt_t = int(ihp[_train.IHP_T])
+                self._opt_epoch += 1
                 self.n_iter_ += 1
                 self.loss_ = accumulated / n_samples
                 self.t_ += n_samples
@@ -412,12 +639,12 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 if self.verbose:
                     print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
 
-                if early_stopping:
-                    self._update_validation(X_val, y_val, sw_val)
-                else:
+                if val is not None:
+                    self._update_validation(val, early_stopping)
+                if not early_stopping:
                     self._update_training_loss()
 
-                if self.solver == "sgd" and self.learning_rate == "invscaling":
+                if self.learning_rate == "invscaling":
                     self._learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
 
                 if not np.isfinite(self.loss_):
@@ -454,8 +681,11 @@ class BaseMultilayerPerceptron(BaseEstimator):
             self._params[...] = self._best_params
 
     def _trigger_stopping(self, msg):
-        """Stop, or (sgd with adaptive rate) divide the learning rate by 5."""
-        if self.solver == "sgd" and self.learning_rate == "adaptive":
+        """Stop, or (adaptive rate) divide the learning rate by 5.
+
+        scikit-learn adapts only 'sgd'; here every stochastic solver does.
+        """
+        if self.learning_rate == "adaptive":
             if self._learning_rate <= 1e-6:
                 if self.verbose:
                     print(msg + " Learning rate too small. Stopping.")
@@ -468,18 +698,22 @@ class BaseMultilayerPerceptron(BaseEstimator):
             print(msg + " Stopping.")
         return True
 
-    def _update_validation(self, X_val, y_val, sw_val):
-        score = self._score(X_val, y_val, sample_weight=sw_val)
+    def _update_validation(self, val, early_stopping):
+        """Score and loss on the validation set; with early stopping, keep the best."""
+        score = self._score(val["X"], val["y"], sample_weight=val["sw"])
         self.validation_scores_.append(score)
+        self.validation_loss_curve_.append(self._validation_loss(val))
         if self.verbose:
-            print(f"Validation score: {score:f}")
-        if score < self.best_validation_score_ + self.tol:
-            self._no_improvement_count += 1
-        else:
-            self._no_improvement_count = 0
+            print(f"Validation score: {score:f}, loss: {self.validation_loss_curve_[-1]:f}")
+        if early_stopping:
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
         if score > self.best_validation_score_:
             self.best_validation_score_ = score
-            self._best_params[...] = self._params
+            if early_stopping:
+                self._best_params[...] = self._params
 
     def _update_training_loss(self):
         if self.loss_curve_[-1] > self.best_loss_ - self.tol:
@@ -490,7 +724,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
             self.best_loss_ = self.loss_curve_[-1]
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
         """Fit the model to data matrix X and target(s) y.
 
         Parameters
@@ -501,13 +735,26 @@ class BaseMultilayerPerceptron(BaseEstimator):
             The targets (class labels in classification, real numbers in regression).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
+        X_val : {array-like, sparse matrix} of shape (n_val, n_features), default=None
+            A validation set given by the user (the convention of scikit-learn's
+            HistGradientBoosting estimators). Early stopping, when on, uses it instead of
+            holding out ``validation_fraction`` of X. With it, every epoch records the
+            validation score in ``validation_scores_`` and the validation loss in
+            ``validation_loss_curve_`` (lbfgs: the loss at every iteration).
+        y_val : array-like of shape (n_val,) or (n_val, n_outputs), default=None
+            Targets of ``X_val``; required with it.
+        sample_weight_val : array-like of shape (n_val,), default=None
+            Sample weights of the validation set.
 
         Returns
         -------
         self : object
             The fitted estimator.
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        return self._fit(
+            X, y, sample_weight=sample_weight, incremental=False,
+            X_val=X_val, y_val=y_val, sample_weight_val=sample_weight_val,
+        )
 
     # ---------------------------------------------------------------------- prediction
     def _forward_pass_fast(self, X, check_input=True):
@@ -521,11 +768,14 @@ class BaseMultilayerPerceptron(BaseEstimator):
         chunk = max(1, min(n, _config.CHUNK_ROWS))
         # A workspace of its own, not the cached training one: concurrent predict calls
         # (threads sharing a fitted model) must not write into the same buffers.
-        ws = Workspace(self._layout, self._act_codes(), chunk, dtype, not Xsp[0].shape[0])
+        ws = Workspace(
+            self._layout, self._act_codes(), chunk, dtype, not Xsp[0].shape[0], train=False
+        )
         out = np.empty((n, self.n_outputs_), dtype=dtype)
         if n:
             _train.predict_rows(
-                self._params, ws.net, Xd, Xsp, kernel_rows(n), chunk, ws.act, ws.xbuf, out
+                self._params, ws.net, Xd, Xsp, kernel_rows(n), chunk, ws.act, ws.xbuf,
+                no_dropout(), out,
             )
         return out
 
@@ -643,6 +893,16 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         epsilon=1e-8,
         n_iter_no_change=10,
         max_fun=15000,
+        dropout=0.0,
+        l1=0.0,
+        max_grad_norm=None,
+        weight_decay=0.01,
+        rho=0.9,
+        lr_decay=0.5,
+        lr_period=None,
+        init="sklearn",
+        loss="log_loss",
+        class_weight=None,
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -654,7 +914,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             learning_rate_init=learning_rate_init,
             power_t=power_t,
             max_iter=max_iter,
-            loss="log_loss",
+            loss=loss,
             shuffle=shuffle,
             random_state=random_state,
             tol=tol,
@@ -669,12 +929,81 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             epsilon=epsilon,
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
+            dropout=dropout,
+            l1=l1,
+            max_grad_norm=max_grad_norm,
+            weight_decay=weight_decay,
+            rho=rho,
+            lr_decay=lr_decay,
+            lr_period=lr_period,
+            init=init,
         )
+        self.class_weight = class_weight
+
+    _parameter_constraints: dict = {
+        **BaseMultilayerPerceptron._parameter_constraints,
+        "loss": [StrOptions({"log_loss", "hinge"})],
+        "class_weight": [None, StrOptions({"balanced"}), dict],
+    }
 
     def _loss_code_for(self, y):
-        if self._label_binarizer.y_type_ == "multiclass":
-            return _loss.LOG_LOSS
-        return _loss.BINARY_LOG_LOSS
+        multiclass = self._label_binarizer.y_type_ == "multiclass"
+        if self.loss == "hinge":
+            return _loss.HINGE if multiclass else _loss.BINARY_HINGE
+        return _loss.LOG_LOSS if multiclass else _loss.BINARY_LOG_LOSS
+
+    def _with_class_weight(self, sample_weight, Y, incremental):
+        if self.class_weight is None:
+            return sample_weight
+        if self._label_binarizer.y_type_.startswith("multilabel"):
+            raise ValueError(
+                "class_weight is not supported for multilabel y; weight the samples "
+                "with sample_weight instead."
+            )
+        if incremental and self.class_weight == "balanced":
+            raise ValueError(
+                "class_weight='balanced' is not supported for partial_fit: the class "
+                "frequencies of one batch are not those of the data. Pass a dict of "
+                "class weights instead."
+            )
+        idx = Y[:, 0].astype(np.intp) if Y.shape[1] == 1 else np.argmax(Y, axis=1)
+        labels = self.classes_[idx]
+        if isinstance(self.class_weight, dict):
+            unknown = [c for c in self.class_weight if c not in set(self.classes_)]
+            if unknown:
+                raise ValueError(
+                    f"class_weight has keys {unknown} that are not classes; the classes "
+                    f"are {self.classes_.tolist()}."
+                )
+            per_class = np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_])
+        else:
+            per_class = compute_class_weight("balanced", classes=self.classes_, y=labels)
+        weights = per_class[idx]
+        return weights if sample_weight is None else sample_weight * weights
+
+    def _encode_validation_targets(self, y_val, n_val):
+        y_val = check_array(y_val, ensure_2d=False, dtype=None, ensure_all_finite=False)
+        if y_val.shape[0] != n_val:
+            raise ValueError(
+                f"y_val has {y_val.shape[0]} rows but X_val has {n_val}."
+            )
+        if y_val.ndim == 2 and y_val.shape[1] == 1:
+            y_val = column_or_1d(y_val, warn=True)
+        if self._label_binarizer.y_type_.startswith("multilabel"):
+            if y_val.ndim != 2 or y_val.shape[1] != len(self.classes_):
+                raise ValueError(
+                    f"y_val must be a multilabel indicator matrix with "
+                    f"{len(self.classes_)} columns, like y."
+                )
+        else:
+            unknown = np.setdiff1d(unique_labels(y_val), self.classes_)
+            if len(unknown):
+                raise ValueError(
+                    f"y_val has labels {unknown.tolist()} that are not in the training "
+                    f"classes {self.classes_.tolist()}."
+                )
+        Y = self._label_binarizer.transform(y_val).astype(bool)
+        return Y.reshape((-1, 1)) if Y.ndim == 1 else Y
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(
@@ -732,7 +1061,9 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         y_pred = self._forward_pass_fast(X, check_input=check_input)
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
-        return self._label_binarizer.inverse_transform(y_pred)
+        # hinge outputs are margins: the decision threshold is 0, not a probability of 0.5
+        threshold = 0.0 if self.loss == "hinge" else None
+        return self._label_binarizer.inverse_transform(y_pred, threshold=threshold)
 
     def _score(self, X, y, sample_weight=None):
         return self._score_with_function(X, y, sample_weight, accuracy_score)
@@ -772,6 +1103,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             )
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
+    @available_if(_probabilistic)
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`.
 
@@ -786,6 +1118,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         y_prob = self.predict_proba(X)
         return np.log(y_prob, out=y_prob)
 
+    @available_if(_probabilistic)
     def predict_proba(self, X):
         """Class probabilities, columns in the order of ``classes_``.
 
@@ -841,7 +1174,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
 
     _parameter_constraints: dict = {
         **BaseMultilayerPerceptron._parameter_constraints,
-        "loss": [StrOptions({"squared_error", "poisson"})],
+        "loss": [StrOptions({"squared_error", "poisson", "absolute_error", "huber"})],
+        "huber_delta": [Interval(Real, 0, None, closed="neither")],
     }
 
     def __init__(
@@ -871,6 +1205,15 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         epsilon=1e-8,
         n_iter_no_change=10,
         max_fun=15000,
+        dropout=0.0,
+        l1=0.0,
+        max_grad_norm=None,
+        weight_decay=0.01,
+        rho=0.9,
+        lr_decay=0.5,
+        lr_period=None,
+        init="sklearn",
+        huber_delta=1.0,
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -897,10 +1240,41 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             epsilon=epsilon,
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
+            dropout=dropout,
+            l1=l1,
+            max_grad_norm=max_grad_norm,
+            weight_decay=weight_decay,
+            rho=rho,
+            lr_decay=lr_decay,
+            lr_period=lr_period,
+            init=init,
         )
+        self.huber_delta = huber_delta
+
+    _LOSS_CODES = {
+        "squared_error": _loss.SQUARED_ERROR,
+        "poisson": _loss.POISSON,
+        "absolute_error": _loss.ABSOLUTE_ERROR,
+        "huber": _loss.HUBER,
+    }
 
     def _loss_code_for(self, y):
-        return _loss.POISSON if self.loss == "poisson" else _loss.SQUARED_ERROR
+        return self._LOSS_CODES[self.loss]
+
+    def _encode_validation_targets(self, y_val, n_val):
+        y_val = check_array(y_val, ensure_2d=False, dtype=_config.FLOAT_DTYPES,
+                            input_name="y_val")
+        if y_val.shape[0] != n_val:
+            raise ValueError(f"y_val has {y_val.shape[0]} rows but X_val has {n_val}.")
+        Y = y_val.reshape((-1, 1)) if y_val.ndim == 1 else y_val
+        if Y.shape[1] != self.n_outputs_:
+            raise ValueError(
+                f"y_val has {Y.shape[1]} output(s) but the model has {self.n_outputs_}."
+            )
+        if self.loss == "poisson" and np.any(Y < 0):
+            raise ValueError("Some value(s) of y_val are negative, which is not allowed "
+                             "for loss='poisson'.")
+        return Y
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(

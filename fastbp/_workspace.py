@@ -42,21 +42,30 @@ def kernel_rows(n):
     return readonly(np.arange(n, dtype=np.int64))
 
 
-class Workspace:
-    """Activation, delta and input-row buffers for batches of up to ``rows`` rows."""
+def no_dropout():
+    """The empty dropout-rate vector the kernels take when nothing is dropped."""
+    return readonly(np.empty(0, dtype=np.float64))
 
-    def __init__(self, layout, act_codes, rows, dtype, dense):
+
+class Workspace:
+    """Buffers for batches of up to ``rows`` rows: activations, deltas, gathered input
+    rows and, for training, each hidden layer's f'(z) (``dact``; empty for inference)."""
+
+    def __init__(self, layout, act_codes, rows, dtype, dense, train=True):
         self.rows = rows
         self.dtype = np.dtype(dtype)
         self.dense = dense
+        self.train = train
         self.net, size = layout.net(rows, act_codes)
         self.act = np.empty(size, dtype=dtype)
         self.delta = np.empty(size, dtype=dtype)
+        self.dact = np.empty(size if train else 0, dtype=dtype)
         self.xbuf = np.empty(rows * int(layout.units[0]) if dense else 0, dtype=dtype)
 
     def fits(self, rows, dtype, dense, act_codes):
         return (
-            self.rows >= rows
+            self.train
+            and self.rows >= rows
             and self.dtype == dtype
             and self.dense == dense
             and np.array_equal(self.net[4], act_codes)

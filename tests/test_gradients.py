@@ -1,8 +1,10 @@
 """Finite-difference checks of the gradient written by ``full_loss_grad`` (float64).
 
-For every hidden activation x loss x alpha x sample weights, on a 2-hidden-layer net, the
-central differences of the objective value returned by the kernel must match the gradient
-the kernel writes. A last group of tests shows that the check does fail on wrong gradients.
+For every hidden activation x loss x penalty (L2, L1) x sample weights, on a 2-hidden-layer
+net, the central differences of the objective value returned by the kernel must match the
+gradient the kernel writes (tests/test_toolbox.py runs the same check through the public
+``fastbp.check_gradients``). A last group of tests shows that the check does fail on wrong
+gradients.
 """
 
 import numpy as np
@@ -12,14 +14,14 @@ from fastbp._kernels import activations as A
 from fastbp._kernels import losses as L
 from fastbp._kernels.train import full_loss_grad
 from fastbp._layout import Layout
-from fastbp._workspace import Workspace, kernel_rows, kernel_X, readonly
+from fastbp._workspace import Workspace, kernel_rows, kernel_X, no_dropout, readonly
 
 try:  # tests/ is not a package: pytest puts it on sys.path (rootdir "prepend" mode)
     from . import naive
 except ImportError:
     import naive
 
-HIDDEN = {"identity": A.IDENTITY, "logistic": A.LOGISTIC, "tanh": A.TANH, "relu": A.RELU}
+HIDDEN = dict(A.HIDDEN_CODES)
 # (loss code, number of outputs)
 LOSS_CASES = {
     "squared_error-1": (L.SQUARED_ERROR, 1),
@@ -28,18 +30,30 @@ LOSS_CASES = {
     "log_loss-3": (L.LOG_LOSS, 3),
     "binary_log_loss-1": (L.BINARY_LOG_LOSS, 1),
     "binary_log_loss-2": (L.BINARY_LOG_LOSS, 2),
+    "absolute_error-2": (L.ABSOLUTE_ERROR, 2),
+    "huber-2": (L.HUBER, 2),
+    "hinge-3": (L.HINGE, 3),
+    "binary_hinge-2": (L.BINARY_HINGE, 2),
 }
 LOSS_NAMES = {
     L.SQUARED_ERROR: "squared_error",
     L.POISSON: "poisson",
     L.LOG_LOSS: "log_loss",
     L.BINARY_LOG_LOSS: "binary_log_loss",
+    L.ABSOLUTE_ERROR: "absolute_error",
+    L.HUBER: "huber",
+    L.HINGE: "hinge",
+    L.BINARY_HINGE: "binary_hinge",
 }
+HUBER_DELTA = 0.5
+# (alpha, l1)
+PENALTIES = {"none": (0.0, 0.0), "l2": (1e-2, 0.0), "l1": (0.0, 1e-2), "l2+l1": (1e-2, 1e-2)}
 N_SAMPLES, UNITS = 17, (5, 4, 3)
 CHUNK = 7  # several chunks: the path L-BFGS takes on large data
 STEP = 1e-6
 TOL = 1e-6
-KINK = 1e-4  # relu pre-activations must stay this far from 0
+KINK = 1e-4  # kinks (relu's 0, |r| = 0 or huber_delta, hinge margins) stay this far away
+KINKED = ("relu", "leaky_relu")
 
 
 class Problem:
@@ -53,11 +67,11 @@ class Problem:
             W[...] = rng.uniform(-bound, bound, W.shape)
             b[...] = rng.uniform(-bound, bound, b.shape)
         self.X = rng.normal(size=(N_SAMPLES, UNITS[0]))
-        if loss_code == L.SQUARED_ERROR:
+        if loss_code in (L.SQUARED_ERROR, L.ABSOLUTE_ERROR, L.HUBER):
             Y = rng.normal(size=(N_SAMPLES, n_out))
         elif loss_code == L.POISSON:
             Y = rng.poisson(1.5, size=(N_SAMPLES, n_out)).astype(np.float64)
-        elif loss_code == L.LOG_LOSS:
+        elif loss_code in (L.LOG_LOSS, L.HINGE):
             Y = np.eye(n_out)[rng.integers(0, n_out, N_SAMPLES)]
         else:
             Y = rng.integers(0, 2, size=(N_SAMPLES, n_out)).astype(np.float64)
@@ -81,36 +95,61 @@ class Problem:
                               return_preactivations=True)
         return np.concatenate([z.ravel() for z in zs[:-1]])
 
-    def value_grad(self, params, alpha):
+    def kink_distance(self):
+        """How far the kinks of the loss are: |r| and ||r| - delta| (absolute error,
+        huber), the margins' distance to 0 (hinges)."""
+        coefs, intercepts = self.layout.views(self.params)
+        P = naive.forward(self.X, coefs, intercepts, self.hidden, "identity")[-1]
+        R = P - self.Y
+        if self.loss_code == L.ABSOLUTE_ERROR:
+            return np.abs(R).min()
+        if self.loss_code == L.HUBER:
+            return np.abs(np.abs(R) - HUBER_DELTA).min()
+        if self.loss_code == L.BINARY_HINGE:
+            return np.abs(1.0 - (2.0 * self.Y - 1.0) * P).min()
+        if self.loss_code == L.HINGE:
+            rows = np.arange(len(P))
+            c = self.Y.argmax(axis=1)
+            others = P.copy()
+            others[rows, c] = -np.inf
+            top2 = np.sort(others, axis=1)[:, -2:]  # ties between the other classes
+            margins = 1.0 + top2[:, 1] - P[rows, c]
+            return min(np.abs(margins).min(), np.abs(top2[:, 1] - top2[:, 0]).min())
+        return np.inf
+
+    def value_grad(self, params, alpha, l1=0.0):
         grads = np.full(self.layout.n_params, np.nan)
         scratch = np.empty(self.layout.n_params)
         ws = self.ws
         value = full_loss_grad(params, grads, scratch, ws.net, self.Xk, self.Xsp, self.Yk,
                                self.swk, self.rows, CHUNK, self.loss_code, self.clip_eps,
-                               alpha, ws.act, ws.delta, ws.xbuf)
+                               HUBER_DELTA, alpha, l1, ws.act, ws.delta, ws.xbuf, ws.dact,
+                               no_dropout())
         return value, grads
 
-    def numeric_grad(self, alpha):
+    def numeric_grad(self, alpha, l1=0.0):
         x = self.params.copy()
         num = np.empty_like(x)
         for j in range(x.shape[0]):
             x[j] = self.params[j] + STEP
-            f_plus, _ = self.value_grad(x, alpha)
+            f_plus, _ = self.value_grad(x, alpha, l1)
             x[j] = self.params[j] - STEP
-            f_minus, _ = self.value_grad(x, alpha)
+            f_minus, _ = self.value_grad(x, alpha, l1)
             x[j] = self.params[j]
             num[j] = (f_plus - f_minus) / (2.0 * STEP)
         return num
 
 
 def make_problem(hidden, loss_case, weighted):
-    """The problem of the first seed whose relu pre-activations avoid the kink."""
+    """The problem of the first seed whose pre-activations and residuals avoid kinks."""
     loss_code, n_out = LOSS_CASES[loss_case]
-    for seed in range(100):
+    for seed in range(200):
         pb = Problem(hidden, loss_code, n_out, weighted, seed)
-        if hidden != "relu" or np.abs(pb.hidden_preactivations()).min() > KINK:
+        if hidden in KINKED and np.abs(pb.hidden_preactivations()).min() <= KINK:
+            continue
+        if pb.kink_distance() > KINK:
             return pb
-    raise AssertionError("no seed keeps the relu pre-activations away from 0")
+    raise AssertionError("no seed keeps the kinks away")
 
 
 def max_rel_diff(analytic, numeric):
@@ -129,21 +168,23 @@ def check_gradient(analytic, numeric, tol=TOL):
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-@pytest.mark.parametrize("alpha", [0.0, 1e-2])
+@pytest.mark.parametrize("penalty", list(PENALTIES))
 @pytest.mark.parametrize("loss_case", list(LOSS_CASES))
 @pytest.mark.parametrize("hidden", list(HIDDEN))
-def test_gradient_matches_finite_differences(hidden, loss_case, alpha, weighted):
+def test_gradient_matches_finite_differences(hidden, loss_case, penalty, weighted):
+    alpha, l1 = PENALTIES[penalty]
     pb = make_problem(hidden, loss_case, weighted)
     params_before = pb.params.copy()
-    value, analytic = pb.value_grad(pb.params, alpha)
+    value, analytic = pb.value_grad(pb.params, alpha, l1)
     assert np.isfinite(value)
-    numeric = pb.numeric_grad(alpha)
+    numeric = pb.numeric_grad(alpha, l1)
     assert np.array_equal(pb.params, params_before)
     check_gradient(analytic, numeric)
     # the value is the objective the oracle defines
     coefs, intercepts = pb.layout.views(pb.params)
     want, _, _ = naive.objective(coefs, intercepts, pb.X, pb.Y, hidden,
-                                 LOSS_NAMES[pb.loss_code], alpha, pb.sw, pb.clip_eps)
+                                 LOSS_NAMES[pb.loss_code], alpha, pb.sw, pb.clip_eps, l1,
+                                 HUBER_DELTA)
     assert value == pytest.approx(want, rel=1e-12)
 
 

@@ -19,14 +19,15 @@ from fastbp._kernels import activations as A
 from fastbp._kernels import losses as L
 from fastbp._kernels import optimizers as O
 from fastbp._kernels import train as T
-from fastbp._kernels.activations import activate, derivative
+from fastbp._kernels.activations import activate
 from fastbp._kernels.backward import backward_batch, finalize_gradient
+from fastbp._kernels.dropout import batch_key
 from fastbp._kernels.forward import forward_batch
 from fastbp._kernels.losses import loss_and_delta
-from fastbp._kernels.optimizers import adam_step, sgd_step
-from fastbp._kernels.train import full_loss_grad, predict_rows, train_epoch
+from fastbp._kernels.optimizers import adagrad_step, adam_step, rmsprop_step, sgd_step, step
+from fastbp._kernels.train import full_loss_grad, mean_loss, predict_rows, train_epoch
 from fastbp._layout import Layout
-from fastbp._workspace import Workspace, kernel_rows, kernel_X, readonly
+from fastbp._workspace import Workspace, kernel_rows, kernel_X, no_dropout, readonly
 
 try:  # tests/ is not a package: pytest puts it on sys.path (rootdir "prepend" mode)
     from . import naive
@@ -43,15 +44,25 @@ ACT_NAMES = {
     A.RELU: "relu",
     A.SOFTMAX: "softmax",
     A.EXP: "exp",
+    A.LEAKY_RELU: "leaky_relu",
+    A.ELU: "elu",
+    A.SOFTPLUS: "softplus",
+    A.GELU: "gelu",
 }
-HIDDEN = [A.IDENTITY, A.LOGISTIC, A.TANH, A.RELU]
+HIDDEN = [code for code in ACT_NAMES if code not in (A.SOFTMAX, A.EXP)]
 LOSS_NAMES = {
     L.SQUARED_ERROR: "squared_error",
     L.POISSON: "poisson",
     L.LOG_LOSS: "log_loss",
     L.BINARY_LOG_LOSS: "binary_log_loss",
+    L.ABSOLUTE_ERROR: "absolute_error",
+    L.HUBER: "huber",
+    L.HINGE: "hinge",
+    L.BINARY_HINGE: "binary_hinge",
 }
 LOSSES = list(LOSS_NAMES)
+HUBER_DELTA = 0.7
+NO_KEY = batch_key(0, 0)
 
 
 def assert_close(got, want, dtype, scale=None):
@@ -74,11 +85,11 @@ def block(buf, ws, layer, n):
 
 
 def targets(loss_code, rng, n, k):
-    if loss_code == L.SQUARED_ERROR:
+    if loss_code in (L.SQUARED_ERROR, L.ABSOLUTE_ERROR, L.HUBER):
         return rng.normal(size=(n, k))
     if loss_code == L.POISSON:
         return rng.poisson(1.5, size=(n, k)).astype(np.float64)
-    if loss_code == L.LOG_LOSS:
+    if loss_code in (L.LOG_LOSS, L.HINGE):
         return np.eye(k)[rng.integers(0, k, n)]
     return rng.integers(0, 2, size=(n, k)).astype(np.float64)
 
@@ -152,37 +163,43 @@ def activation_input(code, rng):
 def test_activate(dtype, code):
     Z = activation_input(code, np.random.default_rng(code)).astype(dtype)
     got = Z.copy()
-    assert activate(got, code) is None
+    assert activate(got, code, np.empty((0, 0), dtype=dtype)) is None
     assert got.dtype == dtype
     want = naive.activation(ACT_NAMES[code], Z)
     assert np.all(np.isfinite(got))
-    assert_close(got, want, dtype, scale=1.0 if code != A.EXP else None)
+    scale = None if code in (A.EXP, A.IDENTITY, A.LEAKY_RELU, A.SOFTPLUS, A.GELU) else 1.0
+    assert_close(got, want, dtype, scale=scale)
     if code == A.SOFTMAX:
         assert_close(got.sum(axis=1), np.ones(Z.shape[0]), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("code", list(ACT_NAMES))
-def test_derivative(dtype, code):
+def test_activate_writes_the_derivative(dtype, code):
     rng = np.random.default_rng(10 + code)
-    Z = activation_input(code, rng)
-    Aout = naive.activation(ACT_NAMES[code], Z).astype(dtype)
-    delta = rng.normal(size=Z.shape).astype(dtype)
-    got = delta.copy()
-    assert derivative(Aout, got, code) is None
-    want = delta.astype(np.float64) * naive.derivative_from_output(ACT_NAMES[code], Aout)
-    assert_close(got, want, dtype)
-    if code == A.RELU:
-        assert np.all(got[Aout == 0] == 0)
-    if code in (A.IDENTITY, A.SOFTMAX, A.EXP):  # folded into the loss: untouched
-        assert np.array_equal(got, delta)
+    Z = activation_input(code, rng).astype(dtype)
+    got = Z.copy()
+    dZ = np.full(Z.shape, 7.0, dtype=dtype)
+    activate(got, code, dZ)
+    want = naive.activation(ACT_NAMES[code], Z)
+    assert_close(got, want, dtype, scale=None)  # the same values as without dZ
+    if code in (A.SOFTMAX, A.EXP):  # folded into the loss: never written
+        assert np.all(dZ == 7.0)
+        return
+    assert_close(dZ, naive.derivative(ACT_NAMES[code], Z), dtype, scale=1.0)
+    if code == A.RELU:  # relu'(0) = 0, scikit-learn's convention
+        assert np.all(dZ[Z == 0] == 0)
 
 
 # ---------------------------------------------------------------------------------- losses
 def loss_inputs(code, rng, n, k):
     Y = targets(code, rng, n, k)
-    if code == L.SQUARED_ERROR:
+    if code in (L.SQUARED_ERROR, L.ABSOLUTE_ERROR, L.HUBER, L.HINGE, L.BINARY_HINGE):
         P = rng.normal(size=(n, k))
+        if code == L.HUBER:
+            P[0] = Y[0] + [0.3, -2.0, HUBER_DELTA]  # inside, outside, on the threshold
+        elif code == L.BINARY_HINGE:
+            P[0] = 2.0 * Y[0] - 1.0  # margins exactly 1: the kink, no loss
     elif code == L.POISSON:
         P = np.exp(rng.normal(size=(n, k)))
     elif code == L.LOG_LOSS:
@@ -215,10 +232,10 @@ def test_loss_and_delta(dtype, code, weighted):
     D = np.full(P.shape, np.nan, dtype=dtype)
     swk = readonly(sw) if weighted else readonly(np.empty(0, dtype=dtype))
     loss_sum, sw_sum = loss_and_delta(
-        P, readonly(Y), readonly(rows.astype(np.int64)), swk, code, eps, D
+        P, readonly(Y), readonly(rows.astype(np.int64)), swk, code, eps, HUBER_DELTA, D
     )
     want_loss, want_sw, want_D = naive.loss_and_delta(
-        LOSS_NAMES[code], P, Y[rows], sw[rows] if weighted else None, eps
+        LOSS_NAMES[code], P, Y[rows], sw[rows] if weighted else None, eps, HUBER_DELTA
     )
     assert isinstance(loss_sum, float) and isinstance(sw_sum, float)
     assert np.isfinite(loss_sum)
@@ -230,6 +247,13 @@ def test_loss_and_delta(dtype, code, weighted):
 
 
 # --------------------------------------------------------------------------------- forward
+def forward_train(pb, rows_k, drop=None, key=NO_KEY):
+    ws = pb.ws
+    drop = no_dropout() if drop is None else readonly(np.asarray(drop, dtype=np.float64))
+    return forward_batch(pb.params, ws.net, pb.Xk, pb.Xsp, rows_k, ws.act, ws.xbuf, ws.dact,
+                         drop, key)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
 @pytest.mark.parametrize("hidden", HIDDEN)
@@ -239,17 +263,53 @@ def test_forward_batch(dtype, sparse, hidden):
                           seed=30 + loss_code)
         rows = pb.rng.permutation(pb.n)[:11].astype(np.int64)  # shuffled, < workspace
         ws = pb.ws
-        P = forward_batch(pb.params, ws.net, pb.Xk, pb.Xsp, readonly(rows), ws.act, ws.xbuf)
         coefs, intercepts = naive_params(pb)
-        acts = naive.forward(pb.X64[rows], coefs, intercepts, pb.hidden,
-                             naive.OUTPUT_ACTIVATION[pb.loss])
+        acts, zs = naive.forward(pb.X64[rows], coefs, intercepts, pb.hidden,
+                                 naive.OUTPUT_ACTIVATION[pb.loss], return_preactivations=True)
+        # inference: an empty dact
+        P = forward_batch(pb.params, ws.net, pb.Xk, pb.Xsp, readonly(rows), ws.act, ws.xbuf,
+                          ws.dact[:0], no_dropout(), NO_KEY)
         assert P.shape == (11, 3) and P.dtype == dtype
         assert np.shares_memory(P, ws.act)
         assert_close(P, acts[-1], dtype)
+        # training: the same activations, and f'(z) of the hidden layers in dact
+        ws.dact[:] = np.nan
+        P = forward_train(pb, readonly(rows))
         for layer in (1, 2, 3):
             assert_close(block(ws.act, ws, layer, len(rows)), acts[layer], dtype)
+        for layer in (1, 2):
+            assert_close(block(ws.dact, ws, layer, len(rows)),
+                         naive.derivative(pb.hidden, zs[layer - 1]), dtype)
         if not sparse:  # gathered input rows, read by the backward pass
             assert np.array_equal(ws.xbuf[: 11 * 5].reshape(11, 5), pb.X64[rows])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_forward_batch_dropout(dtype):
+    pb = make_problem(dtype, L.LOG_LOSS, A.RELU, n=200, units=(5, 40, 30), ws_rows=200,
+                      seed=35)
+    rows = kernel_rows(pb.n)
+    drop, seed, t = [0.0, 0.25, 0.5, 0.0], 12345, 9
+    forward_train(pb, rows, drop, batch_key(seed, t))
+    coefs, intercepts = naive_params(pb)
+    masks = [None, naive.dropout_mask(seed, t, 1, pb.n, 40, 0.25),
+             naive.dropout_mask(seed, t, 2, pb.n, 30, 0.5), None]
+    acts, zs = naive.forward(pb.X64, coefs, intercepts, pb.hidden, "softmax",
+                             return_preactivations=True, masks=masks)
+    ws = pb.ws
+    for layer in (1, 2, 3):
+        assert_close(block(ws.act, ws, layer, pb.n), acts[layer], dtype)
+    for layer in (1, 2):
+        assert_close(block(ws.dact, ws, layer, pb.n),
+                     naive.derivative("relu", zs[layer - 1]) * masks[layer], dtype)
+        # the dropped fraction is close to the rate, kept units are scaled up
+        dropped = float((masks[layer] == 0).mean())
+        assert abs(dropped - drop[layer]) < 0.05, (layer, dropped)
+    # another step draws another mask; the same step the same one
+    assert not np.array_equal(naive.dropout_mask(seed, t + 1, 1, pb.n, 40, 0.25), masks[1])
+    before = block(ws.act, ws, 2, pb.n).copy()
+    forward_train(pb, rows, drop, batch_key(seed, t))
+    assert np.array_equal(block(ws.act, ws, 2, pb.n), before)
 
 
 # -------------------------------------------------------------------------------- backward
@@ -258,7 +318,7 @@ def test_forward_batch(dtype, sparse, hidden):
 @pytest.mark.parametrize("hidden", HIDDEN)
 @pytest.mark.parametrize("weighted", [False, True])
 def test_backward_batch_and_finalize(dtype, sparse, hidden, weighted):
-    alpha = 0.1
+    alpha, l1 = 0.1, 0.03
     for loss_code in LOSSES:
         pb = make_problem(dtype, loss_code, hidden, n=20, sparse=sparse, weighted=weighted,
                           ws_rows=16, seed=40 + loss_code)
@@ -267,45 +327,55 @@ def test_backward_batch_and_finalize(dtype, sparse, hidden, weighted):
             rows[0] = 2  # include the zero-weight row
         ws, n = pb.ws, len(rows)
         rows_k = readonly(rows)
-        P = forward_batch(pb.params, ws.net, pb.Xk, pb.Xsp, rows_k, ws.act, ws.xbuf)
+        P = forward_train(pb, rows_k)
         D = block(ws.delta, ws, 3, n)
         loss_sum, sw_sum = loss_and_delta(P, pb.Yk, rows_k, pb.swk, loss_code,
-                                          pb.clip_eps, D)
+                                          pb.clip_eps, HUBER_DELTA, D)
         grads = np.full(pb.layout.n_params, np.nan, dtype=dtype)
-        backward_batch(pb.params, grads, ws.net, pb.Xsp, rows_k, ws.act, ws.delta, ws.xbuf)
+        backward_batch(pb.params, grads, ws.net, pb.Xsp, rows_k, ws.act, ws.delta, ws.xbuf,
+                       ws.dact)
 
         coefs, intercepts = naive_params(pb)
-        acts = naive.forward(pb.X64[rows], coefs, intercepts, pb.hidden,
-                             naive.OUTPUT_ACTIVATION[pb.loss])
+        acts, zs = naive.forward(pb.X64[rows], coefs, intercepts, pb.hidden,
+                                 naive.OUTPUT_ACTIVATION[pb.loss], return_preactivations=True)
         want_loss, want_sw, D0 = naive.loss_and_delta(
-            pb.loss, acts[-1], pb.Y64[rows], naive_sw(pb, rows), pb.clip_eps
+            pb.loss, acts[-1], pb.Y64[rows], naive_sw(pb, rows), pb.clip_eps, HUBER_DELTA
         )
         assert_close(loss_sum, want_loss, dtype)
         assert sw_sum == pytest.approx(want_sw, rel=1e-12)
-        gW, gb = naive.backprop(coefs, acts, D0, pb.hidden)
+        gW, gb = naive.backprop(coefs, acts, zs, D0, pb.hidden)
         got_W, got_b = pb.layout.views(grads)
         for g, w in zip(got_W + got_b, gW + gb, strict=True):
             assert_close(g, w, dtype)
 
-        sq = finalize_gradient(pb.params, grads, pb.layout.n_coefs, alpha, sw_sum)
-        assert_close(sq, naive.squared_norm(coefs), dtype)
-        value, fW, fb = naive.objective(coefs, intercepts, pb.X64[rows], pb.Y64[rows],
-                                        pb.hidden, pb.loss, alpha, naive_sw(pb, rows),
-                                        pb.clip_eps)
-        got_W, got_b = pb.layout.views(grads)
-        for g, w in zip(got_W + got_b, fW + fb, strict=True):
-            assert_close(g, w, dtype)
-        assert_close((loss_sum + 0.5 * alpha * sq) / sw_sum, value, dtype)
+        for penalty_l1, want_norm in ((0.0, False), (l1, True)):
+            g = grads.copy()
+            sq, l1n, gsq = finalize_gradient(pb.params, g, pb.layout.n_coefs, alpha,
+                                             penalty_l1, sw_sum, want_norm)
+            assert_close(sq, naive.squared_norm(coefs), dtype)
+            value, fW, fb = naive.objective(coefs, intercepts, pb.X64[rows], pb.Y64[rows],
+                                            pb.hidden, pb.loss, alpha, naive_sw(pb, rows),
+                                            pb.clip_eps, penalty_l1, HUBER_DELTA)
+            got_W, got_b = pb.layout.views(g)
+            for a, w in zip(got_W + got_b, fW + fb, strict=True):
+                assert_close(a, w, dtype)
+            got_value = (loss_sum + 0.5 * alpha * sq + penalty_l1 * l1n) / sw_sum
+            assert_close(got_value, value, dtype)
+            if want_norm:
+                assert_close(l1n, naive.l1_norm(coefs), dtype)
+                assert_close(gsq, sum(float((w**2).sum()) for w in fW + fb), dtype)
+            else:
+                assert l1n == 0.0 and gsq == 0.0
 
 
 # ------------------------------------------------------------------- full objective (lbfgs)
-def run_full_loss_grad(pb, chunk, order, alpha):
+def run_full_loss_grad(pb, chunk, order, alpha, l1=0.0):
     ws = Workspace(pb.layout, pb.ws.net[4], chunk, pb.dtype, dense=pb.Xsp[0].shape[0] == 0)
     grads = np.full(pb.layout.n_params, np.nan, dtype=pb.dtype)
     scratch = np.full(pb.layout.n_params, np.nan, dtype=pb.dtype)
     value = full_loss_grad(pb.params, grads, scratch, ws.net, pb.Xk, pb.Xsp, pb.Yk, pb.swk,
-                           order, chunk, pb.loss_code, pb.clip_eps, alpha, ws.act,
-                           ws.delta, ws.xbuf)
+                           order, chunk, pb.loss_code, pb.clip_eps, HUBER_DELTA, alpha, l1,
+                           ws.act, ws.delta, ws.xbuf, ws.dact, no_dropout())
     return value, grads
 
 
@@ -314,28 +384,35 @@ def run_full_loss_grad(pb, chunk, order, alpha):
 @pytest.mark.parametrize("loss_code", LOSSES)
 @pytest.mark.parametrize("weighted", [False, True])
 def test_full_loss_grad(dtype, sparse, loss_code, weighted):
-    alpha = 1e-2
+    alpha, l1 = 1e-2, 3e-3
     pb = make_problem(dtype, loss_code, A.TANH, n=23, sparse=sparse, weighted=weighted,
                       seed=50 + loss_code)
     order = kernel_rows(pb.n)
     coefs, intercepts = naive_params(pb)
     value, fW, fb = naive.objective(coefs, intercepts, pb.X64, pb.Y64, pb.hidden, pb.loss,
-                                    alpha, pb.sw64, pb.clip_eps)
+                                    alpha, pb.sw64, pb.clip_eps, l1, HUBER_DELTA)
     want = np.concatenate([w.ravel() for w in fW] + list(fb))
 
-    one_value, one_grads = run_full_loss_grad(pb, pb.n, order, alpha)  # one chunk
+    one_value, one_grads = run_full_loss_grad(pb, pb.n, order, alpha, l1)  # one chunk
     assert isinstance(one_value, float)
     assert_close(one_value, value, dtype)
     assert_close(one_grads, want, dtype)
     for chunk in (5, 7, 22):  # several chunks, the last one partial
-        v, g = run_full_loss_grad(pb, chunk, order, alpha)
+        v, g = run_full_loss_grad(pb, chunk, order, alpha, l1)
         assert_close(v, one_value, dtype)
         assert_close(g, one_grads, dtype)
     # a shuffled order gives the same objective
     perm = readonly(pb.rng.permutation(pb.n).astype(np.int64))
-    v, g = run_full_loss_grad(pb, 6, perm, alpha)
+    v, g = run_full_loss_grad(pb, 6, perm, alpha, l1)
     assert_close(v, value, dtype)
     assert_close(g, want, dtype)
+    # the validation loss: the data term alone, forward only
+    ws = Workspace(pb.layout, pb.ws.net[4], 6, dtype, dense=not sparse, train=False)
+    got = mean_loss(pb.params, ws.net, pb.Xk, pb.Xsp, pb.Yk, pb.swk, perm, 6, pb.loss_code,
+                    pb.clip_eps, HUBER_DELTA, ws.act, ws.delta, ws.xbuf, no_dropout())
+    data_only, _, _ = naive.objective(coefs, intercepts, pb.X64, pb.Y64, pb.hidden, pb.loss,
+                                      0.0, pb.sw64, pb.clip_eps, 0.0, HUBER_DELTA)
+    assert_close(got, data_only, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -359,16 +436,17 @@ def flat_of(arrays):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("nesterov", [False, True])
-def test_sgd_step(dtype, nesterov):
+@pytest.mark.parametrize("gscale", [1.0, 0.3])
+def test_sgd_step(dtype, nesterov, gscale):
     rng = np.random.default_rng(60)
     layout = Layout([5, 4, 3, 2])
     params, grads, velocity = (rng.normal(size=layout.n_params).astype(dtype)
                                for _ in range(3))
     lr, momentum = 0.05, 0.9
-    want_p, want_v = naive.sgd_step(split(layout, params), split(layout, grads),
+    want_p, want_v = naive.sgd_step(split(layout, params), split(layout, grads * gscale),
                                     split(layout, velocity), lr, momentum, nesterov)
     g_before = grads.copy()
-    sgd_step(params, grads, velocity, lr, momentum, nesterov)
+    sgd_step(params, grads, gscale, velocity, lr, momentum, nesterov)
     assert_close(params, flat_of(want_p), dtype)
     assert_close(velocity, flat_of(want_v), dtype)
     assert np.array_equal(grads, g_before)
@@ -388,10 +466,63 @@ def test_adam_step(dtype, t):
         split(layout, params), split(layout, grads), split(layout, m), split(layout, v),
         t, lr, b1, b2, eps,
     )
-    adam_step(params, grads, m, v, t, lr, b1, b2, eps)
+    adam_step(params, grads, 1.0, m, v, t, lr, b1, b2, eps)
     assert_close(params, flat_of(want_p), dtype)
     assert_close(m, flat_of(want_m), dtype)
     assert_close(v, flat_of(want_v), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rmsprop_and_adagrad_steps(dtype):
+    rng = np.random.default_rng(62)
+    layout = Layout([5, 4, 3, 2])
+    n = layout.n_params
+    params, grads = (rng.normal(size=n).astype(dtype) for _ in range(2))
+    acc = rng.random(size=n).astype(dtype)
+    lr, rho, eps, gscale = 1e-2, 0.9, 1e-8, 0.5
+    for kernel in ("rmsprop", "adagrad"):
+        p, a = params.copy(), acc.copy()
+        args = (split(layout, p), split(layout, grads * gscale), split(layout, a), lr)
+        if kernel == "rmsprop":
+            want_p, want_a = naive.rmsprop_step(*args, rho, eps)
+            rmsprop_step(p, grads, gscale, a, lr, rho, eps)
+        else:
+            want_p, want_a = naive.adagrad_step(*args, eps)
+            adagrad_step(p, grads, gscale, a, lr, eps)
+        assert_close(p, flat_of(want_p), dtype)
+        assert_close(a, flat_of(want_a), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("solver", list(O.CODES))
+def test_step_dispatches_every_optimizer(dtype, solver):
+    """``step`` runs the rule its code names (adamw: decayed weights, biases kept)."""
+    rng = np.random.default_rng(63)
+    layout = Layout([5, 4, 3, 2])
+    n = layout.n_params
+    params, grads = (rng.normal(size=n).astype(dtype) for _ in range(2))
+    state = (0.1 * rng.random(size=(2, n))).astype(dtype)
+    lr, mom, b1, b2, eps, rho, wd, t = 1e-2, 0.9, 0.9, 0.999, 1e-8, 0.9, 0.1, 4
+    P, G = split(layout, params), split(layout, grads)
+    S0, S1 = split(layout, state[0]), split(layout, state[1])
+    if solver == "sgd":
+        want_p, want_0 = naive.sgd_step(P, G, S0, lr, mom, True)
+        want_1 = S1
+    elif solver == "adam":
+        want_p, want_0, want_1 = naive.adam_step(P, G, S0, S1, t, lr, b1, b2, eps)
+    elif solver == "adamw":
+        want_p, want_0, want_1 = naive.adamw_step(P, G, S0, S1, t, lr, b1, b2, eps, wd, 3)
+    elif solver == "rmsprop":
+        want_p, want_0 = naive.rmsprop_step(P, G, S0, lr, rho, eps)
+        want_1 = S1
+    else:
+        want_p, want_0 = naive.adagrad_step(P, G, S0, lr, eps)
+        want_1 = S1
+    step(O.CODES[solver], params, grads, 1.0, state, t, lr, mom, True, b1, b2, eps, rho, wd,
+         layout.n_coefs)
+    assert_close(params, flat_of(want_p), dtype)
+    assert_close(state[0], flat_of(want_0), dtype)
+    assert_close(state[1], flat_of(want_1), dtype)
 
 
 # --------------------------------------------------------------------------------- predict
@@ -403,10 +534,11 @@ def test_predict_rows(dtype, sparse, loss_code):
     coefs, intercepts = naive_params(pb)
     for order in (np.arange(pb.n), pb.rng.permutation(pb.n)):
         for chunk in (4, 23):
-            ws = Workspace(pb.layout, pb.ws.net[4], chunk, dtype, dense=not sparse)
+            ws = Workspace(pb.layout, pb.ws.net[4], chunk, dtype, dense=not sparse,
+                           train=False)
             out = np.full((pb.n, 3), np.nan, dtype=dtype)
             predict_rows(pb.params, ws.net, pb.Xk, pb.Xsp, readonly(order.astype(np.int64)),
-                         chunk, ws.act, ws.xbuf, out)
+                         chunk, ws.act, ws.xbuf, no_dropout(), out)
             want = naive.forward(pb.X64[order], coefs, intercepts, pb.hidden,
                                  naive.OUTPUT_ACTIVATION[pb.loss])[-1]
             assert_close(out, want, dtype)
@@ -417,10 +549,18 @@ SOLVERS = {
     "sgd": dict(solver="sgd", nesterov=False, lr=0.05),
     "nesterov": dict(solver="sgd", nesterov=True, lr=0.05),
     "adam": dict(solver="adam", nesterov=False, lr=1e-2),
+    "adamw": dict(solver="adamw", nesterov=False, lr=1e-2, weight_decay=0.1),
+    "rmsprop": dict(solver="rmsprop", nesterov=False, lr=1e-2),
+    "adagrad": dict(solver="adagrad", nesterov=False, lr=5e-2),
+    # the regularisers of the toolbox, on top of adam
+    "adam+l1+clip": dict(solver="adam", nesterov=False, lr=1e-2, l1=0.02, max_grad_norm=0.05),
+    "sgd+dropout": dict(solver="sgd", nesterov=True, lr=0.05, dropout=(0.0, 0.3, 0.2, 0.0)),
 }
+SEED = 987654321
 
 
-def make_hp(dtype, solver, nesterov, lr, loss_code, alpha, t):
+def make_hp(dtype, solver, nesterov, lr, loss_code, alpha, t, l1=0.0, max_grad_norm=None,
+            weight_decay=0.0, rho=0.9):
     """The hyperparameter vectors, slot by slot, as ``_fit_stochastic`` builds them."""
     hp = np.zeros(T.N_HP)
     hp[T.HP_LR] = lr
@@ -430,11 +570,17 @@ def make_hp(dtype, solver, nesterov, lr, loss_code, alpha, t):
     hp[T.HP_EPSILON] = 1e-8
     hp[T.HP_ALPHA] = alpha
     hp[T.HP_CLIP_EPS] = np.finfo(dtype).eps
+    hp[T.HP_L1] = l1
+    hp[T.HP_MAX_GRAD_NORM] = max_grad_norm or 0.0
+    hp[T.HP_WEIGHT_DECAY] = weight_decay
+    hp[T.HP_RHO] = rho
+    hp[T.HP_HUBER_DELTA] = HUBER_DELTA
     ihp = np.zeros(T.N_IHP, dtype=np.int64)
     ihp[T.IHP_SOLVER] = O.CODES[solver]
     ihp[T.IHP_NESTEROV] = int(nesterov)
     ihp[T.IHP_LOSS] = loss_code
     ihp[T.IHP_T] = t
+    ihp[T.IHP_SEED] = SEED
     return hp, ihp
 
 
@@ -443,7 +589,9 @@ def make_hp(dtype, solver, nesterov, lr, loss_code, alpha, t):
 @pytest.mark.parametrize("which", list(SOLVERS))
 @pytest.mark.parametrize("weighted", [False, True])
 def test_train_epoch(dtype, sparse, which, weighted):
-    cfg = SOLVERS[which]
+    cfg = dict(SOLVERS[which])
+    solver, nesterov, lr = cfg.pop("solver"), cfg.pop("nesterov"), cfg.pop("lr")
+    dropout = cfg.pop("dropout", None)
     alpha, batch_size, t0 = 1e-3, 5, 3
     for loss_code in LOSSES:
         pb = make_problem(dtype, loss_code, A.TANH, n=23, sparse=sparse, weighted=weighted,
@@ -456,37 +604,57 @@ def test_train_epoch(dtype, sparse, which, weighted):
         rng = np.random.default_rng(90 + loss_code)
         state = np.zeros((2, pb.layout.n_params), dtype=dtype)
         state[0] = 0.01 * rng.normal(size=pb.layout.n_params)
-        if cfg["solver"] == "adam":
-            state[1] = 1e-3 * rng.random(size=pb.layout.n_params)
-        hp, ihp = make_hp(dtype, cfg["solver"], cfg["nesterov"], cfg["lr"], loss_code,
-                          alpha, t0)
+        if solver in ("adam", "adamw", "rmsprop", "adagrad"):  # squares: non-negative
+            state[0 if solver in ("rmsprop", "adagrad") else 1] = (
+                1e-3 * rng.random(size=pb.layout.n_params)
+            )
+        hp, ihp = make_hp(dtype, solver, nesterov, lr, loss_code, alpha, t0, **cfg)
 
         coefs, intercepts = naive_params(pb)
         n_layers = len(coefs)
         want_state = (split(pb.layout, state[0]), split(pb.layout, state[1]))
         w_coefs, w_icpts, w_state, w_t, w_total = naive.train_epoch(
             coefs, intercepts, want_state, pb.X64, pb.Y64, pb.sw64, order, batch_size,
-            pb.hidden, pb.loss, alpha, cfg["solver"], cfg["lr"], momentum=0.9,
-            nesterov=cfg["nesterov"], beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-            t=t0, clip_eps=pb.clip_eps,
+            pb.hidden, pb.loss, alpha, solver, lr, momentum=0.9, nesterov=nesterov,
+            beta_1=0.9, beta_2=0.999, epsilon=1e-8, t=t0, clip_eps=pb.clip_eps,
+            huber_delta=HUBER_DELTA, dropout=dropout, seed=SEED, **cfg,
         )
 
         grads = np.empty_like(pb.params)
         ws = pb.ws
+        drop = no_dropout() if dropout is None else readonly(np.array(dropout))
         total = train_epoch(pb.params, grads, state, hp, ihp, ws.net, pb.Xk, pb.Xsp,
                             pb.Yk, pb.swk, readonly(order), batch_size, ws.act, ws.delta,
-                            ws.xbuf)
+                            ws.xbuf, ws.dact, drop)
         assert isinstance(total, float)
         assert_close(total, w_total, dtype)
         assert_close(pb.params, flat_of(w_coefs + w_icpts), dtype)
         assert_close(state[0], flat_of(w_state[0]), dtype)
-        if cfg["solver"] == "adam":
-            assert_close(state[1], flat_of(w_state[1]), dtype)
-            n_steps = 4 if weighted else 5  # ceil(23 / 5) minibatches, one skipped
-            assert ihp[T.IHP_T] == w_t == t0 + n_steps
-        else:
-            assert ihp[T.IHP_T] == t0
+        assert_close(state[1], flat_of(w_state[1]), dtype)
+        n_steps = 4 if weighted else 5  # ceil(23 / 5) minibatches, one skipped
+        assert ihp[T.IHP_T] == w_t == t0 + n_steps
         assert len(w_coefs) == n_layers
+
+
+def test_max_grad_norm_bounds_the_step():
+    """With plain SGD (no momentum) each step moves the parameters by lr * g, so the
+    clipped step is at most lr * max_grad_norm long, and exactly that when clipping."""
+    dtype = np.float64
+    pb = make_problem(dtype, L.SQUARED_ERROR, A.TANH, n=23, seed=85)
+    pb.Yk = readonly(50.0 * np.array(pb.Yk))  # large residuals: large gradients
+    lr, max_norm = 0.1, 0.25
+    hp, ihp = make_hp(dtype, "sgd", False, lr, L.SQUARED_ERROR, 0.0, 0,
+                      max_grad_norm=max_norm)
+    hp[T.HP_MOMENTUM] = 0.0
+    ws = pb.ws
+    for _ in range(3):
+        before = pb.params.copy()
+        state = np.zeros((2, pb.layout.n_params))
+        train_epoch(pb.params, np.empty_like(pb.params), state, hp, ihp, ws.net, pb.Xk,
+                    pb.Xsp, pb.Yk, pb.swk, kernel_rows(pb.n), pb.n, ws.act, ws.delta,
+                    ws.xbuf, ws.dact, no_dropout())
+        moved = np.linalg.norm(pb.params - before)
+        assert moved == pytest.approx(lr * max_norm, rel=1e-12)
 
 
 # -------------------------------------------------------------------- no steady-state alloc
@@ -512,13 +680,13 @@ def stats():
 
 @numba.njit
 def noop(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_size, act,
-         delta, xbuf):
+         delta, xbuf, dact, drop):
     return 0.0
 
 
 @numba.njit
 def allocates(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_size, act,
-              delta, xbuf):
+              delta, xbuf, dact, drop):
     return np.empty(3).size
 
 
@@ -526,7 +694,7 @@ rng = np.random.default_rng(0)
 out = {}
 for dtype in (np.float64, np.float32):
     for sparse in (False, True):
-        for solver in ("sgd", "adam"):
+        for solver in O.CODES:
             n, batch = 40, 7
             layout = Layout([5, 6, 4, 3])
             params = rng.uniform(-0.5, 0.5, layout.n_params).astype(dtype)
@@ -535,19 +703,23 @@ for dtype in (np.float64, np.float32):
             Xk, Xsp = kernel_X(sp.csr_matrix(Xd) if sparse else Xd, dtype)
             Y = readonly(np.eye(3, dtype=dtype)[rng.integers(0, 3, n)])
             sw = readonly(rng.uniform(0.5, 2, n).astype(dtype))
-            ws = Workspace(layout, [0, 2, 2, 4], batch, dtype, dense=not sparse)
+            ws = Workspace(layout, [0, 9, 7, 4], batch, dtype, dense=not sparse)
             hp = np.zeros(T.N_HP)
+            # every toolbox feature on: l1, clipping, weight decay, dropout (below)
             hp[[T.HP_LR, T.HP_MOMENTUM, T.HP_BETA_1, T.HP_BETA_2, T.HP_EPSILON,
-                T.HP_ALPHA, T.HP_CLIP_EPS]] = [1e-3, 0.9, 0.9, 0.999, 1e-8, 1e-4,
-                                                np.finfo(dtype).eps]
+                T.HP_ALPHA, T.HP_CLIP_EPS, T.HP_L1, T.HP_MAX_GRAD_NORM, T.HP_WEIGHT_DECAY,
+                T.HP_RHO, T.HP_HUBER_DELTA]] = [1e-3, 0.9, 0.9, 0.999, 1e-8, 1e-4,
+                                                 np.finfo(dtype).eps, 1e-4, 0.5, 0.01,
+                                                 0.9, 1.0]
             ihp = np.zeros(T.N_IHP, dtype=np.int64)
             ihp[T.IHP_SOLVER] = O.CODES[solver]
             ihp[T.IHP_NESTEROV] = 1
             ihp[T.IHP_LOSS] = L.LOG_LOSS
+            ihp[T.IHP_SEED] = 42
             state = np.zeros((2, layout.n_params), dtype=dtype)
             args = (params, np.empty_like(params), state, hp, ihp, ws.net, Xk, Xsp, Y, sw,
                     readonly(rng.permutation(n).astype(np.int64)), batch, ws.act, ws.delta,
-                    ws.xbuf)
+                    ws.xbuf, ws.dact, readonly(np.array([0.0, 0.2, 0.1, 0.0])))
             noop(*args)
             noop(*args)
             a = stats()
@@ -578,7 +750,7 @@ def test_train_epoch_does_not_allocate_in_steady_state():
     assert proc.returncode == 0, proc.stderr
     line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")][-1]
     results = json.loads(line[len("RESULT "):])
-    assert len(results) == 8
+    assert len(results) == 4 * len(O.CODES)
     counters = ["alloc", "free", "mi_alloc", "mi_free"]
     for key, r in results.items():
         assert r["finite"], key

@@ -1,8 +1,13 @@
 """Activation functions and their derivatives, side by side, selected by integer code.
 
-Each forward rule works in place on the pre-activation ``Z`` (rows x units). Each
-derivative rule multiplies the back-propagated ``delta`` in place by f'(z), written as
-a function of the activation's *output* A = f(z), which is what the forward pass keeps.
+``activate`` works in place on the pre-activation ``Z`` (rows x units) and, when given a
+non-empty ``dZ`` of the same shape, writes f'(z) there in the same pass. The forward pass
+keeps f'(z) of every hidden layer for the backward pass, which then only multiplies: one
+rule for every activation, including those whose derivative cannot be recovered from the
+output (gelu is not monotone), and dropout folds into the same buffer.
+
+Fixed constants (documented in the estimators): leaky_relu slope 0.01 (PyTorch's default),
+elu alpha 1.0. gelu is the exact form z * Phi(z), not the tanh approximation.
 """
 
 import math
@@ -17,8 +22,26 @@ TANH = 2
 RELU = 3
 SOFTMAX = 4  # output layer only (multiclass); its derivative is folded into the loss
 EXP = 5  # output layer only (poisson log-link); likewise
+LEAKY_RELU = 6
+ELU = 7
+SOFTPLUS = 8
+GELU = 9
 
-HIDDEN_CODES = {"identity": IDENTITY, "logistic": LOGISTIC, "tanh": TANH, "relu": RELU}
+LEAKY_RELU_SLOPE = 0.01
+ELU_ALPHA = 1.0
+_INV_SQRT2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+HIDDEN_CODES = {
+    "identity": IDENTITY,
+    "logistic": LOGISTIC,
+    "tanh": TANH,
+    "relu": RELU,
+    "leaky_relu": LEAKY_RELU,
+    "elu": ELU,
+    "softplus": SOFTPLUS,
+    "gelu": GELU,
+}
 OUTPUT_NAMES = {
     IDENTITY: "identity",
     LOGISTIC: "logistic",
@@ -28,30 +51,90 @@ OUTPUT_NAMES = {
 
 
 @njit(**JIT_OPTIONS)
-def activate(Z, code):
-    """Apply activation ``code`` to the 2-D array ``Z`` in place."""
+def activate(Z, code, dZ):
+    """Apply activation ``code`` to the 2-D array ``Z`` in place.
+
+    If ``dZ`` is non-empty (same shape as ``Z``) it receives f'(z). Output-only codes
+    (softmax, exp) never write ``dZ``: their derivative is part of the loss's delta.
+    """
     n, m = Z.shape
+    grad = dZ.shape[0] > 0
     if code == IDENTITY:
-        return
-    if code == LOGISTIC:
+        if grad:
+            dZ[:, :] = 1.0
+    elif code == LOGISTIC:
         for i in range(n):
             for j in range(m):
                 z = Z[i, j]
                 # two branches keep exp() from overflowing on either side
                 if z >= 0:
-                    Z[i, j] = 1.0 / (1.0 + math.exp(-z))
+                    a = 1.0 / (1.0 + math.exp(-z))
                 else:
                     e = math.exp(z)
-                    Z[i, j] = e / (1.0 + e)
+                    a = e / (1.0 + e)
+                Z[i, j] = a
+                if grad:
+                    dZ[i, j] = a * (1.0 - a)
     elif code == TANH:
         for i in range(n):
             for j in range(m):
-                Z[i, j] = math.tanh(Z[i, j])
+                a = math.tanh(Z[i, j])
+                Z[i, j] = a
+                if grad:
+                    dZ[i, j] = 1.0 - a * a
     elif code == RELU:
         for i in range(n):
             for j in range(m):
-                if Z[i, j] < 0:  # NaN fails the test and stays NaN
+                z = Z[i, j]
+                if z > 0:  # NaN fails both tests and propagates
+                    d = 1.0
+                elif z <= 0:
                     Z[i, j] = 0.0
+                    d = 0.0
+                else:
+                    d = z
+                if grad:
+                    dZ[i, j] = d
+    elif code == LEAKY_RELU:
+        for i in range(n):
+            for j in range(m):
+                z = Z[i, j]
+                if z < 0:
+                    Z[i, j] = LEAKY_RELU_SLOPE * z
+                    d = LEAKY_RELU_SLOPE
+                else:
+                    d = 1.0
+                if grad:
+                    dZ[i, j] = d
+    elif code == ELU:
+        for i in range(n):
+            for j in range(m):
+                z = Z[i, j]
+                if z < 0:
+                    # expm1 keeps the small-|z| values accurate
+                    Z[i, j] = ELU_ALPHA * math.expm1(z)
+                    d = ELU_ALPHA * math.exp(z)
+                else:
+                    d = 1.0
+                if grad:
+                    dZ[i, j] = d
+    elif code == SOFTPLUS:
+        for i in range(n):
+            for j in range(m):
+                z = Z[i, j]
+                # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow for large |z|
+                e = math.exp(-abs(z))
+                Z[i, j] = max(z, 0.0) + math.log1p(e)
+                if grad:  # logistic(z), in its overflow-free form
+                    dZ[i, j] = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
+    elif code == GELU:
+        for i in range(n):
+            for j in range(m):
+                z = Z[i, j]
+                cdf = 0.5 * (1.0 + math.erf(z * _INV_SQRT2))
+                Z[i, j] = z * cdf
+                if grad:
+                    dZ[i, j] = cdf + z * _INV_SQRT_2PI * math.exp(-0.5 * z * z)
     elif code == SOFTMAX:
         for i in range(n):
             zmax = Z[i, 0]
@@ -69,27 +152,3 @@ def activate(Z, code):
         for i in range(n):
             for j in range(m):
                 Z[i, j] = math.exp(Z[i, j])
-
-
-@njit(**JIT_OPTIONS)
-def derivative(A, delta, code):
-    """Multiply ``delta`` in place by f'(z) of activation ``code``, given A = f(z)."""
-    n, m = A.shape
-    if code == IDENTITY:
-        return
-    if code == LOGISTIC:
-        for i in range(n):
-            for j in range(m):
-                a = A[i, j]
-                delta[i, j] *= a * (1.0 - a)
-    elif code == TANH:
-        for i in range(n):
-            for j in range(m):
-                a = A[i, j]
-                delta[i, j] *= 1.0 - a * a
-    elif code == RELU:
-        for i in range(n):
-            for j in range(m):
-                if A[i, j] == 0:
-                    delta[i, j] = 0.0
-

@@ -4,7 +4,6 @@ import numpy as np
 from numba import njit
 
 from .._config import JIT_OPTIONS
-from .activations import derivative
 from .forward import block_view, coef_view, icpt_view
 
 
@@ -35,15 +34,28 @@ def column_sums(D, out):
 
 
 @njit(**JIT_OPTIONS)
-def backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf):
+def multiply(D, F):
+    """``D *= F`` elementwise (2-D, same shape)."""
+    n, m = D.shape
+    for i in range(n):
+        for j in range(m):
+            D[i, j] *= F[i, j]
+
+
+@njit(**JIT_OPTIONS)
+def backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact):
     """Back-propagate the output delta (already in the last block of ``delta``).
+
+    ``dact`` holds each hidden layer's f'(z) (times its dropout mask) from the forward
+    pass, so the delta recursion is ``D_l = (D_{l+1} W_l^T) * dact_l`` for every
+    activation.
 
     Writes into ``grads`` (same layout as ``params``) the *raw* gradient sums of the
     batch: ``A_{l}^T D_{l+1}`` for the weights and ``sum_i D_{l+1}`` for the biases,
     before the L2 term and the division by the weight sum (see ``finalize_gradient``).
     ``delta`` blocks of the hidden layers are overwritten.
     """
-    units, act_codes = net[0], net[4]
+    units = net[0]
     n_layers = units.shape[0]
     n = rows.shape[0]
     for layer in range(n_layers - 1, 0, -1):
@@ -61,20 +73,39 @@ def backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf):
         if layer > 1:
             D_prev = block_view(delta, net, layer - 1, n)
             np.dot(D, coef_view(params, net, layer - 1).T, D_prev)
-            derivative(block_view(act, net, layer - 1, n), D_prev, act_codes[layer - 1])
+            multiply(D_prev, block_view(dact, net, layer - 1, n))
 
 
 @njit(**JIT_OPTIONS)
-def finalize_gradient(params, grads, n_coefs, alpha, sw_sum):
-    """Add the L2 term to the weight gradients and divide everything by ``sw_sum``.
+def finalize_gradient(params, grads, n_coefs, alpha, l1, sw_sum, want_norm):
+    """Add the penalty terms to the weight gradients and divide everything by ``sw_sum``.
 
-    Returns the squared norm of the weights (biases excluded), for the loss value.
+    The penalty is ``(alpha / 2 * ||W||^2 + l1 * |W|_1) / sw_sum`` over the weights
+    (biases excluded); the L1 term's gradient is ``l1 * sign(w)`` (0 at w = 0).
+
+    Returns ``(sq, l1_norm, grad_sq)``: the squared L2 norm and the L1 norm of the
+    weights (for the loss value) and, if ``want_norm``, the squared norm of the final
+    gradient (for clipping; 0.0 otherwise).
     """
     sq = 0.0
-    for j in range(n_coefs):
-        w = params[j]
-        sq += w * w
-        grads[j] = (grads[j] + alpha * w) / sw_sum
+    l1_norm = 0.0
+    # Separate loops per case keep each one a plain, vectorisable reduction.
+    if l1 == 0.0:
+        for j in range(n_coefs):
+            w = params[j]
+            sq += w * w
+            grads[j] = (grads[j] + alpha * w) / sw_sum
+    else:
+        for j in range(n_coefs):
+            w = params[j]
+            sq += w * w
+            l1_norm += abs(w)
+            s = 1.0 if w > 0 else (-1.0 if w < 0 else 0.0)
+            grads[j] = (grads[j] + alpha * w + l1 * s) / sw_sum
     for j in range(n_coefs, params.shape[0]):
         grads[j] /= sw_sum
-    return sq
+    grad_sq = 0.0
+    if want_norm:
+        for j in range(params.shape[0]):
+            grad_sq += grads[j] * grads[j]
+    return sq, l1_norm, grad_sq

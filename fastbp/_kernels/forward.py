@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit
 
 from .._config import JIT_OPTIONS
+from . import dropout
 from .activations import activate
 
 
@@ -75,28 +76,38 @@ def add_bias(Z, b):
 
 
 @njit(**JIT_OPTIONS)
-def forward_batch(params, net, X, Xsp, rows, act, xbuf):
+def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key):
     """Forward pass of the rows ``rows`` of X.
 
     Writes every layer's activation into its block of ``act``; for dense X the gathered
     input rows are left in ``xbuf`` (the backward pass reads them). Returns the output
     block (n x n_outputs view of ``act``).
+
+    Training passes a non-empty ``dact`` (layout of ``act``): each hidden layer's f'(z)
+    is written there, and hidden layer ``l`` is dropped out with probability
+    ``drop[l]`` (masks from ``key``, see ``dropout.batch_key``; an empty ``drop`` means
+    no dropout). Inference passes an empty ``dact``: no derivatives, no dropout.
     """
     units, act_codes = net[0], net[4]
     n_layers = units.shape[0]
     n = rows.shape[0]
+    train = dact.shape[0] > 0
     Z = block_view(act, net, 1, n)
     if Xsp[0].shape[0] > 0:
         csr_rows_dot(Xsp[0], Xsp[1], Xsp[2], rows, coef_view(params, net, 0), Z)
     else:
         A0 = gather_rows(X, rows, xbuf)
         np.dot(A0, coef_view(params, net, 0), Z)
-    add_bias(Z, icpt_view(params, net, 0))
-    activate(Z, act_codes[1])
-    for layer in range(1, n_layers - 1):
-        A_prev = block_view(act, net, layer, n)
-        Z = block_view(act, net, layer + 1, n)
-        np.dot(A_prev, coef_view(params, net, layer), Z)
-        add_bias(Z, icpt_view(params, net, layer))
-        activate(Z, act_codes[layer + 1])
+    for layer in range(1, n_layers):
+        if layer > 1:
+            Z = block_view(act, net, layer, n)
+            np.dot(block_view(act, net, layer - 1, n), coef_view(params, net, layer - 1), Z)
+        add_bias(Z, icpt_view(params, net, layer - 1))
+        if train and layer < n_layers - 1:
+            dZ = block_view(dact, net, layer, n)
+            activate(Z, act_codes[layer], dZ)
+            if drop.shape[0] > layer and drop[layer] > 0.0:
+                dropout.apply(Z, dZ, drop[layer], key, layer)
+        else:
+            activate(Z, act_codes[layer], dact[:0].reshape((0, 0)))
     return Z

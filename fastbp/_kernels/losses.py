@@ -1,15 +1,26 @@
 """Loss values and the output-layer delta, selected by integer code.
 
-Every loss here is paired with its canonical output activation (its inverse link), so
-the derivative of the loss with respect to the output pre-activation is ``P - Y`` for
-all of them; the pairing is the table ``OUTPUT_ACTIVATION``.
+Every loss is paired with an output activation (the table ``OUTPUT_ACTIVATION``) and
+``loss_and_delta`` writes the derivative of the loss with respect to the output
+*pre-activation*. For the first four (canonical links) that is ``P - Y``; the others have
+an identity output, so it is the derivative with respect to the output itself.
 
-Per-sample losses, summed over the outputs (scikit-learn's definitions):
+Per-sample losses, summed over the outputs (r = p - y):
 
-- squared_error:   0.5 * sum_k (y_k - p_k)^2            (identity output)
+- squared_error:   0.5 * sum_k r_k^2                     (identity output)
 - poisson:         sum_k y_k log(y_k / p_k) - y_k + p_k (exp output, half deviance)
 - log_loss:        -sum_k y_k log p_k                    (softmax output)
 - binary_log_loss: -sum_k y_k log p_k + (1-y_k) log(1-p_k)  (logistic output)
+- absolute_error:  sum_k |r_k|; delta sign(r_k) (0 at r_k = 0)
+- huber:           sum_k 0.5 r_k^2 if |r_k| <= d else d (|r_k| - d / 2); delta r_k
+                   clipped to [-d, d] (d = ``huber_delta``)
+- hinge:           max(0, 1 + max_{j != c} p_j - p_c), c the true class (Crammer and
+                   Singer's multiclass hinge); delta +1 on the arg max j, -1 on c when
+                   the loss is positive (the first maximiser on ties)
+- binary_hinge:    sum_k max(0, 1 - s_k p_k), s_k = 2 y_k - 1 in {-1, 1}; delta -s_k
+                   when the term is positive (binary and multilabel hinge)
+
+At the kinks (r = 0, |r| = d, a margin of exactly 1) the delta is one subgradient.
 
 scikit-learn averages squared_error over the outputs while its gradient is that of the
 sum (its issue 8349); here the reported value is the sum, the function the gradient
@@ -27,17 +38,25 @@ SQUARED_ERROR = 0
 POISSON = 1
 LOG_LOSS = 2
 BINARY_LOG_LOSS = 3
+ABSOLUTE_ERROR = 4
+HUBER = 5
+HINGE = 6
+BINARY_HINGE = 7
 
 OUTPUT_ACTIVATION = {
     SQUARED_ERROR: A.IDENTITY,
     POISSON: A.EXP,
     LOG_LOSS: A.SOFTMAX,
     BINARY_LOG_LOSS: A.LOGISTIC,
+    ABSOLUTE_ERROR: A.IDENTITY,
+    HUBER: A.IDENTITY,
+    HINGE: A.IDENTITY,
+    BINARY_HINGE: A.IDENTITY,
 }
 
 
 @njit(**JIT_OPTIONS)
-def loss_and_delta(P, Y, rows, sw, code, clip_eps, D):
+def loss_and_delta(P, Y, rows, sw, code, clip_eps, huber_delta, D):
     """Loss of the batch and the output delta.
 
     Parameters
@@ -48,8 +67,9 @@ def loss_and_delta(P, Y, rows, sw, code, clip_eps, D):
     sw : (n_samples,) sample weights, or an empty array for unit weights.
     code : loss code.
     clip_eps : probabilities are clipped to [clip_eps, 1 - clip_eps] in the log losses.
-    D : (n, k) written: ``(P - Y) * sw`` (the gradient of the weighted loss sum with
-        respect to the output pre-activation).
+    huber_delta : the threshold of the huber loss.
+    D : (n, k) written: the gradient of the weighted loss sum with respect to the output
+        pre-activation (``(P - Y) * sw`` for the canonical links).
 
     Returns
     -------
@@ -64,25 +84,60 @@ def loss_and_delta(P, Y, rows, sw, code, clip_eps, D):
         r = rows[i]
         w = sw[r] if weighted else 1.0
         li = 0.0
-        for j in range(k):
-            p = P[i, j]
-            y = Y[r, j]
-            D[i, j] = (p - y) * w
-            if code == SQUARED_ERROR:
-                li += 0.5 * (y - p) * (y - p)
-            elif code == POISSON:
-                li += p - y
-                if y != 0:
-                    li += y * math.log(y / p)
-            elif code == LOG_LOSS:
-                if y != 0:
-                    li -= y * math.log(min(max(p, clip_eps), 1.0 - clip_eps))
-            else:  # BINARY_LOG_LOSS
-                pc = min(max(p, clip_eps), 1.0 - clip_eps)
-                if y != 0:
-                    li -= y * math.log(pc)
-                if y != 1:
-                    li -= (1.0 - y) * math.log(1.0 - pc)
+        if code == HINGE:
+            c = 0
+            for j in range(1, k):
+                if Y[r, j] > Y[r, c]:
+                    c = j
+            jmax = 1 if c == 0 else 0
+            for j in range(k):
+                if j != c and P[i, j] > P[i, jmax]:
+                    jmax = j
+            for j in range(k):
+                D[i, j] = 0.0
+            margin = 1.0 + P[i, jmax] - P[i, c]
+            if margin > 0:
+                li = margin
+                D[i, jmax] = w
+                D[i, c] = -w
+        else:
+            for j in range(k):
+                p = P[i, j]
+                y = Y[r, j]
+                d = p - y
+                if code == SQUARED_ERROR:
+                    li += 0.5 * (y - p) * (y - p)
+                elif code == POISSON:
+                    li += p - y
+                    if y != 0:
+                        li += y * math.log(y / p)
+                elif code == LOG_LOSS:
+                    if y != 0:
+                        li -= y * math.log(min(max(p, clip_eps), 1.0 - clip_eps))
+                elif code == BINARY_LOG_LOSS:
+                    pc = min(max(p, clip_eps), 1.0 - clip_eps)
+                    if y != 0:
+                        li -= y * math.log(pc)
+                    if y != 1:
+                        li -= (1.0 - y) * math.log(1.0 - pc)
+                elif code == ABSOLUTE_ERROR:
+                    li += abs(d)
+                    d = 1.0 if d > 0 else (-1.0 if d < 0 else 0.0)
+                elif code == HUBER:
+                    if abs(d) <= huber_delta:
+                        li += 0.5 * d * d
+                    else:
+                        li += huber_delta * (abs(d) - 0.5 * huber_delta)
+                        d = huber_delta if d > 0 else -huber_delta
+                else:  # BINARY_HINGE
+                    s = 2.0 * y - 1.0
+                    term = 1.0 - s * p
+                    if term > 0:
+                        li += term
+                        d = -s
+                    else:
+                        d = 0.0
+                D[i, j] = d * w
         loss_sum += w * li
         sw_sum += w
     return loss_sum, sw_sum

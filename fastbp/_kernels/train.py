@@ -8,81 +8,93 @@ Buffers (allocated once per fit by the caller, see ``fastbp._workspace``):
 - ``grads``: flat, the parameter layout.
 """
 
+import math
+
 from numba import njit
 
 from .._config import JIT_OPTIONS
+from . import dropout
 from . import optimizers as opt
 from .backward import backward_batch, finalize_gradient
 from .forward import block_view, forward_batch
 from .losses import loss_and_delta
 
-# Slots of the float64 hyperparameter vector ``hp``.
-HP_LR, HP_MOMENTUM, HP_BETA_1, HP_BETA_2, HP_EPSILON, HP_ALPHA, HP_CLIP_EPS = range(7)
-N_HP = 7
-# Slots of the int64 vector ``ihp``; HP_T is written (Adam's step count).
-IHP_SOLVER, IHP_NESTEROV, IHP_LOSS, IHP_T = range(4)
-N_IHP = 4
+# Slots of the float64 hyperparameter vector ``hp``. HP_MAX_GRAD_NORM 0 means no clipping.
+(HP_LR, HP_MOMENTUM, HP_BETA_1, HP_BETA_2, HP_EPSILON, HP_ALPHA, HP_CLIP_EPS, HP_L1,
+ HP_MAX_GRAD_NORM, HP_WEIGHT_DECAY, HP_RHO, HP_HUBER_DELTA) = range(12)
+N_HP = 12
+# Slots of the int64 vector ``ihp``. IHP_T, the number of optimizer steps taken so far,
+# is advanced in place (Adam's bias correction and the dropout masks read it).
+IHP_SOLVER, IHP_NESTEROV, IHP_LOSS, IHP_T, IHP_SEED = range(5)
+N_IHP = 5
 
 
 @njit(**JIT_OPTIONS)
 def batch_loss_grad(params, grads, net, X, Xsp, Y, sw, rows, loss_code, clip_eps,
-                    act, delta, xbuf):
+                    huber_delta, act, delta, xbuf, dact, drop, key):
     """Forward, loss and backward for the rows ``rows``: raw gradient sums in ``grads``.
 
     Returns ``(loss_sum, sw_sum)`` (see ``losses.loss_and_delta``).
     """
     n = rows.shape[0]
     n_layers = net[0].shape[0]
-    P = forward_batch(params, net, X, Xsp, rows, act, xbuf)
+    P = forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key)
     D = block_view(delta, net, n_layers - 1, n)
-    loss_sum, sw_sum = loss_and_delta(P, Y, rows, sw, loss_code, clip_eps, D)
-    backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf)
+    loss_sum, sw_sum = loss_and_delta(P, Y, rows, sw, loss_code, clip_eps, huber_delta, D)
+    backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact)
     return loss_sum, sw_sum
 
 
 @njit(**JIT_OPTIONS)
 def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_size,
-                act, delta, xbuf):
+                act, delta, xbuf, dact, drop):
     """One pass over the rows in ``order``, one optimizer step per minibatch.
 
-    ``state`` is (2, n_params): the velocity (sgd) or the first and second moments
-    (adam). ``ihp[IHP_T]`` counts Adam steps and is advanced in place.
+    ``state`` is (2, n_params), the optimizer's state (see ``optimizers``); ``drop`` the
+    dropout rate of each layer (empty: none). ``ihp[IHP_T]`` counts the steps and is
+    advanced in place.
 
     A minibatch whose sample weights sum to zero carries no information: it is skipped
     (scikit-learn divides by the zero sum and turns the weights into NaN).
 
     Returns the sum over minibatches of ``batch_loss * batch_rows`` (scikit-learn's
-    accumulated loss), where batch_loss includes the L2 term.
+    accumulated loss), where batch_loss includes the penalty terms.
     """
     n = order.shape[0]
     n_coefs = net[2][0]
-    alpha = hp[HP_ALPHA]
+    alpha, l1, max_norm = hp[HP_ALPHA], hp[HP_L1], hp[HP_MAX_GRAD_NORM]
+    solver = ihp[IHP_SOLVER]
     total = 0.0
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         rows = order[start:stop]
+        key = dropout.batch_key(ihp[IHP_SEED], ihp[IHP_T] + 1)
         loss_sum, sw_sum = batch_loss_grad(
             params, grads, net, X, Xsp, Y, sw, rows, ihp[IHP_LOSS], hp[HP_CLIP_EPS],
-            act, delta, xbuf,
+            hp[HP_HUBER_DELTA], act, delta, xbuf, dact, drop, key,
         )
         if sw_sum == 0.0:
             continue
-        sq = finalize_gradient(params, grads, n_coefs, alpha, sw_sum)
-        total += (loss_sum / sw_sum + 0.5 * alpha * sq / sw_sum) * (stop - start)
-        if ihp[IHP_SOLVER] == opt.ADAM:
-            ihp[IHP_T] += 1
-            opt.adam_step(params, grads, state[0], state[1], ihp[IHP_T], hp[HP_LR],
-                          hp[HP_BETA_1], hp[HP_BETA_2], hp[HP_EPSILON])
-        else:
-            opt.sgd_step(params, grads, state[0], hp[HP_LR], hp[HP_MOMENTUM],
-                         ihp[IHP_NESTEROV] != 0)
+        sq, l1_norm, grad_sq = finalize_gradient(params, grads, n_coefs, alpha, l1, sw_sum,
+                                                 max_norm > 0.0)
+        total += (loss_sum / sw_sum + 0.5 * alpha * sq / sw_sum
+                  + l1 * l1_norm / sw_sum) * (stop - start)
+        gscale = 1.0
+        if max_norm > 0.0 and grad_sq > max_norm * max_norm:
+            gscale = max_norm / math.sqrt(grad_sq)
+        ihp[IHP_T] += 1
+        opt.step(solver, params, grads, gscale, state, ihp[IHP_T], hp[HP_LR],
+                 hp[HP_MOMENTUM], ihp[IHP_NESTEROV] != 0, hp[HP_BETA_1], hp[HP_BETA_2],
+                 hp[HP_EPSILON], hp[HP_RHO], hp[HP_WEIGHT_DECAY], n_coefs)
     return total
 
 
 @njit(**JIT_OPTIONS)
 def full_loss_grad(params, grads, scratch, net, X, Xsp, Y, sw, order, chunk, loss_code,
-                   clip_eps, alpha, act, delta, xbuf):
-    """Loss and gradient of the whole objective over the rows ``order`` (L-BFGS).
+                   clip_eps, huber_delta, alpha, l1, act, delta, xbuf, dact, no_drop):
+    """Loss and gradient of the whole objective over the rows ``order`` (L-BFGS and
+    the gradient check): the weighted mean loss plus the penalties, no dropout
+    (``no_drop`` is an empty float64 array, the type ``drop`` has elsewhere).
 
     Walks the data in chunks of ``chunk`` rows so the workspace stays small; ``scratch``
     (parameter layout) receives each chunk's sums. Writes the gradient into ``grads``
@@ -90,31 +102,59 @@ def full_loss_grad(params, grads, scratch, net, X, Xsp, Y, sw, order, chunk, los
     """
     n = order.shape[0]
     n_coefs = net[2][0]
+    key = dropout.batch_key(0, 0)
     loss_sum = 0.0
     sw_sum = 0.0
     if n <= chunk:
         loss_sum, sw_sum = batch_loss_grad(params, grads, net, X, Xsp, Y, sw, order,
-                                           loss_code, clip_eps, act, delta, xbuf)
+                                           loss_code, clip_eps, huber_delta, act, delta,
+                                           xbuf, dact, no_drop, key)
     else:
         grads[:] = 0.0
         for start in range(0, n, chunk):
             rows = order[start:min(start + chunk, n)]
-            ls, ss = batch_loss_grad(params, scratch, net, X, Xsp, Y, sw, rows,
-                                     loss_code, clip_eps, act, delta, xbuf)
+            ls, ss = batch_loss_grad(params, scratch, net, X, Xsp, Y, sw, rows, loss_code,
+                                     clip_eps, huber_delta, act, delta, xbuf, dact,
+                                     no_drop, key)
             loss_sum += ls
             sw_sum += ss
             grads += scratch
     if sw_sum == 0.0:
-        return float("nan")
-    sq = finalize_gradient(params, grads, n_coefs, alpha, sw_sum)
-    return loss_sum / sw_sum + 0.5 * alpha * sq / sw_sum
+        return math.nan
+    sq, l1_norm, _ = finalize_gradient(params, grads, n_coefs, alpha, l1, sw_sum, False)
+    return loss_sum / sw_sum + 0.5 * alpha * sq / sw_sum + l1 * l1_norm / sw_sum
 
 
 @njit(**JIT_OPTIONS)
-def predict_rows(params, net, X, Xsp, order, chunk, act, xbuf, out):
-    """Output activations for the rows ``order`` of X, written into ``out``."""
+def mean_loss(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps, huber_delta,
+              act, delta, xbuf, no_drop):
+    """Weighted mean loss (no penalty, no dropout) over the rows ``order``: the
+    validation loss. NaN if the sample weights sum to zero."""
     n = order.shape[0]
+    n_layers = net[0].shape[0]
+    loss_sum = 0.0
+    sw_sum = 0.0
+    for start in range(0, n, chunk):
+        rows = order[start:min(start + chunk, n)]
+        P = forward_batch(params, net, X, Xsp, rows, act, xbuf, act[:0], no_drop,
+                          dropout.batch_key(0, 0))
+        D = block_view(delta, net, n_layers - 1, rows.shape[0])
+        ls, ss = loss_and_delta(P, Y, rows, sw, loss_code, clip_eps, huber_delta, D)
+        loss_sum += ls
+        sw_sum += ss
+    if sw_sum == 0.0:
+        return math.nan
+    return loss_sum / sw_sum
+
+
+@njit(**JIT_OPTIONS)
+def predict_rows(params, net, X, Xsp, order, chunk, act, xbuf, no_drop, out):
+    """Output activations for the rows ``order`` of X, written into ``out`` (inference:
+    no dropout; ``no_drop`` is an empty float64 array)."""
+    n = order.shape[0]
+    key = dropout.batch_key(0, 0)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        P = forward_batch(params, net, X, Xsp, order[start:stop], act, xbuf)
+        P = forward_batch(params, net, X, Xsp, order[start:stop], act, xbuf, act[:0],
+                          no_drop, key)
         out[start:stop] = P
