@@ -1,7 +1,8 @@
 """fastbp: compiled backpropagation for dense neural networks, scikit-learn's interface."""
 
 from ._multilayer_perceptron import MLPClassifier, MLPRegressor
+from .gradcheck import check_gradients
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
-__all__ = ["MLPClassifier", "MLPRegressor", "__version__"]
+__all__ = ["MLPClassifier", "MLPRegressor", "check_gradients", "__version__"]

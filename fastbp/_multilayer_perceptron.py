@@ -348,7 +348,6 @@ class BaseMultilayerPerceptron(BaseEstimator):
         y_val=None,
         sample_weight_val=None,
     ):
-        hidden_layer_sizes = self._hidden_sizes()
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         if (X_val is None) != (y_val is None):
             raise ValueError(
@@ -357,6 +356,30 @@ class BaseMultilayerPerceptron(BaseEstimator):
             )
         if sample_weight_val is not None and X_val is None:
             raise ValueError("sample_weight_val was given without X_val and y_val.")
+        X, Y, sample_weight = self._prepare(
+            X, y, sample_weight, incremental, first_pass, partial_fit=incremental
+        )
+        val = None
+        if X_val is not None:
+            val = self._given_validation_set(X_val, y_val, sample_weight_val, Y.dtype)
+
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self._fit_stochastic(X, Y, sample_weight, incremental, val)
+        else:
+            self._fit_lbfgs(X, Y, sample_weight, val)
+
+        if not np.isfinite(self._params).all():
+            raise ValueError(_NON_FINITE_MSG)
+        return self
+
+    def _prepare(self, X, y, sample_weight, incremental, first_pass, partial_fit):
+        """Validate the training data and set up the network: a fresh one on the first
+        pass, else check the existing one fits the data.
+
+        Returns ``(X, Y, sample_weight)``: Y 2-D in the network's dtype, the sample
+        weights combined with the class weights (None for unit weights).
+        """
+        hidden_layer_sizes = self._hidden_sizes()
         self._dropout_rates(len(hidden_layer_sizes) + 2)  # validate before any work
         self._hidden_activations(len(hidden_layer_sizes))
         if self.solver == "lbfgs" and np.any(self._dropout_rates(len(hidden_layer_sizes) + 2)):
@@ -373,7 +396,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         layer_units = [n_features] + hidden_layer_sizes + [y.shape[1]]
-        sample_weight = self._with_class_weight(sample_weight, y, incremental)
+        sample_weight = self._with_class_weight(sample_weight, y, partial_fit)
 
         self._random_state = check_random_state(self.random_state)
         if first_pass:
@@ -388,22 +411,9 @@ class BaseMultilayerPerceptron(BaseEstimator):
                     f"need {layer_units}; fit with warm_start=False to start afresh."
                 )
         # A network keeps the dtype it was created with (warm start, partial_fit).
-        dtype = self._params.dtype
-        Y = native(y, dtype)
-        val = None
-        if X_val is not None:
-            val = self._given_validation_set(X_val, y_val, sample_weight_val, dtype)
+        return X, native(y, self._params.dtype), sample_weight
 
-        if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X, Y, sample_weight, incremental, val)
-        else:
-            self._fit_lbfgs(X, Y, sample_weight, val)
-
-        if not np.isfinite(self._params).all():
-            raise ValueError(_NON_FINITE_MSG)
-        return self
-
-    def _with_class_weight(self, sample_weight, Y, incremental):
+    def _with_class_weight(self, sample_weight, Y, partial_fit):
         """Sample weights times class weights (classifier; the regressor has none)."""
         return sample_weight
 
@@ -799,23 +809,57 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     the initial weights, the minibatch order and the early-stopping split are the same
     as scikit-learn's, so float64 training follows scikit-learn's to rounding error.
 
+    Beyond scikit-learn: per-layer and more activations, dropout, L1, gradient clipping,
+    more solvers and schedules, initialisation schemes, the hinge loss, class weights and
+    a user-given validation set (``fit(..., X_val=, y_val=)``). Each gradient is checked
+    against finite differences (:func:`fastbp.check_gradients`).
+
     Parameters
     ----------
+    loss : {'log_loss', 'hinge'}, default='log_loss'
+        'log_loss': softmax (multiclass) or logistic (binary, multilabel) outputs and
+        the cross-entropy. 'hinge': linear outputs, Crammer and Singer's multiclass
+        hinge ``max(0, 1 + max_{j != y} z_j - z_y)`` (the binary and multilabel hinge
+        per output for two classes or multilabel y); ``predict_proba`` is then not
+        available, as with scikit-learn's SGDClassifier.
+    class_weight : dict, 'balanced' or None, default=None
+        Weights of the classes, multiplied into ``sample_weight`` (also the validation
+        set's). 'balanced' is ``n_samples / (n_classes * np.bincount(y))``; a dict maps
+        class labels to weights (missing classes weigh 1). Not for multilabel y, and
+        'balanced' not in ``partial_fit``.
     hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
         Number of units in each hidden layer.
-    activation : {'identity', 'logistic', 'tanh', 'relu'}, default='relu'
-        Activation function of the hidden layers.
-    solver : {'lbfgs', 'sgd', 'adam'}, default='adam'
+    activation : str or list of str, default='relu'
+        Activation of the hidden layers, one name for all or one per hidden layer:
+        'identity', 'logistic', 'tanh', 'relu', 'leaky_relu' (slope 0.01 for z < 0),
+        'elu' (alpha 1.0: ``exp(z) - 1`` for z < 0), 'softplus' (``log(1 + exp(z))``)
+        or 'gelu' (exact: ``z * Phi(z)``, Phi the standard normal CDF).
+    solver : {'lbfgs', 'sgd', 'adam', 'adamw', 'rmsprop', 'adagrad'}, default='adam'
         Weight optimizer. 'lbfgs' runs ``scipy.optimize.minimize(method="L-BFGS-B")``
-        on the compiled full-batch loss and gradient.
+        on the compiled full-batch loss and gradient. 'adamw' is Adam with decoupled
+        weight decay (``weight_decay``), 'rmsprop' divides by a running root mean square
+        of the gradients (decay ``rho``), 'adagrad' by the root of their running sum;
+        all three use ``epsilon`` in the denominator.
     alpha : float, default=0.0001
         Strength of the L2 penalty (divided by the sum of sample weights).
     batch_size : int or 'auto', default='auto'
         Minibatch size of the stochastic solvers; 'auto' is ``min(200, n_samples)``.
-    learning_rate : {'constant', 'invscaling', 'adaptive'}, default='constant'
-        Step-size schedule of 'sgd' (see scikit-learn).
+    learning_rate : str, default='constant'
+        Step-size schedule of every stochastic solver (scikit-learn applies its three to
+        'sgd' only; with 'constant', the default, nothing differs):
+
+        - 'constant': ``learning_rate_init`` throughout;
+        - 'invscaling': ``learning_rate_init / (t_ + 1) ** power_t`` after each epoch;
+        - 'adaptive': divided by 5 each time the stopping rule would stop, until
+          below 1e-6;
+        - 'step': ``learning_rate_init * lr_decay ** (epoch // lr_period)``;
+        - 'exponential': ``learning_rate_init * lr_decay ** (epoch / lr_period)``;
+        - 'cosine': ``learning_rate_init * (1 + cos(pi * (epoch % lr_period) /
+          lr_period)) / 2`` (annealing with warm restarts every ``lr_period`` epochs).
+
+        ``epoch`` counts the epochs since the optimizer started (0 for the first).
     learning_rate_init : float, default=0.001
-        Initial step size of 'sgd' and 'adam'.
+        Initial step size of the stochastic solvers.
     power_t : float, default=0.5
         Exponent of the 'invscaling' schedule.
     max_iter : int, default=200
@@ -847,6 +891,38 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         Epochs without ``tol`` improvement before stopping.
     max_fun : int, default=15000
         Maximum number of loss evaluations of 'lbfgs'.
+    dropout : float or list of float, default=0.0
+        Inverted dropout on the hidden layers, one rate in [0, 1) for all or one per
+        hidden layer: in training each hidden unit is zeroed with this probability and
+        the kept ones are scaled by ``1 / (1 - rate)``; prediction uses the full network.
+        The masks are a hash of (seed, step, layer, row, unit), the seed drawn from
+        ``random_state``: reproducible and independent of the thread count. Stochastic
+        solvers only.
+    l1 : float, default=0.0
+        Strength of an L1 penalty ``l1 * sum |w|`` on the weights (not the biases),
+        divided by the sum of sample weights like ``alpha``'s. Its gradient is
+        ``l1 * sign(w)``: weights shrink towards zero and hover within about a step size
+        of it (a subgradient method, as in Keras or PyTorch, not a proximal one).
+    max_grad_norm : float or None, default=None
+        Clip the global gradient norm (all weights and biases) of every minibatch step
+        to this value: a longer gradient is scaled down to this length. Stochastic
+        solvers only.
+    weight_decay : float, default=0.01
+        Decoupled weight decay of 'adamw': each step first multiplies the weights (not
+        the biases) by ``1 - learning_rate * weight_decay``.
+    rho : float, default=0.9
+        Decay rate of the mean square of 'rmsprop'.
+    lr_decay : float, default=0.5
+        Factor of the 'step' and 'exponential' schedules per ``lr_period`` epochs.
+    lr_period : int or None, default=None
+        Period in epochs of the 'step', 'exponential' and 'cosine' schedules; None
+        means 10 for 'step' and 'exponential' and ``max_iter`` for 'cosine'.
+    init : {'sklearn', 'glorot_uniform', 'glorot_normal', 'he_uniform', 'he_normal'}, \
+            default='sklearn'
+        Initial weights. 'sklearn' is scikit-learn's scheme and draw order (uniform in
+        ``+-sqrt(f / (fan_in + fan_out))``, f = 2 for logistic units, else 6, biases
+        too). The others draw the weights from Glorot's (``fan_in + fan_out``) or He's
+        (``fan_in``) uniform or normal distribution and set the biases to 0.
 
     Attributes
     ----------
@@ -855,6 +931,10 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     best_loss_ : float or None
     loss_curve_ : list of float
     validation_scores_ : list of float or None
+    validation_loss_curve_ : list of float
+        Loss (no penalty, no dropout) on the validation set after every epoch (lbfgs:
+        every iteration); only when there is a validation set (``early_stopping`` or
+        ``X_val``).
     best_validation_score_ : float or None
     t_ : int
     coefs_ : list of ndarray, views into one flat parameter vector
@@ -952,7 +1032,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             return _loss.HINGE if multiclass else _loss.BINARY_HINGE
         return _loss.LOG_LOSS if multiclass else _loss.BINARY_LOG_LOSS
 
-    def _with_class_weight(self, sample_weight, Y, incremental):
+    def _with_class_weight(self, sample_weight, Y, partial_fit):
         if self.class_weight is None:
             return sample_weight
         if self._label_binarizer.y_type_.startswith("multilabel"):
@@ -960,7 +1040,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
                 "class_weight is not supported for multilabel y; weight the samples "
                 "with sample_weight instead."
             )
-        if incremental and self.class_weight == "balanced":
+        if partial_fit and self.class_weight == "balanced":
             raise ValueError(
                 "class_weight='balanced' is not supported for partial_fit: the class "
                 "frequencies of one batch are not those of the data. Pass a dict of "
@@ -1156,19 +1236,27 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
 
     Parameters
     ----------
-    loss : {'squared_error', 'poisson'}, default='squared_error'
-        'poisson' uses a log link (exp output) and needs ``y >= 0``.
+    loss : {'squared_error', 'poisson', 'absolute_error', 'huber'}, \
+            default='squared_error'
+        Per output, r = prediction - y: 'squared_error' ``r^2 / 2``; 'poisson' the half
+        Poisson deviance with a log link (exp output; needs ``y >= 0``);
+        'absolute_error' ``|r|``; 'huber' ``r^2 / 2`` for ``|r| <= huber_delta``, else
+        ``huber_delta * (|r| - huber_delta / 2)``.
+    huber_delta : float, default=1.0
+        Threshold of the 'huber' loss between its quadratic and linear parts, in the
+        units of y.
     hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
     learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
     warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
-    beta_1, beta_2, epsilon, n_iter_no_change, max_fun :
+    beta_1, beta_2, epsilon, n_iter_no_change, max_fun, dropout, l1, max_grad_norm,
+    weight_decay, rho, lr_decay, lr_period, init :
         As in :class:`MLPClassifier`; early stopping scores with R^2.
 
     Attributes
     ----------
-    loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_, t_,
-    coefs_, intercepts_, n_features_in_, feature_names_in_, n_iter_, n_layers_,
-    n_outputs_, out_activation_ :
+    loss_, best_loss_, loss_curve_, validation_scores_, validation_loss_curve_,
+    best_validation_score_, t_, coefs_, intercepts_, n_features_in_, feature_names_in_,
+    n_iter_, n_layers_, n_outputs_, out_activation_ :
         As in :class:`MLPClassifier`.
     """
 
