@@ -93,3 +93,14 @@ def test_plot_loss_curves(tmp_path):
     assert re.search(r"^sgd .+: 10 epochs, final loss \d", out, re.M), out
     assert re.search(r"^adam .+: 10 epochs, final loss \d", out, re.M), out
     check_png(tmp_path / "loss_curves.png")
+
+
+def test_compare_toolbox(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = run([str(EXAMPLES / "compare_toolbox.py"), "cmp.png"], tmp_path)
+    for label in ("gelu", "leaky_relu", "adamw (lr", "rmsprop (lr", "adagrad (lr"):
+        row = re.search(rf"^{re.escape(label)}.*validation loss (\d+\.\d+)\s+accuracy "
+                        r"([01]\.\d{4})$", out, re.M)
+        assert row, f"no row for {label}:\n{out}"
+        assert float(row[2]) > 0.5  # 10 classes: far above chance
+    check_png(tmp_path / "cmp.png")

@@ -531,3 +531,27 @@ def test_toolbox_parameters_in_grid_search_and_pickle():
     est = pickle.loads(pickle.dumps(grid.best_estimator_))
     np.testing.assert_array_equal(est.predict(X), grid.best_estimator_.predict(X))
     assert fastbp.check_gradients(est, X[:20], y[:20], max_entries=20) < 1e-6
+
+
+def test_toolbox_choices_share_one_compiled_epoch_per_dtype():
+    """Activations, losses, solvers, dropout and penalties are runtime codes and values:
+    whatever is chosen, the epoch kernel is compiled once per dtype (cold start)."""
+    X, y = _data(MLPRegressor)
+    configs = [
+        dict(activation="gelu", solver="adamw", dropout=0.2, l1=0.1, max_grad_norm=1.0),
+        dict(activation=["elu", "softplus"], solver="rmsprop", loss="huber"),
+        dict(activation="leaky_relu", solver="adagrad", loss="absolute_error"),
+        dict(activation="tanh", solver="sgd", loss="poisson"),
+    ]
+    for dtype in (np.float64, np.float32):
+        for cfg in configs:
+            yy = np.abs(y) if cfg.get("loss") == "poisson" else y
+            hidden = (5, 4) if isinstance(cfg["activation"], list) else (5,)
+            MLPRegressor(hidden_layer_sizes=hidden, max_iter=2, random_state=0, **cfg).fit(
+                X.astype(dtype), yy
+            )
+        Xc, yc = _data(MLPClassifier)
+        MLPClassifier((5,), loss="hinge", max_iter=2).fit(Xc.astype(dtype), yc)
+        MLPClassifier((5,), max_iter=2, class_weight="balanced").fit(Xc.astype(dtype), yc)
+    sigs = T.train_epoch.signatures
+    assert len(sigs) == 2, sigs  # float64 and float32, nothing else
