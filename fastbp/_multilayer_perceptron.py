@@ -1,5 +1,6 @@
 """The estimators: scikit-learn's MLP interface in front of the compiled core."""
 
+import copy
 import warnings
 from numbers import Integral, Real
 
@@ -329,7 +330,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
     def _get_workspace(self, rows, dtype, dense):
         codes = self._act_codes()
         ws = getattr(self, "_workspace", None)
-        if ws is None or not ws.fits(rows, dtype, dense, codes):
+        if ws is None or not ws.fits(self._layout, rows, dtype, dense, codes):
             ws = Workspace(self._layout, codes, rows, dtype, dense)
             self._workspace = ws
         return ws
@@ -338,7 +339,18 @@ class BaseMultilayerPerceptron(BaseEstimator):
         return float(getattr(self, "huber_delta", 1.0))
 
     # ------------------------------------------------------------------------- fitting
-    def _fit(
+    def _fit(self, X, y, sample_weight=None, incremental=False, **validation):
+        """Fit, or leave the estimator exactly as it was if fitting raises: a failed
+        ``fit``/``partial_fit`` (bad input, divergence) never loses a trained model."""
+        saved = copy.deepcopy(self.__getstate__())
+        try:
+            return self._fit_or_raise(X, y, sample_weight, incremental, **validation)
+        except Exception:
+            self.__dict__.clear()
+            self.__setstate__(saved)
+            raise
+
+    def _fit_or_raise(
         self,
         X,
         y,

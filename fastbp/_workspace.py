@@ -62,9 +62,11 @@ class Workspace:
         self.dact = np.empty(size if train else 0, dtype=dtype)
         self.xbuf = np.empty(rows * int(layout.units[0]) if dense else 0, dtype=dtype)
 
-    def fits(self, rows, dtype, dense, act_codes):
+    def fits(self, layout, rows, dtype, dense, act_codes):
+        """Whether these buffers serve ``layout`` (same layer sizes) for such batches."""
         return (
             self.train
+            and np.array_equal(self.net[0], layout.units)
             and self.rows >= rows
             and self.dtype == dtype
             and self.dense == dense

@@ -289,3 +289,17 @@ def test_no_hidden_layer_is_a_linear_model(Est):
     X, y = _data(Est)
     est = Est(hidden_layer_sizes=(), max_iter=5, random_state=0).fit(X, y)
     assert est.n_layers_ == 2 and len(est.coefs_) == 1
+
+
+@BOTH
+def test_refit_on_data_of_another_shape(Est):
+    """A fresh fit after a fit on other data (other n_features, other outputs) builds new
+    buffers rather than reusing the cached ones of the old network."""
+    X, y = _data(Est)
+    est = Est(hidden_layer_sizes=(6,), max_iter=3, random_state=0).fit(X, y)
+    for solver in ("adam", "lbfgs"):
+        est.set_params(solver=solver).fit(X[:, :2], y)
+        assert est.coefs_[0].shape == (2, 6)
+        assert est.predict(X[:, :2]).shape == y.shape
+    est.set_params(solver="adam").fit(X, y)
+    assert est.coefs_[0].shape == (X.shape[1], 6)
