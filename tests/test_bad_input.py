@@ -171,7 +171,7 @@ def valid_fit_inputs(draw, Est):
     elif dtype is object:
         A = A.astype(object)
     elif np.issubdtype(dtype, np.integer):
-        A = np.clip(np.round(A * 10), 0 if dtype is np.uint8 else -100, 100).astype(dtype)
+        A = np.clip(np.round(A * 2), 0 if dtype is np.uint8 else -5, 5).astype(dtype)
     else:
         A = A.astype(dtype)
     X = _as_container(A, container)
