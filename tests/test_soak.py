@@ -186,3 +186,41 @@ def test_peak_memory_of_one_epoch_on_large_float32_X(record_property):
     for key, value in r.items():
         record_property(key, value)
     record_property("peak_minus_baseline_over_input", ratio)
+
+
+BLAS_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time, warnings
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+    from fastbp import MLPRegressor
+
+    warnings.simplefilter("ignore")
+    X = np.random.default_rng(0).standard_normal((int(sys.argv[1]), 256), dtype=np.float32)
+    y = X[:, 0] - 0.5 * X[:, 1]
+    params = dict(hidden_layer_sizes=(32,), max_iter=1, batch_size=200, random_state=0)
+    MLPRegressor(**params).fit(X[:1000], y[:1000])
+    times = {}
+    for label, limit in (("default", None), ("1", 1), ("default-again", None)):
+        with threadpool_limits(limits=limit):
+            t = time.perf_counter()
+            MLPRegressor(**params).fit(X, y)
+            times[label] = time.perf_counter() - t
+    print("RESULT " + json.dumps(times))
+    """
+)
+
+
+@pytest.mark.soak
+def test_report_epoch_time_with_default_and_single_blas_threads(record_property):
+    """Reported, not gated. Each minibatch product is small (200 x 256 @ 256 x 32):
+    when another process keeps a core busy, multithreaded OpenBLAS waits on it for every
+    product, and an epoch can take many times longer than with one BLAS thread."""
+    r = _run(BLAS_SCRIPT, 131072, timeout=1800)
+    print(
+        f"\none epoch, 131072 x 256 float32, hidden (32,), batch 200: "
+        f"default BLAS threads {r['default']:.2f} s / {r['default-again']:.2f} s, "
+        f"1 BLAS thread {r['1']:.2f} s"
+    )
+    for key, value in r.items():
+        record_property(f"epoch_seconds_blas_{key}", value)
