@@ -757,8 +757,8 @@ def test_partial_fit_validates_parameters_set_after_the_first_call(Est, params):
 # ----------------------------------------------------------------- float32 range limits
 @pytest.mark.xfail(
     strict=True,
-    reason="float32 training casts y to float32: 1e39 -> inf, "
-    "reported as generic 'non-finite parameter weights'",
+    reason="float32 training casts y and sample_weight to float32 (1e39 -> inf) "
+    "unchecked: reported as the generic 'non-finite parameter weights'",
 )
 @pytest.mark.parametrize("what", ["y", "sample_weight"])
 def test_float32_training_names_values_beyond_float32(what):
