@@ -43,6 +43,20 @@ _NON_FINITE_MSG = (
 )
 
 
+def _check_range(X, dtype):
+    """A float32 network cannot take float64 values beyond float32's range: casting
+    would turn them into inf and the outputs into NaN."""
+    if dtype != np.float32 or X.dtype != np.float64:
+        return
+    values = X.data if sp.issparse(X) else X
+    limit = np.finfo(np.float32).max
+    if values.size and (values.max() > limit or values.min() < -limit):
+        raise ValueError(
+            "X has values beyond the range of float32, the dtype this network was "
+            "trained in; scale X or train the network in float64."
+        )
+
+
 def _probabilistic(est):
     """``available_if`` condition of ``predict_proba``: not with the hinge loss, whose
     outputs are scores, not probabilities (as scikit-learn's SGDClassifier)."""
@@ -249,6 +263,11 @@ class BaseMultilayerPerceptron(BaseEstimator):
         ):
             return
         units = [np.shape(self.coefs_[0])[0]] + [np.shape(c)[1] for c in self.coefs_]
+        if units[0] != self.n_features_in_ or units[-1] != self.n_outputs_:
+            raise ValueError(
+                f"coefs_ were reassigned with layer sizes {units}, but the model has "
+                f"{self.n_features_in_} input feature(s) and {self.n_outputs_} output(s)."
+            )
         dtype = np.asarray(self.coefs_[0]).dtype
         dtype = dtype if dtype in (np.float32, np.float64) else np.float64
         layout = Layout(units)
@@ -263,11 +282,19 @@ class BaseMultilayerPerceptron(BaseEstimator):
 
     def __setstate__(self, state):
         super().__setstate__(state)
+        # Arrays the kernels write into must be writable (joblib.load(mmap_mode="r")
+        # hands back read-only memmaps) and C-contiguous.
+        for name in ("_opt_state", "_best_params"):
+            a = self.__dict__.get(name)
+            if isinstance(a, np.ndarray) and not (a.flags.writeable and a.flags.c_contiguous):
+                self.__dict__[name] = np.array(a)
         if "_params" in self.__dict__:
             params = self._params
             if not params.flags.writeable or not params.flags.c_contiguous:
                 params = np.array(params)
-            self._set_params_vector(self._layout, params)
+            # fresh offset arrays: memmapped (read-only) ones would type the kernels'
+            # network tuple differently and compile a second specialisation
+            self._set_params_vector(Layout(np.array(self._layout.units)), params)
 
     def _initialize(self, y, layer_units, dtype):
         """Set the fitted attributes of a fresh network and draw its initial weights.
@@ -318,14 +345,29 @@ class BaseMultilayerPerceptron(BaseEstimator):
         if self.solver in _STOCHASTIC_SOLVERS:
             self.loss_curve_ = []
             self._no_improvement_count = 0
-            if self.early_stopping:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+            self.best_loss_ = None
+
+    def _stopping_bookkeeping(self, early_stopping, has_validation):
+        """The attributes of the stopping rules as scikit-learn has them, for the
+        current ``early_stopping`` (warm start may switch it) and validation set."""
+        if not isinstance(getattr(self, "loss_curve_", None), list):  # was lbfgs
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+        if early_stopping or has_validation:
+            if self.__dict__.get("validation_scores_") is None:
                 self.validation_scores_ = []
                 self.best_validation_score_ = -np.inf
-                self.best_loss_ = None
-            else:
-                self.best_loss_ = np.inf
-                self.validation_scores_ = None
-                self.best_validation_score_ = None
+            if not isinstance(getattr(self, "validation_loss_curve_", None), list):
+                self.validation_loss_curve_ = []
+        else:
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+        if early_stopping:
+            self.best_loss_ = None
+        elif self.__dict__.get("best_loss_") is None:
+            self.best_loss_ = np.inf
 
     def _get_workspace(self, rows, dtype, dense):
         codes = self._act_codes()
@@ -380,7 +422,14 @@ class BaseMultilayerPerceptron(BaseEstimator):
         else:
             self._fit_lbfgs(X, Y, sample_weight, val)
 
-        if not np.isfinite(self._params).all():
+        # Diverged: non-finite weights, a non-finite final loss (unless early stopping
+        # went back to the best weights), or weights so large that the outputs overflow
+        # (checked on the first rows; the failed call then leaves the estimator as it was).
+        diverged = not np.isfinite(self._params).all() or (
+            not np.isfinite(self.loss_)
+            and not (self.early_stopping and self.solver in _STOCHASTIC_SOLVERS)
+        )
+        if diverged or not np.isfinite(self._forward_pass_fast(X[:256], False)).all():
             raise ValueError(_NON_FINITE_MSG)
         return self
 
@@ -423,7 +472,25 @@ class BaseMultilayerPerceptron(BaseEstimator):
                     f"need {layer_units}; fit with warm_start=False to start afresh."
                 )
         # A network keeps the dtype it was created with (warm start, partial_fit).
-        return X, native(y, self._params.dtype), sample_weight
+        dtype = self._params.dtype
+        Y = native(y, dtype)
+        if not np.isfinite(Y).all():
+            raise ValueError(
+                f"y has values beyond the range of {dtype} (the network's dtype, set by "
+                "X's on the first fit); scale y or train in float64."
+            )
+        if sample_weight is not None:
+            total = float(np.sum(sample_weight, dtype=np.float64))
+            if not total > 0:
+                raise ValueError(
+                    f"sample_weight sums to {total}: the weights must have a positive sum."
+                )
+            if not np.isfinite(native(sample_weight, dtype)).all():
+                raise ValueError(
+                    f"sample_weight has values beyond the range of {dtype} (the network's "
+                    "dtype); scale the weights or train in float64."
+                )
+        return X, Y, sample_weight
 
     def _with_class_weight(self, sample_weight, Y, partial_fit):
         """Sample weights times class weights (classifier; the regressor has none)."""
@@ -591,12 +658,19 @@ class BaseMultilayerPerceptron(BaseEstimator):
             # scikit-learn's split, on row indices: the same draws, the same rows.
             n_total = X.shape[0]
             stratify = Y if (is_classifier(self) and self.n_outputs_ == 1) else None
-            train_idx, val_idx = train_test_split(
-                np.arange(n_total),
-                random_state=self._random_state,
-                test_size=self.validation_fraction,
-                stratify=None if stratify is None else stratify.astype(bool),
-            )
+            try:
+                train_idx, val_idx = train_test_split(
+                    np.arange(n_total),
+                    random_state=self._random_state,
+                    test_size=self.validation_fraction,
+                    stratify=None if stratify is None else stratify.astype(bool),
+                )
+            except ValueError as e:
+                raise ValueError(
+                    f"validation_fraction={self.validation_fraction} cannot split "
+                    f"{n_total} samples into a training and a validation set for early "
+                    f"stopping ({e}). Change validation_fraction, or pass X_val and y_val."
+                ) from e
             if val_idx.shape[0] < 2:
                 raise ValueError(
                     "The validation set is too small. Increase 'validation_fraction' "
@@ -606,12 +680,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
             val = self._validation_set(X[val_idx], Y[val_idx], sw_val, dtype)
             X, Y = X[train_idx], Y[train_idx]
             sample_weight = None if sample_weight is None else sample_weight[train_idx]
-        if val is not None:
-            if not isinstance(getattr(self, "validation_loss_curve_", None), list):
-                self.validation_loss_curve_ = []
-            if self.validation_scores_ is None:
-                self.validation_scores_ = []
-                self.best_validation_score_ = -np.inf
+        self._stopping_bookkeeping(early_stopping, val is not None)
 
         n_samples = X.shape[0]
         if self.batch_size == "auto":
@@ -732,7 +801,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 self._no_improvement_count += 1
             else:
                 self._no_improvement_count = 0
-        if score > self.best_validation_score_:
+        if score > self.best_validation_score_ and np.isfinite(self._params).all():
             self.best_validation_score_ = score
             if early_stopping:
                 self._best_params[...] = self._params
@@ -782,9 +851,17 @@ class BaseMultilayerPerceptron(BaseEstimator):
     def _forward_pass_fast(self, X, check_input=True):
         """Output-layer activations for X, shape (n_samples, n_outputs)."""
         if check_input:
-            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+            X = validate_data(
+                self, X, accept_sparse=["csr", "csc"], dtype=_config.FLOAT_DTYPES, reset=False
+            )
         self._sync_params()
         dtype = self._params.dtype
+        if X.shape[1] != self._layout.units[0]:  # kernels do not check bounds
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the network takes "
+                f"{int(self._layout.units[0])}."
+            )
+        _check_range(X, dtype)
         Xd, Xsp = kernel_X(X, dtype)
         n = X.shape[0]
         chunk = max(1, min(n, _config.CHUNK_ROWS))
@@ -802,10 +879,12 @@ class BaseMultilayerPerceptron(BaseEstimator):
         return out
 
     def _score_with_function(self, X, y, sample_weight, score_function):
-        y_pred = self._predict(X, check_input=False)
-        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+        # NaN, not a score, for a network whose outputs overflow: labels derived from
+        # NaN probabilities would still score (and early stopping would keep them).
+        out = self._forward_pass_fast(X, check_input=False)
+        if not np.isfinite(out).all():
             return np.nan
-        return score_function(y, y_pred, sample_weight=sample_weight)
+        return score_function(y, self._predictions(out), sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -1150,7 +1229,10 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         return self._predict(X)
 
     def _predict(self, X, check_input=True):
-        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        return self._predictions(self._forward_pass_fast(X, check_input=check_input))
+
+    def _predictions(self, y_pred):
+        """Labels from the network's outputs."""
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
         # hinge outputs are margins: the decision threshold is 0, not a probability of 0.5
@@ -1177,6 +1259,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         -------
         self : object
         """
+        self._validate_params()  # _fit_context skips it once fitted; set_params may lie
         if not hasattr(self, "classes_"):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -1414,10 +1497,10 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         return self._predict(X)
 
     def _predict(self, X, check_input=True):
-        y_pred = self._forward_pass_fast(X, check_input=check_input)
-        if y_pred.shape[1] == 1:
-            return y_pred.ravel()
-        return y_pred
+        return self._predictions(self._forward_pass_fast(X, check_input=check_input))
+
+    def _predictions(self, y_pred):
+        return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
 
     def _score(self, X, y, sample_weight=None):
         return self._score_with_function(X, y, sample_weight, r2_score)
@@ -1437,4 +1520,5 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         -------
         self : object
         """
+        self._validate_params()  # _fit_context skips it once fitted; set_params may lie
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)

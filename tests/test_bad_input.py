@@ -444,11 +444,6 @@ def test_unusable_X_is_named(Est, make_X, pattern):
 
 
 @BOTH
-@pytest.mark.xfail(
-    strict=True,
-    reason="fit converts numeric strings (dtype=FLOAT_DTYPES), "
-    "predict rejects them (dtype='numeric')",
-)
 def test_numeric_strings_accepted_by_fit_are_accepted_by_predict(Est):
     X, y = _small(Est)
     Xs = X.astype(str)
@@ -623,23 +618,7 @@ def test_sample_weight_variants(Est, kind, solver, request):
 
 
 @BOTH
-@pytest.mark.parametrize(
-    "solver",
-    [
-        pytest.param(
-            "lbfgs",
-            marks=pytest.mark.xfail(
-                strict=True, reason="weights summing to 0: lbfgs 'fits' with loss_=NaN"
-            ),
-        ),
-        pytest.param(
-            "adam",
-            marks=pytest.mark.xfail(
-                strict=True, reason="weights summing to 0: every batch skipped, no error"
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("solver", ["lbfgs", "adam"])
 def test_sample_weights_summing_to_zero_are_rejected(Est, solver):
     # scikit-learn raises ZeroDivisionError("Weights sum to zero, can't be normalized").
     X, y = _small(Est)
@@ -709,19 +688,14 @@ def test_parameter_at_its_bound_fits(Est, params):
     assert_usable(est, X)
 
 
-_SPLIT_XFAIL = pytest.mark.xfail(
-    strict=True, reason="the error comes from train_test_split and names test_size"
-)
-
-
 @pytest.mark.parametrize(
     "Est, fraction",
     [
-        pytest.param(MLPClassifier, 0.0, marks=_SPLIT_XFAIL, id="clf-0"),
-        pytest.param(MLPRegressor, 0.0, marks=_SPLIT_XFAIL, id="reg-0"),
-        pytest.param(MLPClassifier, 0.98, marks=_SPLIT_XFAIL, id="clf-0.98"),
-        pytest.param(MLPRegressor, 0.98, marks=_SPLIT_XFAIL, id="reg-0.98"),
-        pytest.param(MLPClassifier, 0.001, marks=_SPLIT_XFAIL, id="clf-0.001"),
+        pytest.param(MLPClassifier, 0.0, id="clf-0"),
+        pytest.param(MLPRegressor, 0.0, id="reg-0"),
+        pytest.param(MLPClassifier, 0.98, id="clf-0.98"),
+        pytest.param(MLPRegressor, 0.98, id="reg-0.98"),
+        pytest.param(MLPClassifier, 0.001, id="clf-0.001"),
         pytest.param(MLPRegressor, 0.001, id="reg-0.001"),
     ],
 )
@@ -735,10 +709,6 @@ def test_early_stopping_split_errors_name_validation_fraction(Est, fraction):
 
 
 @BOTH
-@pytest.mark.xfail(
-    strict=True,
-    reason="partial_fit skips _validate_params once fitted (sklearn's _fit_context does the same)",
-)
 @pytest.mark.parametrize(
     "params",
     [{"momentum": 2.0}, {"learning_rate_init": -1.0}, {"alpha": -1.0}, {"beta_1": 1.5}],
@@ -755,11 +725,6 @@ def test_partial_fit_validates_parameters_set_after_the_first_call(Est, params):
 
 
 # ----------------------------------------------------------------- float32 range limits
-@pytest.mark.xfail(
-    strict=True,
-    reason="float32 training casts y and sample_weight to float32 (1e39 -> inf) "
-    "unchecked: reported as the generic 'non-finite parameter weights'",
-)
 @pytest.mark.parametrize("what", ["y", "sample_weight"])
 def test_float32_training_names_values_beyond_float32(what):
     """float32 X trains in float32; targets or weights beyond its range must be named.
@@ -818,11 +783,6 @@ def test_predict_sparse_dense_and_dtypes_agree(Est, fit_format):
 
 
 @BOTH
-@pytest.mark.xfail(
-    strict=True,
-    reason="predict casts float64 X to the float32 model dtype: "
-    "1e300 -> inf -> NaN output, no error",
-)
 def test_predict_beyond_float32_range_on_float32_model(Est):
     """scikit-learn computes in float64 here and returns finite values."""
     X, y = _small(Est)
@@ -906,22 +866,12 @@ def isolated():
     return results
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fit sets n_features_in_ before failing on "
-    "sample_weight; the sparse kernel then reads past the weights (SIGSEGV)",
-)
 def test_sparse_predict_never_reads_outside_the_weights(isolated):
     returncode, out, err = isolated["wide-sparse-after-failed-fit"]
     assert returncode == 0, f"crashed (returncode {returncode})"
     assert out.startswith("RAISED"), out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_sync_params repacks reassigned coefs_ without "
-    "checking them against n_features_in_; the sparse kernel reads past them",
-)
 @pytest.mark.parametrize("name", ["MLPClassifier", "MLPRegressor"])
 def test_reassigned_coefs_of_the_wrong_width_are_rejected(isolated, name):
     returncode, out, err = isolated[f"narrow-coefs-{name}"]
@@ -934,12 +884,6 @@ def test_reassigned_coefs_of_the_wrong_width_are_rejected(isolated, name):
 
 # ---------------------------------------------------------- warm start and persistence
 @BOTH
-@pytest.mark.xfail(
-    strict=True,
-    reason="warm start keeps the stopping bookkeeping of the "
-    "previous fit: validation_scores_/best_loss_ is None -> AttributeError "
-    "or TypeError from inside (scikit-learn too)",
-)
 @pytest.mark.parametrize(
     "first, then", [(False, True), (True, False)], ids=["off-then-on", "on-then-off"]
 )
@@ -951,11 +895,6 @@ def test_warm_start_may_toggle_early_stopping(Est, first, then):
 
 
 @BOTH
-@pytest.mark.xfail(
-    strict=True,
-    reason="__setstate__ makes _params writable but not "
-    "_opt_state: numba TypingError (setitem on a readonly array) leaks",
-)
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 def test_partial_fit_after_joblib_load_with_mmap_mode(Est, solver, tmp_path):
     joblib = pytest.importorskip("joblib")
