@@ -25,7 +25,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _config, _schedules
+from . import _config, _interop, _schedules
 from ._kernels import activations as _act
 from ._kernels import losses as _loss
 from ._kernels import optimizers as _opt
@@ -877,6 +877,48 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 no_dropout(), out,
             )
         return out
+
+    # --------------------------------------------------------------------- interop
+    def to_sklearn(self):
+        """The same fitted network as a scikit-learn estimator.
+
+        Returns a fitted :class:`sklearn.neural_network.MLPClassifier` or
+        :class:`~sklearn.neural_network.MLPRegressor` with the same weights (as float64),
+        fitted attributes and, for 'sgd' and 'adam', optimizer state: it predicts the
+        same, and its ``partial_fit`` continues this training. Useful to export with
+        tools that know scikit-learn's MLP (skl2onnx).
+
+        Training settings scikit-learn lacks that change no prediction (another solver,
+        dropout, l1, max_grad_norm, a schedule, init, class_weight, or the absolute_error
+        and huber losses, whose output is linear like squared_error's) are replaced by
+        scikit-learn's defaults, with a UserWarning listing them.
+
+        Raises
+        ------
+        ValueError
+            If the network cannot be expressed: per-layer or other activations than
+            identity/logistic/tanh/relu, or the hinge loss (linear classifier outputs).
+        """
+        check_is_fitted(self)
+        return _interop.to_sklearn(self)
+
+    @classmethod
+    def from_sklearn(cls, estimator):
+        """A fastbp estimator from a fitted scikit-learn MLP of the same kind.
+
+        The parameters, weights (their dtype kept), fitted attributes and the 'sgd' or
+        'adam' optimizer state are taken over: the result predicts the same and is ready
+        for ``predict``, ``partial_fit`` or ``fit`` with ``warm_start=True``.
+
+        Parameters
+        ----------
+        estimator : sklearn.neural_network.MLPClassifier or MLPRegressor, fitted
+
+        Returns
+        -------
+        est : MLPClassifier or MLPRegressor (this class)
+        """
+        return _interop.from_sklearn(cls, estimator)
 
     def _score_with_function(self, X, y, sample_weight, score_function):
         # NaN, not a score, for a network whose outputs overflow: labels derived from
