@@ -25,7 +25,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _config, _interop, _schedules
+from . import _callbacks, _config, _interop, _schedules
 from ._kernels import activations as _act
 from ._kernels import losses as _loss
 from ._kernels import optimizers as _opt
@@ -79,7 +79,7 @@ def _stochastic_solver(est):
     return True
 
 
-class BaseMultilayerPerceptron(BaseEstimator):
+class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
     """Shared fitting machinery of :class:`MLPClassifier` and :class:`MLPRegressor`.
 
     Do not use directly. The network's weights and biases live in one flat vector
@@ -384,12 +384,17 @@ class BaseMultilayerPerceptron(BaseEstimator):
     def _fit(self, X, y, sample_weight=None, incremental=False, **validation):
         """Fit, or leave the estimator exactly as it was if fitting raises: a failed
         ``fit``/``partial_fit`` (bad input, divergence) never loses a trained model."""
-        saved = copy.deepcopy(self.__getstate__())
+        state = self.__getstate__()
+        for name in _callbacks.CALLBACK_ATTRIBUTES:  # live objects: kept, not copied
+            state.pop(name, None)
+        saved = copy.deepcopy(state)
         try:
             return self._fit_or_raise(X, y, sample_weight, incremental, **validation)
         except Exception:
+            live = {k: v for k, v in self.__dict__.items() if k in _callbacks.CALLBACK_ATTRIBUTES}
             self.__dict__.clear()
             self.__setstate__(saved)
+            self.__dict__.update(live)
             raise
 
     def _fit_or_raise(
@@ -410,6 +415,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
             )
         if sample_weight_val is not None and X_val is None:
             raise ValueError("sample_weight_val was given without X_val and y_val.")
+        given = (X, y, sample_weight)
         X, Y, sample_weight = self._prepare(
             X, y, sample_weight, incremental, first_pass, partial_fit=incremental
         )
@@ -417,10 +423,13 @@ class BaseMultilayerPerceptron(BaseEstimator):
         if X_val is not None:
             val = self._given_validation_set(X_val, y_val, sample_weight_val, Y.dtype)
 
-        if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X, Y, sample_weight, incremental, val)
+        stochastic = self.solver in _STOCHASTIC_SOLVERS
+        max_tasks = 1 if incremental else self.max_iter + (0 if stochastic else 1)
+        tasks = _callbacks.FitTasks(self, *given, max_subtasks=max_tasks)
+        if stochastic:
+            self._fit_stochastic(X, Y, sample_weight, incremental, val, tasks)
         else:
-            self._fit_lbfgs(X, Y, sample_weight, val)
+            self._fit_lbfgs(X, Y, sample_weight, val, tasks)
 
         # Diverged: non-finite weights, a non-finite final loss (unless early stopping
         # went back to the best weights), or weights so large that the outputs overflow
@@ -431,6 +440,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
         )
         if diverged or not np.isfinite(self._forward_pass_fast(X[:256], False)).all():
             raise ValueError(_NON_FINITE_MSG)
+        tasks.close()
         return self
 
     def _prepare(self, X, y, sample_weight, incremental, first_pass, partial_fit):
@@ -565,31 +575,48 @@ class BaseMultilayerPerceptron(BaseEstimator):
 
         return f
 
-    def _fit_lbfgs(self, X, Y, sample_weight, val):
+    def _fit_lbfgs(self, X, Y, sample_weight, val, tasks):
         dtype = self._params.dtype
         chunk = min(X.shape[0], _config.CHUNK_ROWS)
         ws = self._get_workspace(chunk, dtype, not sp.issparse(X))
         params = self._params
         loss_grad = self._objective(X, Y, sample_weight, params, ws)
-        callback = None
         if val is not None:
             self.validation_loss_curve_ = []
+        accepted = {"x": params.astype(np.float64), "nit": 0}
 
-            def callback(intermediate_result):
+        def callback(intermediate_result):
+            """After each L-BFGS iteration: validation loss, callbacks, bookkeeping."""
+            x = intermediate_result.x
+            accepted["x"], accepted["nit"] = x.copy(), accepted["nit"] + 1
+            if val is not None:
                 saved = params.copy()
-                params[...] = intermediate_result.x
+                params[...] = x
                 self.validation_loss_curve_.append(self._validation_loss(val))
                 params[...] = saved
+            stop = tasks.end(x)
+            tasks.begin("iteration")
+            if stop:
+                raise StopIteration  # scipy ends the run (status 99)
 
-        result = scipy.optimize.minimize(
-            loss_grad,
-            params.astype(np.float64),
-            method="L-BFGS-B",
-            jac=True,
-            callback=callback,
-            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
-        )
-        if result.status != 0:
+        tasks.begin("iteration")
+        try:
+            result = scipy.optimize.minimize(
+                loss_grad,
+                params.astype(np.float64),
+                method="L-BFGS-B",
+                jac=True,
+                callback=callback,
+                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+            )
+        except KeyboardInterrupt:
+            # keep the last accepted iterate (not a line-search trial point)
+            warnings.warn("Training interrupted by user.", stacklevel=3)
+            self.n_iter_ = accepted["nit"]
+            self.loss_ = float(loss_grad(accepted["x"])[0])
+            params[...] = accepted["x"]
+            return
+        if result.status not in (0, 99):  # 99: a callback asked to stop
             warnings.warn(
                 f"lbfgs failed to converge after {result.nit} iteration(s) "
                 f"(status={result.status}): {result.message}\n"
@@ -641,7 +668,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
         ihp[_train.IHP_SEED] = self._dropout_seed or 0
         return hp, ihp
 
-    def _fit_stochastic(self, X, Y, sample_weight, incremental, val):
+    def _fit_stochastic(self, X, Y, sample_weight, incremental, val, tasks):
         if (
             not incremental
             or not hasattr(self, "_opt_state")
@@ -714,6 +741,7 @@ class BaseMultilayerPerceptron(BaseEstimator):
                     perm = np.arange(n_samples)
                     self._random_state.shuffle(perm)
                     sample_idx = sample_idx[perm]
+                tasks.begin("epoch")
                 hp[_train.HP_LR] = self._epoch_learning_rate()
                 ihp[_train.IHP_T] = self._opt_t
                 accumulated = _train.train_epoch(
@@ -738,6 +766,8 @@ class BaseMultilayerPerceptron(BaseEstimator):
                 if self.learning_rate == "invscaling":
                     self._learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
 
+                if tasks.end():
+                    break  # a callback asked to stop
                 if not np.isfinite(self.loss_):
                     break  # diverged: nothing more to learn; checked after the loop
 
@@ -766,6 +796,9 @@ class BaseMultilayerPerceptron(BaseEstimator):
                         stacklevel=3,
                     )
         except KeyboardInterrupt:
+            # Ctrl-C reaches Python between two compiled epochs: the weights are those
+            # of a whole epoch (or, with early stopping, the best ones below).
+            tasks.abandon()
             warnings.warn("Training interrupted by user.", stacklevel=3)
 
         if early_stopping:
