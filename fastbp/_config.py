@@ -1,5 +1,8 @@
 """One place for the compiler flags and the dtype policy of the compiled core."""
 
+import os
+import warnings
+
 import numpy as np
 
 # LLVM fast-math flags for every kernel. `nnan` and `ninf` are deliberately absent:
@@ -14,6 +17,36 @@ FASTMATH = {"nsz", "arcp", "contract"}
 # Python model's zero check on every division also stops LLVM from vectorising loops
 # that divide (measured: Adam's update ran 4x slower with it).
 JIT_OPTIONS = dict(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy")
+
+
+def _cache_writable():
+    """Whether numba finds a writable cache directory for the kernels: next to their
+    source (``fastbp/_kernels/__pycache__``), in ``NUMBA_CACHE_DIR`` or in the user's
+    cache directory. numba's own locators decide; without one, ``cache=True`` makes
+    numba raise at import (a read-only install with no writable home or cache dir)."""
+    try:
+        from numba.core.caching import CacheImpl
+    except ImportError:  # another numba layout: let numba decide as before
+        return True
+    source = os.path.join(os.path.dirname(__file__), "_kernels", "activations.py")
+    for locator in CacheImpl._locator_classes:
+        try:
+            if locator.from_function(_cache_writable, source) is not None:
+                return True
+        except Exception:  # a locator that cannot even be asked counts as absent
+            continue
+    return False
+
+
+if not _cache_writable():
+    JIT_OPTIONS["cache"] = False
+    warnings.warn(
+        "fastbp: no writable directory for numba's cache (read-only install, and no "
+        "writable NUMBA_CACHE_DIR or user cache directory): the kernels compile in every "
+        "new process. Set NUMBA_CACHE_DIR to a writable directory to keep them.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 # Training runs in the dtype of X when X is float32 or float64; anything else becomes
 # float64 (scikit-learn's rule).
