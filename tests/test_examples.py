@@ -104,3 +104,28 @@ def test_compare_toolbox(tmp_path):
         assert row, f"no row for {label}:\n{out}"
         assert float(row[2]) > 0.5  # 10 classes: far above chance
     check_png(tmp_path / "cmp.png")
+
+
+def test_dask_grid_search(tmp_path):
+    pytest.importorskip("distributed")
+    out = run([str(EXAMPLES / "dask_grid_search.py")], tmp_path)
+    assert re.search(r"^8 candidates x 3 folds on 2 workers: \d+\.\d s$", out, re.M), out
+    score = re.search(r"^best CV accuracy: ([01]\.\d{3})$", out, re.M)
+    assert score and float(score[1]) > 0.5, out
+
+
+def test_out_of_core(tmp_path):
+    out = run([str(EXAMPLES / "out_of_core.py")], tmp_path)
+    accuracies = [float(a) for a in re.findall(r"held-out accuracy ([01]\.\d{3})$", out, re.M)]
+    assert len(accuracies) == 2 and accuracies[-1] > 0.9, out
+    assert "weights are float32" in out
+
+
+def test_onnx_export(tmp_path):
+    pytest.importorskip("skl2onnx")
+    pytest.importorskip("onnxruntime")
+    out = run([str(EXAMPLES / "onnx_export.py"), "m.onnx"], tmp_path)
+    assert "onnxruntime labels equal fastbp's: True" in out, out
+    diff = re.search(r"max \|probability difference\|: (\S+)$", out, re.M)
+    assert diff and float(diff[1]) < 1e-4, out
+    assert (tmp_path / "m.onnx").stat().st_size > 1000
