@@ -39,6 +39,9 @@ ALPHA = 1e-4  # scikit-learn's default L2 penalty, used by every implementation
 WORKLOADS = ("digits64", "digits32", "mc-b32", "mc-b200", "wide", "predict", "start")
 WIDE_HIDDEN = (1024, 1024)
 WIDE_BATCH = 512
+# A configuration whose slowest sample took this many times its fastest marks its row as
+# noisy: another process took the cores for part of the run, the median may be off.
+NOISY_SPREAD = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,11 +100,17 @@ class Row:
             return bool(self.value <= self.target)
         return bool(self.value >= self.target)
 
+    @property
+    def spread(self):
+        """Largest max/min ratio of the samples of one configuration (1.0: no noise)."""
+        return max(max(t) / min(t) for t in self.times.values())
+
     def to_json(self):
         data = dataclasses.asdict(self)
         data["medians"] = {key: statistics.median(t) for key, t in self.times.items()}
         data["comparison"] = self.comparison
         data["met"] = self.met
+        data["spread"] = self.spread
         return data
 
 
@@ -285,7 +294,8 @@ def _fmt_target(row):
 
 
 def _fmt_result(row):
-    return {None: "report", True: "met", False: "missed"}[row.met]
+    result = {None: "report", True: "met", False: "missed"}[row.met]
+    return result + (" (noisy)" if row.spread > NOISY_SPREAD else "")
 
 
 # ---------------------------------------------------------------------------- workloads
@@ -704,6 +714,11 @@ def print_table(rows, torch):
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for line in lines:
         print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    if any(row.spread > NOISY_SPREAD for row in rows):
+        print(
+            f"(noisy): in some configuration of the row the slowest sample took over "
+            f"{NOISY_SPREAD:g}x the fastest: the machine was busy, the median may be off"
+        )
     notes = [row for row in rows if row.note]
     if notes:
         print("notes:")
@@ -799,17 +814,20 @@ def _warm_fastbp():
 
 
 def run(settings, names, torch=None, log=print):
-    """Run the workloads ``names``; return the report rows."""
+    """Run the workloads ``names``; return the report rows and each workload's seconds."""
     from sklearn.exceptions import ConvergenceWarning
 
-    rows = []
+    rows, seconds = [], {}
     with warnings.catch_warnings():
         # Stopping after a fixed number of epochs is the point here, not a problem.
         warnings.simplefilter("ignore", ConvergenceWarning)
         for i, name in enumerate(names, 1):
-            log(f"[{i}/{len(names)}] {name}: {DESCRIPTIONS[name]}", flush=True)
+            log(f"[{i}/{len(names)}] {name}: {DESCRIPTIONS[name]}", end="", flush=True)
+            start = time.perf_counter()
             rows += RUNNERS[name](settings, torch)
-    return rows
+            seconds[name] = time.perf_counter() - start
+            log(f" ({seconds[name]:.0f} s)", flush=True)
+    return rows, seconds
 
 
 def bench(args):
@@ -854,7 +872,7 @@ def bench(args):
             + ")"
         )
     machine["load_average"] = {"start": _load_average()}
-    rows = run(settings, names, torch)
+    rows, workload_seconds = run(settings, names, torch)
     wall = time.perf_counter() - started
     machine["load_average"]["end"] = _load_average()
     print()
@@ -875,6 +893,7 @@ def bench(args):
             "workloads": list(names),
             "machine": machine,
             "wall_seconds": wall,
+            "workload_seconds": workload_seconds,
             "rows": [row.to_json() for row in rows],
         }
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")

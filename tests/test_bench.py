@@ -28,6 +28,7 @@ ROW_KEYS = {
     "unit",
     "torch_ratio",
     "note",
+    "spread",
 }
 
 
@@ -48,6 +49,8 @@ def test_json_report_and_table(tmp_path, capsys):
     out = capsys.readouterr().out
 
     assert report["mode"] == "tiny" and report["workloads"] == ["digits32", "mc-b32", "wide"]
+    assert list(report["workload_seconds"]) == report["workloads"]
+    assert re.search(r"^\[2/3\] mc-b32: make_classification .+ \(\d+ s\)$", out, re.M)
     machine = report["machine"]
     for key in ("cores", "usable_cores", "cpu", "numpy", "numba", "sklearn", "blas"):
         assert machine[key], key
@@ -72,6 +75,7 @@ def test_json_report_and_table(tmp_path, capsys):
         for key, times in row["times"].items():
             assert len(times) == 1 and all(t > 0 for t in times)  # --tiny: one repeat
             assert row["medians"][key] == statistics.median(times)
+        assert row["spread"] == 1.0  # one sample per configuration
         if row["target"] is None:
             assert row["met"] is None
         else:
@@ -238,3 +242,11 @@ def test_row_met_follows_metric_direction():
     assert ratio.met is True and ratio.comparison == ">="
     ratio.target = None
     assert ratio.met is None
+
+
+def test_noisy_rows_are_flagged():
+    quiet = _bench.Row("w", "w", "speed-up", 3.0, 2.0, "", "", {"a": [1.0, 1.5]}, "s")
+    noisy = _bench.Row("w", "w", "speed-up", 3.0, 2.0, "", "", {"a": [1, 1], "b": [1, 3]}, "s")
+    assert (quiet.spread, noisy.spread) == (1.5, 3.0)
+    assert _bench._fmt_result(quiet) == "met"
+    assert _bench._fmt_result(noisy) == "met (noisy)"
