@@ -191,7 +191,8 @@ def build_parser():
     p.add_argument(
         "--quick",
         action="store_true",
-        help="smaller data, fewer repeats, no cold start: under a minute, indicative only",
+        help="smaller data, fewer repeats, no cold start, no PyTorch: about a minute, "
+        "indicative only",
     )
     p.add_argument(
         "--only",

@@ -60,10 +60,14 @@ class Settings:
     cold_start: bool  # also time a first fit with an empty NUMBA_CACHE_DIR
     start_repeats: int
     gemm_calls: int  # GEMMs per sample of the reference GFLOP/s
+    # Compare with PyTorch when it is installed. Off in --quick: on a busy 2-core machine
+    # torch's 2 OpenMP threads stall on every small operation (measured: 0.04 to 4.7 s
+    # per digits epoch), which alone can take minutes.
+    torch: bool = True
 
 
 FULL = Settings("full", 7, 20, 50_000, 10_000, 50_000, 5_000, 5, 1_000, True, 3, 25)
-QUICK = Settings("quick", 3, 5, 10_000, 2_000, 4_096, 1_024, 3, 200, False, 1, 10)
+QUICK = Settings("quick", 3, 5, 10_000, 2_000, 4_096, 1_024, 3, 200, False, 1, 10, False)
 TINY = Settings("tiny", 1, 1, 400, 200, 512, 512, 1, 5, False, 1, 1)
 
 
@@ -849,7 +853,7 @@ def bench(args):
             settings, repeats=args.repeats, wide_repeats=args.repeats, start_repeats=args.repeats
         )
     names = args.only or WORKLOADS
-    torch = None if args.no_torch else _load_torch()
+    torch = _load_torch() if settings.torch and not args.no_torch else None
 
     started = time.perf_counter()
     _warm_fastbp()
@@ -866,11 +870,14 @@ def bench(args):
             "are indicative only; the cold start is skipped"
         )
     if torch is None:
-        print(
-            "PyTorch comparison: off ("
-            + ("--no-torch" if args.no_torch else "torch not installed")
-            + ")"
+        why = (
+            "--no-torch"
+            if args.no_torch
+            else f"not in {settings.mode} mode"
+            if not settings.torch
+            else "torch not installed"
         )
+        print(f"PyTorch comparison: off ({why})")
     machine["load_average"] = {"start": _load_average()}
     rows, workload_seconds = run(settings, names, torch)
     wall = time.perf_counter() - started

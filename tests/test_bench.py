@@ -250,3 +250,21 @@ def test_noisy_rows_are_flagged():
     assert (quiet.spread, noisy.spread) == (1.5, 3.0)
     assert _bench._fmt_result(quiet) == "met"
     assert _bench._fmt_result(noisy) == "met (noisy)"
+
+
+def test_quick_mode_settings_without_torch(monkeypatch, capsys):
+    seen = {}
+
+    def fake_run(settings, names, torch=None, log=print):
+        seen.update(settings=settings, names=names, torch=torch)
+        return [], {}
+
+    monkeypatch.setattr(_bench, "run", fake_run)
+    monkeypatch.setattr(_bench, "_load_torch", lambda: pytest.fail("torch loaded in --quick"))
+    assert main(["bench", "--quick", "--repeats", "2", "--only", "wide"]) == 0
+    settings = seen["settings"]
+    assert settings.mode == "quick" and not settings.cold_start and not settings.torch
+    assert (settings.repeats, settings.wide_repeats, settings.start_repeats) == (2, 2, 2)
+    assert seen["names"] == ["wide"] and seen["torch"] is None
+    out = capsys.readouterr().out
+    assert "indicative only" in out and "PyTorch comparison: off (not in quick mode)" in out
