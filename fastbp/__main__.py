@@ -1,9 +1,13 @@
-"""Command line of fastbp: ``python -m fastbp demo [--quick] [--plot out.png] [--repeats N]``.
+"""Command line of fastbp: ``python -m fastbp demo [--quick] [--plot out.png] [--repeats N]``
+and ``python -m fastbp bench [--quick] [--only NAME,...] [--json out.json] [--plot out.png]``.
 
 ``demo`` trains fastbp's and scikit-learn's MLPClassifier side by side on the digits data
 bundled with scikit-learn, with the same hyperparameters and the same number of epochs, and
 prints their test accuracy and median fit time. Times are only comparable within one run
 on one machine: the table reports ratios, measured side by side.
+
+``bench`` measures the speed targets of fastbp (per-epoch speed-ups over scikit-learn,
+training FLOP rate, one-row latency, thread scaling, cold start): see ``fastbp._bench``.
 """
 
 import argparse
@@ -21,6 +25,20 @@ def _positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
     return value
+
+
+def _workload_names(text):
+    """``--only`` value: comma-separated workload names, each known, kept in table order."""
+    from ._bench import WORKLOADS
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in WORKLOADS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown workload(s) {', '.join(unknown) or repr(text)}; "
+            f"choose from {', '.join(WORKLOADS)}"
+        )
+    return [name for name in WORKLOADS if name in names]
 
 
 def _cores():
@@ -162,7 +180,45 @@ def build_parser():
         help="timed fits per model, median reported (default 3, or 1 with --quick)",
     )
     p.set_defaults(func=demo)
+
+    p = commands.add_parser(
+        "bench",
+        help="measure fastbp's speed targets against scikit-learn (and PyTorch)",
+        description="Time fastbp against scikit-learn (and PyTorch CPU when installed) on "
+        "the workloads of the speed targets, side by side in one run, interleaved repeats, "
+        "medians; print the machine, the ratios and whether each target is met.",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller data, fewer repeats, no cold start, no PyTorch: about a minute, "
+        "indicative only",
+    )
+    p.add_argument(
+        "--only",
+        type=_workload_names,
+        metavar="NAME[,NAME]",
+        help="run only these workloads: digits64, digits32, mc-b32, mc-b200, wide, predict, start",
+    )
+    p.add_argument("--json", metavar="OUT.json", help="write every result to this JSON file")
+    p.add_argument("--plot", metavar="OUT.png", help="bar chart of the ratios, to this PNG")
+    p.add_argument(
+        "--repeats",
+        type=_positive_int,
+        metavar="N",
+        help="timed repeats per configuration (default 7, 5 for the wide net; 3 with --quick)",
+    )
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    # Test-suite knob: every code path on tiny data, in seconds.
+    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(func=_bench_command)
     return parser
+
+
+def _bench_command(args):
+    from ._bench import bench
+
+    return bench(args)
 
 
 def main(argv=None):

@@ -2,19 +2,27 @@
 
 Every setup warms fastbp's JIT with a tiny fit (and predict) in the benchmark's dtype, so
 time_* and peakmem_* measure the work, not the compilation; the cold start (import, then
-first fit: compile or on-disk cache load) is timeraw_import_and_first_fit's alone.
+first fit: compile or on-disk cache load) is timeraw_import_and_first_fit's (with the
+numba cache as it is) and timeraw_cold_start's (with an empty one).
 
 Absolute times depend on the machine and its load: compare them only between runs on one
-machine. track_speedup_vs_sklearn is a ratio measured side by side in one process.
+machine. The track_* benchmarks are ratios measured side by side in one process, in
+turns: the speed-up over scikit-learn, the wide net's FLOP rate over a GEMM's, and the
+speed-up of 2 threads over 1. ``python -m fastbp bench`` measures the same targets on the
+full-size workloads.
 """
 
+import contextlib
 import statistics
 import time
 import warnings
 
+import numba
+import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as SklearnMLP
+from threadpoolctl import threadpool_limits
 
 import fastbp
 
@@ -130,3 +138,127 @@ def timeraw_import_and_first_fit(impl):
 timeraw_import_and_first_fit.params = list(IMPLS)
 timeraw_import_and_first_fit.param_names = ["impl"]
 timeraw_import_and_first_fit.timeout = 300  # a compile from scratch takes a while
+
+
+def timeraw_cold_start():
+    """First fit in a fresh process with an empty numba cache: every kernel is compiled
+    (the target is 15 s). NUMBA_CACHE_DIR is set in the untimed setup, before numba is
+    imported, to a new temporary directory that is removed at exit."""
+    setup = (
+        "import atexit, os, shutil, tempfile, warnings\n"
+        "cache = tempfile.mkdtemp(prefix='fastbp-asv-cache-')\n"
+        "atexit.register(shutil.rmtree, cache, ignore_errors=True)\n"
+        "os.environ['NUMBA_CACHE_DIR'] = cache\n"
+        "warnings.simplefilter('ignore')\n"
+        "import numpy as np\n"
+        "rng = np.random.default_rng(0)\n"
+        "X = rng.random((256, 64))\n"
+        "y = rng.integers(0, 10, 256)\n"
+    )
+    code = (
+        "from fastbp import MLPClassifier\n"
+        "MLPClassifier(hidden_layer_sizes=(64,), batch_size=32, max_iter=1).fit(X, y)\n"
+    )
+    return code, setup
+
+
+timeraw_cold_start.timeout = 300
+timeraw_cold_start.number = 1
+timeraw_cold_start.repeat = 1
+
+
+# The wide net of the FLOP-rate target, at 2048 rows so that a fit takes well under a second.
+WIDE_ROWS = 2048
+WIDE_PARAMS = dict(
+    PARAMS, hidden_layer_sizes=(1024, 1024), batch_size=512, max_iter=1, n_iter_no_change=2
+)
+WIDE_UNITS = [256, 1024, 1024, 10]
+
+
+def _wide_data(rows=WIDE_ROWS):
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((rows, 256), dtype=np.float32), rng.integers(0, 10, rows)
+
+
+# These two helpers repeat fastbp._bench.training_flops and fastbp._bench.threads on
+# purpose: asv benchmarks also run against older commits, which have no fastbp._bench.
+def _training_flops(layer_units, n_rows):
+    """Forward 2*fan_in*fan_out per layer and row, as much for the weight gradients, as
+    much again for the deltas of every layer but the first (no delta for the input)."""
+    products = [a * b for a, b in zip(layer_units[:-1], layer_units[1:], strict=False)]
+    return 2 * n_rows * (2 * sum(products) + sum(products[1:]))
+
+
+@contextlib.contextmanager
+def _threads(n):
+    """n BLAS and numba threads inside the block; the previous counts restored after."""
+    old = numba.get_num_threads()
+    with threadpool_limits(limits=n):
+        try:
+            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+            yield
+        finally:
+            numba.set_num_threads(old)
+
+
+def _interleaved_medians(funcs, repeats=5):
+    """Median seconds of each function, called in turns after one untimed call each."""
+    for func in funcs.values():
+        func()
+    times = {name: [] for name in funcs}
+    for _ in range(repeats):
+        for name, func in funcs.items():
+            start = time.perf_counter()
+            func()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def track_gflops_fraction():
+    """Training FLOP rate of the wide net (256 -> 1024 -> 1024 -> 10, float32, batch 512)
+    over the rate of a float32 GEMM (512x1024)@(1024x1024) measured in this process, in
+    turns (the target is 0.5). 2048 rows, one epoch per fit; FLOPs counted analytically
+    as in ``python -m fastbp bench``."""
+    X, y = _wide_data()
+    rng = np.random.default_rng(0)
+    A = rng.random((512, 1024), dtype=np.float32)
+    B = rng.random((1024, 1024), dtype=np.float32)
+    out = np.empty((512, 1024), dtype=np.float32)
+    gemms = 10
+    medians = _interleaved_medians(
+        {
+            "fit": lambda: fastbp.MLPClassifier(**WIDE_PARAMS).fit(X, y),
+            "gemm": lambda: [np.dot(A, B, out=out) for _ in range(gemms)],
+        }
+    )
+    rate = _training_flops(WIDE_UNITS, WIDE_ROWS) / medians["fit"]
+    reference = gemms * 2 * A.shape[0] * A.shape[1] * B.shape[1] / medians["gemm"]
+    return rate / reference
+
+
+track_gflops_fraction.unit = "fraction"
+track_gflops_fraction.timeout = 300
+
+
+def track_thread_speedup(net):
+    """fastbp's fit time at 1 thread over its time at 2 (BLAS and numba), in turns (the
+    targets: never below 1, at least 1.5 on the wide net). Digits: Fit's 5-epoch fit;
+    wide: the fit of track_gflops_fraction."""
+    X, y = _digits() if net == "digits" else _wide_data()
+    params = PARAMS if net == "digits" else WIDE_PARAMS
+
+    def fit_with(n_threads):
+        def fit():
+            with _threads(n_threads):
+                fastbp.MLPClassifier(**params).fit(X, y)
+
+        return fit
+
+    medians = _interleaved_medians({1: fit_with(1), 2: fit_with(2)})
+    return medians[1] / medians[2]
+
+
+track_thread_speedup.params = ["digits", "wide"]
+track_thread_speedup.param_names = ["net"]
+track_thread_speedup.unit = "ratio"
+track_thread_speedup.timeout = 300

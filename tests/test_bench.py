@@ -1,0 +1,270 @@
+"""``python -m fastbp bench`` runs every code path on tiny data (the hidden ``--tiny`` knob),
+prints its table, writes its JSON and PNG, and rejects bad arguments. Nothing here checks
+a speed: the speed targets are what the benchmark reports, not what the tests assert."""
+
+import json
+import re
+import statistics
+
+import numba
+import pytest
+from threadpoolctl import threadpool_info
+
+from fastbp import _bench
+from fastbp.__main__ import main
+
+ROW_KEYS = {
+    "workload",
+    "label",
+    "metric",
+    "value",
+    "target",
+    "comparison",
+    "met",
+    "fastbp",
+    "reference",
+    "times",
+    "medians",
+    "unit",
+    "torch_ratio",
+    "note",
+    "spread",
+}
+
+
+def bench(tmp_path, *args):
+    """Run ``bench --tiny --no-torch *args`` in process; return (exit code, JSON report)."""
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--tiny", "--no-torch", "--json", str(out), *args])
+    return code, json.loads(out.read_text())
+
+
+def blas_threads():
+    return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()}
+
+
+def test_json_report_and_table(tmp_path, capsys):
+    code, report = bench(tmp_path, "--only", "digits32,mc-b32,wide")
+    assert code == 0
+    out = capsys.readouterr().out
+
+    assert report["mode"] == "tiny" and report["workloads"] == ["digits32", "mc-b32", "wide"]
+    assert list(report["workload_seconds"]) == report["workloads"]
+    assert re.search(r"^\[2/3\] mc-b32: make_classification .+ \(\d+ s\)$", out, re.M)
+    machine = report["machine"]
+    for key in ("cores", "usable_cores", "cpu", "numpy", "numba", "sklearn", "blas"):
+        assert machine[key], key
+    assert machine["torch"] is None  # --no-torch
+    assert any(
+        lib["internal_api"] == "openblas" or lib["user_api"] == "blas" for lib in machine["blas"]
+    )
+
+    rows = report["rows"]
+    assert [row["label"] for row in rows] == [
+        "digits32",
+        "digits32 2 vs 1 thr",
+        "mc-b32",
+        "mc-b32 2 vs 1 thr",
+        "wide GFLOP/s vs GEMM",
+        "wide",
+        "wide 2 vs 1 thr",
+    ]
+    for row in rows:
+        assert set(row) == ROW_KEYS
+        assert row["times"] and row["medians"].keys() == row["times"].keys()
+        for key, times in row["times"].items():
+            assert len(times) == 1 and all(t > 0 for t in times)  # --tiny: one repeat
+            assert row["medians"][key] == statistics.median(times)
+        assert row["spread"] == 1.0  # one sample per configuration
+        if row["target"] is None:
+            assert row["met"] is None
+        else:
+            assert row["comparison"] == ">="
+            assert row["met"] == (row["value"] >= row["target"])
+        assert row["torch_ratio"] is None
+
+    digits, digits_threads, mc = rows[0], rows[1], rows[2]
+    assert set(digits["times"]) == {"fastbp", "sklearn"}
+    med = digits["medians"]
+    assert digits["value"] == pytest.approx(med["sklearn"] / med["fastbp"])
+    assert digits["target"] == 30
+    assert set(digits_threads["times"]) == {"fastbp@1", "fastbp@2"}
+    assert digits_threads["value"] == pytest.approx(
+        digits_threads["medians"]["fastbp@1"] / digits_threads["medians"]["fastbp@2"]
+    )
+    assert "sklearn trained on 200 of 400 rows" in mc["note"]
+    gflops, wide, wide_threads = rows[4], rows[5], rows[6]
+    assert (gflops["metric"], gflops["target"], wide["target"]) == ("fraction", 0.5, None)
+    assert wide_threads["target"] == 1.5 and "gemm@1" in wide_threads["times"]
+    flops = _bench.training_flops([256, 1024, 1024, 10], 512)
+    gemm_flops = 2 * 512 * 1024 * 1024
+    expected = (flops / gflops["medians"]["fastbp"]) / (gemm_flops / gflops["medians"]["gemm"])
+    assert gflops["value"] == pytest.approx(expected)
+
+    # The printed table: a header, one line per row, and the machine above it.
+    assert re.search(r"^machine: \d+ cores \(\d+ usable\)", out, re.M)
+    assert re.search(r"^workload\s+fastbp\s+reference\s+ratio\s+target\s+result$", out, re.M)
+    assert re.search(r"^digits32\s+\S+ ms/epoch\s+sklearn .+x\s+>= 30x\s+(met|missed)$", out, re.M)
+    assert re.search(r"^wide\s+.+\s+-\s+report$", out, re.M)
+    assert "indicative only" in out
+    assert "vs torch" not in out
+
+
+def test_only_keeps_table_order_and_selects(tmp_path):
+    _, report = bench(tmp_path, "--only", "predict,digits64")
+    assert report["workloads"] == ["digits64", "predict"]
+    assert {row["workload"] for row in report["rows"]} == {"digits64", "predict"}
+    predict = report["rows"][2]
+    assert predict["label"] == "predict 1 row" and predict["target"] == 20
+    assert predict["unit"] == "s/call"
+
+
+def test_start_runs_a_fresh_process(tmp_path):
+    # --tiny has no cold start (a compile from scratch takes many seconds): warm only.
+    _, report = bench(tmp_path, "--only", "start")
+    (row,) = report["rows"]
+    assert (row["label"], row["metric"], row["comparison"]) == ("warm start", "seconds", "<=")
+    assert row["target"] == 2.0
+    assert set(row["times"]) == {"warm first_fit", "warm import", "warm wall"}
+    med = row["medians"]
+    assert med["warm import"] < med["warm first_fit"] < med["warm wall"]
+    assert row["met"] == (row["value"] <= 2.0)
+
+
+def test_plot_writes_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "ratios.png"
+    code, _ = bench(tmp_path, "--only", "digits32", "--plot", str(png))
+    assert code == 0
+    assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 1000
+
+
+def test_plot_without_matplotlib_fails_before_running(tmp_path, monkeypatch, capsys):
+    def missing():
+        raise ImportError("No module named 'matplotlib'")
+
+    monkeypatch.setattr(_bench, "_load_pyplot", missing)
+    monkeypatch.setattr(_bench, "run", lambda *a, **k: pytest.fail("ran without matplotlib"))
+    assert main(["bench", "--tiny", "--plot", str(tmp_path / "x.png")]) == 1
+    assert "--plot needs matplotlib" in capsys.readouterr().err
+
+
+def test_json_into_missing_directory_fails_before_running(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(_bench, "run", lambda *a, **k: pytest.fail("ran"))
+    assert main(["bench", "--tiny", "--json", str(tmp_path / "nope" / "x.json")]) == 1
+    assert "--json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--only", "digits"], "unknown workload(s) digits"),
+        (["--only", "wide,nope"], "unknown workload(s) nope"),
+        (["--only", ","], "unknown workload"),
+        (["--repeats", "0"], "--repeats"),
+        (["--json"], "--json"),
+        (["--fast"], "unrecognized arguments: --fast"),
+    ],
+)
+def test_bad_arguments_are_argparse_errors(args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", *args])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_help_lists_bench(capsys):
+    assert main([]) == 0
+    assert "bench" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    out = capsys.readouterr().out
+    assert "--only" in out and "--quick" in out and "--tiny" not in out
+
+
+@pytest.mark.slow  # importing torch takes seconds; skipped where torch is not installed
+def test_torch_side_comparison(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "bench.json"
+    # mc-b200 at --tiny: two minibatches per epoch, so this is mostly torch's import.
+    assert main(["bench", "--tiny", "--only", "mc-b200", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    speed, threads = report["rows"]
+    assert report["machine"]["torch"]
+    assert speed["torch_ratio"] == pytest.approx(
+        speed["medians"]["torch"] / speed["medians"]["fastbp"]
+    )
+    assert threads["torch_ratio"] is None
+
+
+def test_interleave_warms_up_then_takes_turns_at_each_thread_count():
+    calls = []
+
+    def config(name, n_threads):
+        def sample():
+            calls.append((name, numba.get_num_threads(), set(blas_threads().values())))
+            return 1.0
+
+        return sample, (lambda: calls.append((name, "warm-up"))), n_threads
+
+    before = (numba.get_num_threads(), blas_threads())
+    samples = _bench.interleave({"a": config("a", 1), "b": config("b", 2)}, repeats=2)
+    assert samples == {"a": [1.0, 1.0], "b": [1.0, 1.0]}
+    assert [c[:1] for c in calls] == [("a",), ("b",), ("a",), ("b",), ("a",), ("b",)]
+    assert calls[:2] == [("a", "warm-up"), ("b", "warm-up")]
+    assert calls[2][1:] == (1, {1})
+    assert calls[3][1] == min(2, numba.config.NUMBA_NUM_THREADS)
+    assert (numba.get_num_threads(), blas_threads()) == before
+
+
+def test_threads_restored_when_the_block_raises():
+    before = (numba.get_num_threads(), blas_threads())
+    with pytest.raises(RuntimeError), _bench.threads(1):
+        assert numba.get_num_threads() == 1
+        assert set(blas_threads().values()) == {1}
+        raise RuntimeError
+    assert (numba.get_num_threads(), blas_threads()) == before
+
+
+def test_training_flops_counts_forward_gradient_and_hidden_deltas():
+    # layers 2 -> 3 -> 1, one row: forward 2*(6+3), weight gradients 2*(6+3), the delta
+    # into the hidden layer 2*3 (none into the input).
+    assert _bench.training_flops([2, 3, 1], 1) == 18 + 18 + 6
+    assert _bench.training_flops([2, 3, 1], 10) == 420
+
+
+def test_row_met_follows_metric_direction():
+    row = _bench.Row("w", "w", "seconds", 3.0, 2.0, "", "", {"x": [3.0]}, "s")
+    assert row.met is False and row.comparison == "<="
+    row.value = 1.5
+    assert row.met is True
+    ratio = _bench.Row("w", "w", "speed-up", 3.0, 2.0, "", "", {"x": [3.0]}, "s")
+    assert ratio.met is True and ratio.comparison == ">="
+    ratio.target = None
+    assert ratio.met is None
+
+
+def test_noisy_rows_are_flagged():
+    quiet = _bench.Row("w", "w", "speed-up", 3.0, 2.0, "", "", {"a": [1.0, 1.5]}, "s")
+    noisy = _bench.Row("w", "w", "speed-up", 3.0, 2.0, "", "", {"a": [1, 1], "b": [1, 3]}, "s")
+    assert (quiet.spread, noisy.spread) == (1.5, 3.0)
+    assert _bench._fmt_result(quiet) == "met"
+    assert _bench._fmt_result(noisy) == "met (noisy)"
+
+
+def test_quick_mode_settings_without_torch(monkeypatch, capsys):
+    seen = {}
+
+    def fake_run(settings, names, torch=None, log=print):
+        seen.update(settings=settings, names=names, torch=torch)
+        return [], {}
+
+    monkeypatch.setattr(_bench, "run", fake_run)
+    monkeypatch.setattr(_bench, "_load_torch", lambda: pytest.fail("torch loaded in --quick"))
+    assert main(["bench", "--quick", "--repeats", "2", "--only", "wide"]) == 0
+    settings = seen["settings"]
+    assert settings.mode == "quick" and not settings.cold_start and not settings.torch
+    assert (settings.repeats, settings.wide_repeats, settings.start_repeats) == (2, 2, 2)
+    assert seen["names"] == ["wide"] and seen["torch"] is None
+    out = capsys.readouterr().out
+    assert "indicative only" in out and "PyTorch comparison: off (not in quick mode)" in out
