@@ -1,5 +1,6 @@
 """Command line of fastbp: ``python -m fastbp demo [--quick] [--plot out.png] [--repeats N]``
-and ``python -m fastbp bench [--quick] [--only NAME,...] [--json out.json] [--plot out.png]``.
+, ``python -m fastbp bench [--quick] [--only NAME,...] [--json out.json] [--plot out.png]``
+and ``python -m fastbp warmup``.
 
 ``demo`` trains fastbp's and scikit-learn's MLPClassifier side by side on the digits data
 bundled with scikit-learn, with the same hyperparameters and the same number of epochs, and
@@ -8,6 +9,8 @@ on one machine: the table reports ratios, measured side by side.
 
 ``bench`` measures the speed targets of fastbp (per-epoch speed-ups over scikit-learn,
 training FLOP rate, one-row latency, thread scaling, cold start): see ``fastbp._bench``.
+
+``warmup`` compiles every kernel into numba's on-disk cache (``fastbp.warm_up``).
 """
 
 import argparse
@@ -212,7 +215,25 @@ def build_parser():
     # Test-suite knob: every code path on tiny data, in seconds.
     p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_bench_command)
+
+    p = commands.add_parser(
+        "warmup",
+        help="compile every kernel into numba's on-disk cache (once per install)",
+        description="Compile fastbp's kernels for float64 and float32 into numba's on-disk "
+        "cache, so that later processes (and Dask or joblib workers) load them instead of "
+        "compiling.",
+    )
+    p.set_defaults(func=_warmup_command)
     return parser
+
+
+def _warmup_command(args):
+    from . import _config, warm_up
+
+    seconds = warm_up()
+    where = "numba's on-disk cache" if _config.JIT_OPTIONS["cache"] else "this process only"
+    print(f"kernels ready in {seconds:.1f} s ({where})")
+    return 0
 
 
 def _bench_command(args):

@@ -129,3 +129,9 @@ def test_onnx_export(tmp_path):
     diff = re.search(r"max \|probability difference\|: (\S+)$", out, re.M)
     assert diff and float(diff[1]) < 1e-4, out
     assert (tmp_path / "m.onnx").stat().st_size > 1000
+
+
+def test_warmup_command(capsys):
+    assert main(["warmup"]) == 0
+    out = capsys.readouterr().out
+    assert re.match(r"kernels ready in \d+\.\d s \(numba's on-disk cache\)$", out.strip()), out
