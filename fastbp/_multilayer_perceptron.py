@@ -25,7 +25,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _callbacks, _config, _interop, _schedules
+from . import _callbacks, _config, _interop, _schedules, _threads
 from ._kernels import activations as _act
 from ._kernels import losses as _loss
 from ._kernels import optimizers as _opt
@@ -121,6 +121,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         "lr_decay": [Interval(Real, 0, 1, closed="right")],
         "lr_period": [None, Interval(Integral, 1, None, closed="left")],
         "init": [StrOptions(set(_INITS))],
+        "n_threads": [None, Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
     }
 
     def __init__(
@@ -157,6 +158,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         lr_decay,
         lr_period,
         init,
+        n_threads,
     ):
         self.activation = activation
         self.solver = solver
@@ -190,6 +192,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         self.lr_decay = lr_decay
         self.lr_period = lr_period
         self.init = init
+        self.n_threads = n_threads
 
     # ------------------------------------------------------------------ network state
     def _hidden_sizes(self):
@@ -426,10 +429,15 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         stochastic = self.solver in _STOCHASTIC_SOLVERS
         max_tasks = 1 if incremental else self.max_iter + (0 if stochastic else 1)
         tasks = _callbacks.FitTasks(self, *given, max_subtasks=max_tasks)
-        if stochastic:
-            self._fit_stochastic(X, Y, sample_weight, incremental, val, tasks)
-        else:
-            self._fit_lbfgs(X, Y, sample_weight, val, tasks)
+        if stochastic:  # the minibatch (its size as _fit_stochastic computes it)
+            rows = min(200 if self.batch_size == "auto" else self.batch_size, X.shape[0])
+        else:  # the chunk of L-BFGS' full passes
+            rows = min(X.shape[0], _config.CHUNK_ROWS)
+        with _threads.limited(_threads.policy(self.n_threads, rows, self._layout.units)):
+            if stochastic:
+                self._fit_stochastic(X, Y, sample_weight, incremental, val, tasks)
+            else:
+                self._fit_lbfgs(X, Y, sample_weight, val, tasks)
 
         # Diverged: non-finite weights, a non-finite final loss (unless early stopping
         # went back to the best weights), or weights so large that the outputs overflow
@@ -904,11 +912,13 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             self._layout, self._act_codes(), chunk, dtype, not Xsp[0].shape[0], train=False
         )
         out = np.empty((n, self.n_outputs_), dtype=dtype)
+        threads = _threads.policy(getattr(self, "n_threads", None), chunk, self._layout.units)
         if n:
-            _train.predict_rows(
-                self._params, ws.net, Xd, Xsp, kernel_rows(n), chunk, ws.act, ws.xbuf,
-                no_dropout(), out,
-            )
+            with _threads.limited(threads):
+                _train.predict_rows(
+                    self._params, ws.net, Xd, Xsp, kernel_rows(n), chunk, ws.act, ws.xbuf,
+                    no_dropout(), out,
+                )
         return out
 
     # --------------------------------------------------------------------- interop
@@ -1090,6 +1100,17 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         too). The others draw the weights from Glorot's (``fan_in + fan_out``) or He's
         (``fan_in``) uniform or normal distribution and set the biases to 0.
 
+    n_threads : int or None, default=None
+        BLAS threads of the matrix products in fit and predict (the rest is
+        single-threaded compiled code). None: one thread when the largest product of a
+        batch has fewer than 2**21 multiply-adds (small networks gain nothing from more,
+        and lose much when another process holds a core), else the environment's setting;
+        -1: all usable cores. Never more than the environment allows (a Dask or joblib
+        worker's share, OMP_NUM_THREADS, threadpoolctl limits); the setting is restored
+        when the call returns. With fixed ``random_state`` results are bit-identical for
+        any thread count except on long reductions (a product over >~1000 rows: big
+        batches, lbfgs), where BLAS may round differently with 1 and 2 threads.
+
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -1147,6 +1168,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         lr_decay=0.5,
         lr_period=None,
         init="sklearn",
+        n_threads=None,
         loss="log_loss",
         class_weight=None,
     ):
@@ -1183,6 +1205,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             lr_decay=lr_decay,
             lr_period=lr_period,
             init=init,
+            n_threads=n_threads,
         )
         self.class_weight = class_weight
 
@@ -1471,6 +1494,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         lr_decay=0.5,
         lr_period=None,
         init="sklearn",
+        n_threads=None,
         huber_delta=1.0,
     ):
         super().__init__(
@@ -1506,6 +1530,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             lr_decay=lr_decay,
             lr_period=lr_period,
             init=init,
+            n_threads=n_threads,
         )
         self.huber_delta = huber_delta
 
