@@ -7,6 +7,9 @@ deadlock fails the test instead of hanging CI.
 
 import concurrent.futures as cf
 import multiprocessing
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import numba
@@ -196,3 +199,30 @@ def test_thread_count_helpers_restore_global_state():
     before = numba.get_num_threads()
     _fit_with_threads(1, MLPRegressor, solver="sgd", max_iter=1)
     assert numba.get_num_threads() == before
+
+
+def test_no_numba_thread_pool_is_ever_started():
+    """The design that makes fork, loky and concurrent threads safe: every kernel is
+    single-threaded numba code (only BLAS has threads, under fastbp._threads' policy),
+    so numba never launches a threading layer (its OpenMP layer does not survive fork,
+    its workqueue layer aborts on concurrent calls). A subprocess, to start clean."""
+    code = textwrap.dedent(
+        """
+        import numpy as np, numba, warnings
+        import fastbp
+        warnings.simplefilter("ignore")
+        X = np.random.default_rng(0).normal(size=(200, 5))
+        y = np.arange(200) % 2
+        fastbp.MLPClassifier((8,), max_iter=3, early_stopping=True).fit(X, y).predict(X)
+        fastbp.MLPRegressor(hidden_layer_sizes=(8,), solver="lbfgs").fit(X, X[:, 0])
+        try:
+            layer = numba.threading_layer()
+        except ValueError:
+            layer = None
+        print("LAYER", layer)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert "LAYER None" in proc.stdout, proc.stdout
