@@ -440,13 +440,14 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
                 self._fit_lbfgs(X, Y, sample_weight, val, tasks)
 
         # Diverged: non-finite weights, a non-finite final loss (unless early stopping
-        # went back to the best weights), or weights so large that the outputs overflow
-        # (checked on the first rows; the failed call then leaves the estimator as it was).
-        diverged = not np.isfinite(self._params).all() or (
-            not np.isfinite(self.loss_)
-            and not (self.early_stopping and self.solver in _STOCHASTIC_SOLVERS)
-        )
-        if diverged or not np.isfinite(self._forward_pass_fast(X[:256], False)).all():
+        # went back to the best weights; lbfgs' final loss is that of its final weights),
+        # or weights so large that the outputs overflow (train_epoch checks the last
+        # minibatch). The failed call then leaves the estimator as it was.
+        overflow = not self.__dict__.pop("_outputs_finite", True)
+        restored = self.early_stopping and stochastic  # the best epoch's weights
+        if not np.isfinite(self._params).all() or (
+            not restored and (overflow or not np.isfinite(self.loss_))
+        ):
             raise ValueError(_NON_FINITE_MSG)
         tasks.close()
         return self
@@ -758,6 +759,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
                     ws.dact, drop,
                 )
                 self._opt_t = int(ihp[_train.IHP_T])
+                self._outputs_finite = bool(ihp[_train.IHP_FINITE])
                 self._opt_epoch += 1
                 self.n_iter_ += 1
                 self.loss_ = accumulated / n_samples

@@ -633,7 +633,24 @@ def test_train_epoch(dtype, sparse, which, weighted):
         assert_close(state[1], flat_of(w_state[1]), dtype)
         n_steps = 4 if weighted else 5  # ceil(23 / 5) minibatches, one skipped
         assert ihp[T.IHP_T] == w_t == t0 + n_steps
+        assert ihp[T.IHP_FINITE] == 1
         assert len(w_coefs) == n_layers
+
+
+def test_train_epoch_flags_outputs_that_overflow_after_the_last_step():
+    """Finite weights so large that the outputs overflow: the epoch says so."""
+    dtype = np.float64
+    pb = make_problem(dtype, L.SQUARED_ERROR, A.IDENTITY, n=23, seed=86)
+    # one full-batch step of size 1e150: finite weights near 1e150, and three identity
+    # layers multiply them to about 1e450 = inf at the output
+    hp, ihp = make_hp(dtype, "sgd", False, 1e150, L.SQUARED_ERROR, 0.0, 0)
+    state = np.zeros((2, pb.layout.n_params))
+    ws = pb.ws
+    train_epoch(pb.params, np.empty_like(pb.params), state, hp, ihp, ws.net, pb.Xk,
+                pb.Xsp, pb.Yk, pb.swk, kernel_rows(pb.n), pb.n, ws.act, ws.delta, ws.xbuf,
+                ws.dact, no_dropout())
+    assert np.isfinite(pb.params).all()
+    assert ihp[T.IHP_FINITE] == 0
 
 
 def test_max_grad_norm_bounds_the_step():

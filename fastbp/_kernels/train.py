@@ -24,9 +24,11 @@ from .losses import loss_and_delta
  HP_MAX_GRAD_NORM, HP_WEIGHT_DECAY, HP_RHO, HP_HUBER_DELTA) = range(12)
 N_HP = 12
 # Slots of the int64 vector ``ihp``. IHP_T, the number of optimizer steps taken so far,
-# is advanced in place (Adam's bias correction and the dropout masks read it).
-IHP_SOLVER, IHP_NESTEROV, IHP_LOSS, IHP_T, IHP_SEED = range(5)
-N_IHP = 5
+# is advanced in place (Adam's bias correction and the dropout masks read it);
+# IHP_FINITE is written: 1 if the network's outputs on the last minibatch are finite
+# after the epoch's last step (0: the weights overflow the forward pass).
+IHP_SOLVER, IHP_NESTEROV, IHP_LOSS, IHP_T, IHP_SEED, IHP_FINITE = range(6)
+N_IHP = 6
 
 
 @njit(**JIT_OPTIONS)
@@ -65,6 +67,7 @@ def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_
     alpha, l1, max_norm = hp[HP_ALPHA], hp[HP_L1], hp[HP_MAX_GRAD_NORM]
     solver = ihp[IHP_SOLVER]
     total = 0.0
+    last = order[:0]
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         rows = order[start:stop]
@@ -82,10 +85,22 @@ def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_
         gscale = 1.0
         if max_norm > 0.0 and grad_sq > max_norm * max_norm:
             gscale = max_norm / math.sqrt(grad_sq)
+        last = rows
         ihp[IHP_T] += 1
         opt.step(solver, params, grads, gscale, state, ihp[IHP_T], hp[HP_LR],
                  hp[HP_MOMENTUM], ihp[IHP_NESTEROV] != 0, hp[HP_BETA_1], hp[HP_BETA_2],
                  hp[HP_EPSILON], hp[HP_RHO], hp[HP_WEIGHT_DECAY], n_coefs)
+    # Weights can grow finite but so large that the outputs overflow: check the outputs
+    # of the last minibatch after the last step (a fraction of one step's work, and no
+    # other compiled function to load at the first fit).
+    ihp[IHP_FINITE] = 1
+    if last.shape[0] > 0:
+        P = forward_batch(params, net, X, Xsp, last, act, xbuf, dact[:0], drop,
+                          dropout.batch_key(0, 0))
+        for i in range(P.shape[0]):
+            for j in range(P.shape[1]):
+                if not math.isfinite(P[i, j]):
+                    ihp[IHP_FINITE] = 0
     return total
 
 
