@@ -82,3 +82,19 @@ class Layout:
         act_off, size = self.buffer_offsets(rows)
         codes = np.asarray(act_codes, dtype=np.int64)
         return (self.units, self.coef_off, self.icpt_off, act_off, codes), size
+
+    def inference_net(self, rows, act_codes):
+        """``net(rows, act_codes)``, cached for the last (rows, codes) asked: predict
+        calls reuse it (its arrays are only read, so threads may share them)."""
+        key = (rows, np.asarray(act_codes, dtype=np.int64).tobytes())
+        cached = getattr(self, "_inference", None)
+        if cached is None or cached[0] != key:
+            cached = (key, self.net(rows, act_codes))
+            self._inference = cached  # one assignment: a reader sees old or new, whole
+        return cached[1]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_inference", None)  # a cache
+        return state
+

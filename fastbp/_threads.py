@@ -18,6 +18,8 @@ from contextlib import contextmanager
 
 # Multiply-adds of a batch's largest matrix product below which one thread is used.
 SMALL_PRODUCT = 1 << 21
+# ... and below which there is nothing to decide (BLAS does not split such products).
+TINY_PRODUCT = 1 << 16
 
 _controller = None
 

@@ -303,3 +303,30 @@ def test_refit_on_data_of_another_shape(Est):
         assert est.predict(X[:, :2]).shape == y.shape
     est.set_params(solver="adam").fit(X, y)
     assert est.coefs_[0].shape == (X.shape[1], 6)
+
+
+@BOTH
+def test_predict_fast_path_agrees_with_the_validated_path(Est):
+    """predict skips validate_data for a finite float ndarray of the right width: the
+    result is the same as for every other input form, and bad input still errors."""
+    X, y = _data(Est)
+    est = Est(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(X, y)
+    fast = est.predict(X)
+    for other in (X.tolist(), np.asfortranarray(X), X.astype(">f8"), X[:, :, None][:, :, 0]):
+        np.testing.assert_array_equal(est.predict(other), fast)
+    if Est is MLPClassifier:
+        for labels in (y, y == 1):  # multiclass, then binary: the binarizer's own rules
+            est.fit(X, labels)
+            out = est._forward_pass_fast(X)
+            want = est._label_binarizer.inverse_transform(
+                out.ravel() if out.shape[1] == 1 else out
+            )
+            np.testing.assert_array_equal(est.predict(X), want)
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        est.predict(bad)
+    with pytest.raises(ValueError, match="features"):
+        est.predict(X[:, :2])
+    with pytest.raises(ValueError, match="0 sample"):
+        est.predict(X[:0])
