@@ -20,6 +20,8 @@ import sys
 import time
 import warnings
 
+from ._cli import load_pyplot, pyplot_missing
+
 SEED = 0
 
 
@@ -67,17 +69,8 @@ def _timed_fit(cls, params, X, y):
     return est, time.perf_counter() - start
 
 
-def _load_pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _plot(path, curves, epochs):
-    plt = _load_pyplot()
+    plt = load_pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     # The two curves may coincide: draw the second one dashed so both stay visible.
     for (name, curve), style in zip(curves.items(), ("-", "--"), strict=False):
@@ -94,12 +87,8 @@ def _plot(path, curves, epochs):
 
 def demo(args):
     """Run the side-by-side demo; return an exit code."""
-    if args.plot:
-        try:
-            _load_pyplot()
-        except ImportError:
-            print("error: --plot needs matplotlib: pip install matplotlib", file=sys.stderr)
-            return 1
+    if args.plot and pyplot_missing():
+        return 1
 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier as SklearnMLP

@@ -34,6 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ._cli import load_pyplot, pyplot_missing
+from ._threads import usable_cores
+
 SEED = 0
 ALPHA = 1e-4  # scikit-learn's default L2 penalty, used by every implementation
 WORKLOADS = ("digits64", "digits32", "mc-b32", "mc-b200", "wide", "predict", "start")
@@ -119,13 +122,6 @@ class Row:
 
 
 # ----------------------------------------------------------------------------- helpers
-def usable_cores():
-    """Cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 @contextlib.contextmanager
 def threads(n):
     """Run the block with ``n`` BLAS, numba and (if imported) torch threads.
@@ -730,18 +726,9 @@ def print_table(rows, torch):
             print(f"  {row.label}: {row.note}")
 
 
-def _load_pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot(path, rows, title):
     """Horizontal bars of every ratio row (log scale), its target and the torch ratio."""
-    plt = _load_pyplot()
+    plt = load_pyplot()
     rows = [row for row in rows if row.metric != "seconds"]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.6))
     ypos = np.arange(len(rows))[::-1]
@@ -836,12 +823,8 @@ def run(settings, names, torch=None, log=print):
 
 def bench(args):
     """``python -m fastbp bench``: run, print the table, write JSON and PNG; exit code."""
-    if args.plot:
-        try:
-            _load_pyplot()
-        except ImportError:
-            print("error: --plot needs matplotlib: pip install matplotlib", file=sys.stderr)
-            return 1
+    if args.plot and pyplot_missing():
+        return 1
     for option, path in (("--json", args.json), ("--plot", args.plot)):
         if path and not Path(path).resolve().parent.is_dir():
             print(f"error: {option}: no directory {Path(path).resolve().parent}", file=sys.stderr)

@@ -10,7 +10,7 @@ import numba
 import pytest
 from threadpoolctl import threadpool_info
 
-from fastbp import _bench
+from fastbp import _bench, _cli
 from fastbp.__main__ import main
 
 ROW_KEYS = {
@@ -143,7 +143,7 @@ def test_plot_without_matplotlib_fails_before_running(tmp_path, monkeypatch, cap
     def missing():
         raise ImportError("No module named 'matplotlib'")
 
-    monkeypatch.setattr(_bench, "_load_pyplot", missing)
+    monkeypatch.setattr(_cli, "load_pyplot", missing)
     monkeypatch.setattr(_bench, "run", lambda *a, **k: pytest.fail("ran without matplotlib"))
     assert main(["bench", "--tiny", "--plot", str(tmp_path / "x.png")]) == 1
     assert "--plot needs matplotlib" in capsys.readouterr().err
