@@ -1,11 +1,9 @@
 """scikit-learn's callback API (sklearn.callback), Ctrl-C during fit, and verbose output."""
 
-import warnings
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris, make_regression
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -18,11 +16,7 @@ BOTH = pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor], ids=["clf",
 SOLVERS = pytest.mark.parametrize("solver", ["adam", "lbfgs"])
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_convergence")
 
 
 def _data(Est):

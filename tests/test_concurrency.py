@@ -27,11 +27,7 @@ TIMEOUT = 120  # seconds; a healthy run of any single wait here takes well under
 BOTH = pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor], ids=["clf", "reg"])
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_convergence")
 
 
 def _data(Est, n=1500, n_features=20, seed=0, sparse=False):

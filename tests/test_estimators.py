@@ -16,12 +16,7 @@ from sklearn.preprocessing import StandardScaler
 
 from fastbp import MLPClassifier, MLPRegressor
 
-
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_convergence")
 
 
 def _data(Est):

@@ -1,12 +1,10 @@
 """Conversion to and from scikit-learn's MLP, and export to ONNX through it."""
 
-import warnings
 
 import numpy as np
 import pytest
 from sklearn import neural_network as sknn
 from sklearn.datasets import load_iris, make_regression
-from sklearn.exceptions import ConvergenceWarning
 
 from fastbp import MLPClassifier, MLPRegressor
 
@@ -14,11 +12,7 @@ SKLEARN = {MLPClassifier: sknn.MLPClassifier, MLPRegressor: sknn.MLPRegressor}
 BOTH = pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor], ids=["clf", "reg"])
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_convergence")
 
 
 def _data(Est):

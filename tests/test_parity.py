@@ -1,24 +1,18 @@
 """Parity with scikit-learn: same draws, same arithmetic, same results (float64)."""
 
-import warnings
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn import neural_network as sknn
 from sklearn.datasets import load_digits, make_multilabel_classification, make_regression
-from sklearn.exceptions import ConvergenceWarning
 
 import fastbp
 
 RTOL = 1e-8
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_convergence")
 
 
 def _digits(n=300):

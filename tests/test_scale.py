@@ -6,13 +6,11 @@ import subprocess
 import sys
 import textwrap
 import tracemalloc
-import warnings
 
 import joblib
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 
 from fastbp import MLPClassifier
@@ -21,11 +19,7 @@ from fastbp._kernels import train as T
 KERNELS = ("train_epoch", "full_loss_grad", "predict_rows", "mean_loss")
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_convergence")
 
 
 def _digits():

@@ -1,10 +1,8 @@
 """The BLAS thread policy: what fit and predict run with, and that it is undone."""
 
-import warnings
 
 import numpy as np
 import pytest
-from sklearn.exceptions import ConvergenceWarning
 
 from fastbp import MLPClassifier, MLPRegressor
 from fastbp._kernels import train as T
@@ -13,11 +11,7 @@ threadpoolctl = pytest.importorskip("threadpoolctl")
 BOTH = pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor], ids=["clf", "reg"])
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_convergence")
 
 
 def _blas_threads():

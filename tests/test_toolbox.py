@@ -7,12 +7,10 @@ tests/test_kernels.py; here the estimators are checked to use them as documented
 """
 
 import pickle
-import warnings
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits, load_iris, make_classification, make_regression
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import log_loss, recall_score
 from sklearn.model_selection import GridSearchCV
 
@@ -28,11 +26,7 @@ PENALTIES = {"none": {}, "l2": dict(alpha=0.05), "l1": dict(l1=0.05),
              "l2+l1": dict(alpha=0.05, l1=0.05)}
 
 
-@pytest.fixture(autouse=True)
-def _quiet():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_convergence")
 
 
 def _data(Est, n=40, seed=0):
