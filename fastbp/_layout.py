@@ -83,18 +83,17 @@ class Layout:
         codes = np.asarray(act_codes, dtype=np.int64)
         return (self.units, self.coef_off, self.icpt_off, act_off, codes), size
 
-    def inference_net(self, rows, act_codes):
-        """``net(rows, act_codes)``, cached for the last (rows, codes) asked: predict
-        calls reuse it (its arrays are only read, so threads may share them)."""
-        key = (rows, np.asarray(act_codes, dtype=np.int64).tobytes())
-        cached = getattr(self, "_inference", None)
+    def cached(self, key, build):
+        """``build()``, cached for the last ``key`` asked. Predict keeps its plan here
+        (offsets, thread count): only read, so threads may share it."""
+        cached = getattr(self, "_cached", None)
         if cached is None or cached[0] != key:
-            cached = (key, self.net(rows, act_codes))
-            self._inference = cached  # one assignment: a reader sees old or new, whole
+            cached = (key, build())
+            self._cached = cached  # one assignment: a reader sees old or new, whole
         return cached[1]
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.pop("_inference", None)  # a cache
+        state.pop("_cached", None)
         return state
 

@@ -44,6 +44,27 @@ _NON_FINITE_MSG = (
 )
 
 
+def _check_fitted(est):
+    """``check_is_fitted`` at the cost of a dict lookup when the model is fitted (it is
+    a tenth of a one-row predict otherwise)."""
+    if not est.__sklearn_is_fitted__():
+        check_is_fitted(est)
+
+
+def _hashable(value):
+    """``value`` as a cache key: lists become tuples; a value that cannot be one becomes
+    a new object, equal to no other key (never a cache hit)."""
+    if type(value) is str:
+        return value
+    if isinstance(value, list | tuple):
+        value = tuple(value)
+    try:
+        hash(value)
+    except TypeError:
+        return object()
+    return value
+
+
 def _check_range(X, dtype):
     """A float32 network cannot take float64 values beyond float32's range: casting
     would turn them into inf and the outputs into NaN."""
@@ -260,12 +281,19 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
     def _sync_params(self):
         """Re-pack the flat vector if ``coefs_``/``intercepts_`` were reassigned by the
         user (e.g. ``est.coefs_ = [...]``) so that the kernels see what the user sees."""
-        views = list(self.coefs_) + list(self.intercepts_)
-        params = getattr(self, "_params", None)
-        if params is not None and all(
-            isinstance(v, np.ndarray) and v.base is params for v in views
-        ):
+        params = self.__dict__.get("_params")
+        for v in (*self.coefs_, *self.intercepts_):  # a plain loop: this runs per predict
+            if params is None or type(v) is not np.ndarray or v.base is not params:
+                break
+        else:
             return
+        depth = self.n_layers_ - 1  # the activations of the model are per layer
+        if len(self.coefs_) != depth or len(self.intercepts_) != depth:
+            raise ValueError(
+                f"coefs_ and intercepts_ were reassigned with {len(self.coefs_)} and "
+                f"{len(self.intercepts_)} array(s), but the model has {depth} weight "
+                f"layer(s) (n_layers_={self.n_layers_}); fit a model of that depth instead."
+            )
         units = [np.shape(self.coefs_[0])[0]] + [np.shape(c)[1] for c in self.coefs_]
         if units[0] != self.n_features_in_ or units[-1] != self.n_outputs_:
             raise ValueError(
@@ -913,29 +941,46 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         n = X.shape[0]
         chunk = max(1, min(n, _config.CHUNK_ROWS))
         # Buffers of its own, not the cached training workspace: concurrent predict calls
-        # (threads sharing a fitted model) must not write into the same memory. The
-        # offsets (read only) are cached: one-row latency is mostly such overheads.
-        net, size = self._layout.inference_net(chunk, self._act_codes())
+        # (threads sharing a fitted model) must not write into the same memory. The plan
+        # (offsets, threads; read only) is cached: one-row latency is mostly overheads.
+        net, size, threads = self._layout.cached(
+            ("predict", chunk, _hashable(self.activation), self._loss_code,
+             self.__dict__.get("n_threads")),
+            lambda: self._inference_plan(chunk),
+        )
         act = np.empty(size, dtype=dtype)
         xbuf = np.empty(chunk * int(self._layout.units[0]) if Xd.size else 0, dtype=dtype)
         out = np.empty((n, self.n_outputs_), dtype=dtype)
-        # products of a few rows run on one BLAS thread anyway (OpenBLAS does not split
-        # them): skip the policy's bookkeeping, a tenth of a one-row predict
-        few = chunk * int(self._layout.units.max()) ** 2 < _threads.TINY_PRODUCT
-        n_threads = getattr(self, "n_threads", None)
-        threads = None if few else _threads.policy(n_threads, chunk, self._layout.units)
         if n:
             with _threads.limited(threads):
-                _train.predict_rows(
+                finite = _train.predict_rows(
                     self._params, net, Xd, Xsp, kernel_rows(n), chunk, act, xbuf,
                     _NO_DROP, out,
                 )
+            if not finite:  # only the fast path of _validate_predict_input lets it by
+                validate_data(self, X, dtype=_config.FLOAT_DTYPES, reset=False)  # raises
+                raise ValueError("Input X contains NaN or infinity.")
         return out
+
+    def _inference_plan(self, chunk):
+        """``(net, activation buffer size, BLAS threads)`` of predicting ``chunk`` rows
+        at a time."""
+        units = self._layout.units
+        net, size = self._layout.net(chunk, self._act_codes())
+        # products of a few rows run on one BLAS thread anyway (OpenBLAS does not split
+        # them): no thread bookkeeping for them
+        few = chunk * int(units.max()) ** 2 < _threads.TINY_PRODUCT
+        threads = None if few else _threads.policy(
+            getattr(self, "n_threads", None), chunk, units
+        )
+        return net, size, threads
 
     def _validate_predict_input(self, X):
         """``validate_data`` for predict, with a fast path for the common case (a
         finite float ndarray of the right width, model fitted without feature names)
-        that skips its per-call overhead, about 100 us of a one-row predict."""
+        that skips its per-call overhead, about 100 us of a one-row predict. Its values
+        are checked finite by the forward pass (``predict_rows``), which then falls back
+        on ``validate_data`` for its error."""
         if (
             type(X) is np.ndarray
             and X.ndim == 2
@@ -944,7 +989,6 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             and X.dtype in (np.float64, np.float32)
             and X.dtype.isnative
             and "feature_names_in_" not in self.__dict__
-            and np.isfinite(X).all()
         ):
             return X
         return validate_data(
@@ -972,7 +1016,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             If the network cannot be expressed: per-layer or other activations than
             identity/logistic/tanh/relu, or the hinge loss (linear classifier outputs).
         """
-        check_is_fitted(self)
+        _check_fitted(self)
         return _interop.to_sklearn(self)
 
     @classmethod
@@ -1353,7 +1397,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_classes)
         """
-        check_is_fitted(self)
+        _check_fitted(self)
         return self._predict(X)
 
     def _predict(self, X, check_input=True):
@@ -1368,7 +1412,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         kind = self._label_binarizer.y_type_
         # LabelBinarizer.inverse_transform's rules, without its per-call overhead
         if kind == "multiclass":
-            return self.classes_.take(np.argmax(y_pred, axis=1), mode="clip")
+            return self.classes_.take(y_pred.argmax(axis=1), mode="clip")
         if kind == "binary" and len(self.classes_) == 2:
             return self.classes_[(y_pred > threshold).astype(np.intp)]
         return self._label_binarizer.inverse_transform(y_pred, threshold=threshold)
@@ -1439,7 +1483,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         -------
         y_prob : ndarray of shape (n_samples, n_classes)
         """
-        check_is_fitted(self)
+        _check_fitted(self)
         y_pred = self._forward_pass_fast(X)
         if self.n_outputs_ == 1:
             p = y_pred.ravel()
@@ -1629,7 +1673,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
         """
-        check_is_fitted(self)
+        _check_fitted(self)
         return self._predict(X)
 
     def _predict(self, X, check_input=True):

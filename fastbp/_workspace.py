@@ -1,6 +1,8 @@
 """Plain-Python glue between validated data and the kernels: array preparation and the
 buffers allocated once per fit."""
 
+import functools
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -16,6 +18,8 @@ def readonly(a):
 
 def native(a, dtype):
     """C-contiguous, native byte order, given dtype (a copy only when needed)."""
+    if type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous:
+        return a  # the common case, checked at a third of the general call's cost
     return np.ascontiguousarray(a, dtype=np.dtype(dtype).newbyteorder("="))
 
 
@@ -24,7 +28,7 @@ def kernel_X(X, dtype):
 
     Exactly one of the two is non-empty. CSC input is converted to CSR once.
     """
-    if sp.issparse(X):
+    if type(X) is not np.ndarray and sp.issparse(X):
         X = X.tocsr()
         Xsp = (
             readonly(native(X.indptr, np.int64)),
@@ -33,12 +37,24 @@ def kernel_X(X, dtype):
         )
         Xd = readonly(np.empty((0, 0), dtype=dtype))
         return Xd, Xsp
+    return readonly(native(X, dtype)), _no_sparse(np.dtype(dtype))
+
+
+@functools.cache
+def _no_sparse(dtype):
+    """The empty CSR triple of dense X (read-only and empty: safe to share)."""
     empty_i = readonly(np.empty(0, dtype=np.int64))
-    Xsp = (empty_i, empty_i, readonly(np.empty(0, dtype=dtype)))
-    return readonly(native(X, dtype)), Xsp
+    return (empty_i, empty_i, readonly(np.empty(0, dtype=dtype)))
 
 
 def kernel_rows(n):
+    """Row indices ``0 .. n-1``, read-only."""
+    return _few_rows(n) if n <= 64 else readonly(np.arange(n, dtype=np.int64))
+
+
+@functools.lru_cache(maxsize=8)
+def _few_rows(n):
+    # shared (read-only): a small predict asks for the same sizes again and again
     return readonly(np.arange(n, dtype=np.int64))
 
 

@@ -301,6 +301,33 @@ def test_refit_on_data_of_another_shape(Est):
 
 
 @BOTH
+def test_predict_plan_follows_parameters_changed_after_fit(Est):
+    """predict caches its plan (offsets, activation codes, threads) per model; like
+    scikit-learn's, the predictions follow an activation set after fit, and a
+    reassigned network of other sizes, never a stale plan."""
+    est, X, y = _fitted(Est, activation="relu")
+    x = X[:1]
+    relu = _predictions(est, x)
+    est.set_params(activation="tanh")
+    tanh = _predictions(est, x)
+    assert not np.allclose(tanh, relu)
+    same = Est(hidden_layer_sizes=(8, 4), activation="tanh", max_iter=1).fit(X, y)
+    same.coefs_, same.intercepts_ = est.coefs_, est.intercepts_
+    np.testing.assert_allclose(tanh, _predictions(same, x), rtol=1e-12)
+    est.set_params(activation=["relu", "relu"], n_threads=1)  # a list: a key too
+    np.testing.assert_array_equal(_predictions(est, x), relu)
+    est.set_params(activation="relu")
+    wide = Est(hidden_layer_sizes=(6, 5), max_iter=3, random_state=1).fit(X, y)
+    est.coefs_, est.intercepts_ = wide.coefs_, wide.intercepts_
+    np.testing.assert_array_equal(_predictions(est, x), _predictions(wide, x))
+    # another depth would need other activations: named, not silently mis-activated
+    shallow = Est(hidden_layer_sizes=(5,), max_iter=3, random_state=1).fit(X, y)
+    est.coefs_, est.intercepts_ = shallow.coefs_, shallow.intercepts_
+    with pytest.raises(ValueError, match=r"coefs_ .*2 and 2 array\(s\).* has 3 weight"):
+        _predictions(est, x)
+
+
+@BOTH
 def test_predict_fast_path_agrees_with_the_validated_path(Est):
     """predict skips validate_data for a finite float ndarray of the right width: the
     result is the same as for every other input form, and bad input still errors."""

@@ -537,11 +537,33 @@ def test_predict_rows(dtype, sparse, loss_code):
             ws = Workspace(pb.layout, pb.ws.net[4], chunk, dtype, dense=not sparse,
                            train=False)
             out = np.full((pb.n, 3), np.nan, dtype=dtype)
-            predict_rows(pb.params, ws.net, pb.Xk, pb.Xsp, readonly(order.astype(np.int64)),
-                         chunk, ws.act, ws.xbuf, no_dropout(), out)
+            finite = predict_rows(pb.params, ws.net, pb.Xk, pb.Xsp,
+                                  readonly(order.astype(np.int64)), chunk, ws.act, ws.xbuf,
+                                  no_dropout(), out)
             want = naive.forward(pb.X64[order], coefs, intercepts, pb.hidden,
                                  naive.OUTPUT_ACTIVATION[pb.loss])[-1]
+            assert finite
             assert_close(out, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_predict_rows_reports_non_finite_dense_input(dtype, bad):
+    """predict's fast path relies on this report instead of checking X in Python: any
+    asked-for row, in any chunk, counts; rows not asked for do not."""
+    pb = make_problem(dtype, LOSSES[0], A.RELU, n=23, seed=71)
+    ws = Workspace(pb.layout, pb.ws.net[4], 4, dtype, dense=True, train=False)
+    out = np.empty((pb.n, 3), dtype=dtype)
+    for r, j in [(0, 0), (22, pb.X64.shape[1] - 1), (13, 1)]:
+        X = pb.Xk.copy()
+        X[r, j] = bad
+        X = readonly(X)
+        every = readonly(np.arange(pb.n, dtype=np.int64))
+        assert not predict_rows(pb.params, ws.net, X, pb.Xsp, every, 4, ws.act, ws.xbuf,
+                                no_dropout(), out)
+        others = readonly(np.delete(np.arange(pb.n), r).astype(np.int64))
+        assert predict_rows(pb.params, ws.net, X, pb.Xsp, others, 4, ws.act, ws.xbuf,
+                            no_dropout(), out[: pb.n - 1])
 
 
 # ------------------------------------------------------------------------------ one epoch

@@ -165,11 +165,22 @@ def mean_loss(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps, hub
 @njit(**JIT_OPTIONS)
 def predict_rows(params, net, X, Xsp, order, chunk, act, xbuf, no_drop, out):
     """Output activations for the rows ``order`` of X, written into ``out`` (inference:
-    no dropout; ``no_drop`` is an empty float64 array)."""
+    no dropout; ``no_drop`` is an empty float64 array).
+
+    Returns False if dense X has a non-finite value in those rows (``out`` is then
+    garbage): predict's fast path leaves that check to this pass over the rows, which
+    costs less than numpy's in Python on small inputs. Sparse X is not checked.
+    """
     n = order.shape[0]
     key = dropout.batch_key(0, 0)
+    for i in range(n if X.size else 0):
+        r = order[i]
+        for j in range(X.shape[1]):
+            if not math.isfinite(X[r, j]):
+                return False
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         P = forward_batch(params, net, X, Xsp, order[start:stop], act, xbuf, act[:0],
                           no_drop, key)
         out[start:stop] = P
+    return True
