@@ -6,6 +6,7 @@ and float64. The oracle computes in float64 from the very same (rounded) inputs.
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from fastbp._kernels import losses as L
 from fastbp._kernels import optimizers as O
 from fastbp._kernels import train as T
 from fastbp._kernels.activations import activate
-from fastbp._kernels.backward import backward_batch, finalize_gradient
+from fastbp._kernels.backward import backward_batch, finalize_gradient, sum_of
 from fastbp._kernels.dropout import batch_key
 from fastbp._kernels.forward import forward_batch
 from fastbp._kernels.losses import loss_and_delta
@@ -523,6 +524,19 @@ def test_step_dispatches_every_optimizer(dtype, solver):
     assert_close(params, flat_of(want_p), dtype)
     assert_close(state[0], flat_of(want_0), dtype)
     assert_close(state[1], flat_of(want_1), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sum_of_partial_sums(dtype):
+    """The 8-way partial sums of the penalty norms: every length (full blocks of 8 and
+    the tail), a prefix only, squares and absolute values."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(41).astype(dtype)
+    for n in range(42):
+        head = a[:n].astype(np.float64)
+        assert_close(sum_of(a, n, False), math.fsum(head**2), dtype)
+        assert_close(sum_of(a, n, True), math.fsum(np.abs(head)), dtype)
+    assert sum_of(a, 0, False) == 0.0
 
 
 # --------------------------------------------------------------------------------- predict
