@@ -11,6 +11,14 @@ by the epochs, fixed costs of ``fit`` included. Where scikit-learn would take mi
 trains on a leading subset of the rows and its time is scaled per row to the full data
 (an epoch's cost is proportional to its rows at a fixed batch size); the output says so.
 
+Ceilings: a fit workload's speed-up row also reports the largest speed-up over
+scikit-learn that the same arithmetic could reach on this machine: scikit-learn's time
+per epoch over the epoch's matrix-product FLOPs (``training_flops``) at the peak rate of
+a large square GEMM in the workload's dtype, timed in turns with the first workload of
+that dtype (``PeakRates``). It is an upper bound, not an estimate: the work it leaves out
+(bias, activation, loss, optimizer, small-matrix inefficiency) only adds time. A target
+above it cannot be met here by any implementation of the same arithmetic.
+
 Threads: the side-by-side comparisons run every library with as many threads as the
 process may use (BLAS through threadpoolctl, numba, torch); the thread-scaling rows time
 fastbp alone at 1 and at 2 threads. Any change of a thread count is undone in ``finally``.
@@ -62,16 +70,20 @@ class Settings:
     predict_calls: int  # one-row predictions per repeat (their median is one sample)
     cold_start: bool  # also time a first fit with an empty NUMBA_CACHE_DIR
     start_repeats: int
-    gemm_calls: int  # GEMMs per sample of the reference GFLOP/s
+    gemm_calls: int  # GEMMs per sample of the reference GFLOP/s and of the peak rate
+    peak_size: int  # side of the square GEMM that measures the peak rate (ceilings)
     # Compare with PyTorch when it is installed. Off in --quick: on a busy 2-core machine
     # torch's 2 OpenMP threads stall on every small operation (measured: 0.04 to 4.7 s
     # per digits epoch), which alone can take minutes.
     torch: bool = True
 
 
-FULL = Settings("full", 7, 20, 50_000, 10_000, 50_000, 5_000, 5, 1_000, True, 3, 25)
-QUICK = Settings("quick", 3, 5, 10_000, 2_000, 4_096, 1_024, 3, 200, False, 1, 10, False)
-TINY = Settings("tiny", 1, 1, 400, 200, 512, 512, 1, 5, False, 1, 1)
+# The peak GEMM: OpenBLAS on the 2-core development machine reaches the same GFLOP/s at
+# 512 as at 1024 (float64 43 at 1 thread, 83 at 2; float32 93, 180), in an eighth of
+# the time; 256 is within 10 % of it.
+FULL = Settings("full", 7, 20, 50_000, 10_000, 50_000, 5_000, 5, 1_000, True, 3, 25, 1024)
+QUICK = Settings("quick", 3, 5, 10_000, 2_000, 4_096, 1_024, 3, 200, False, 1, 10, 512, False)
+TINY = Settings("tiny", 1, 1, 400, 200, 512, 512, 1, 5, False, 1, 1, 256)
 
 
 @dataclasses.dataclass
@@ -80,7 +92,10 @@ class Row:
 
     ``value`` is a ratio (``metric`` "speed-up" or "fraction") or a time in seconds
     (``metric`` "seconds"); ``times`` holds the raw samples (seconds, see ``unit``) of
-    every configuration that went into it.
+    every configuration that went into it. The speed-up rows of the fit workloads also
+    carry their ``ceiling`` (see ``add_ceiling``): the largest speed-up over scikit-learn
+    the same arithmetic could reach at this machine's peak GEMM rate, and
+    ``ceiling_1thread``, the same at one thread's peak.
     """
 
     workload: str
@@ -94,6 +109,8 @@ class Row:
     unit: str
     torch_ratio: float | None = None
     note: str = ""
+    ceiling: float | None = None
+    ceiling_1thread: float | None = None
 
     @property
     def comparison(self):
@@ -177,6 +194,114 @@ def gemm_operands(dtype=np.float32, rows=WIDE_BATCH, inner=1024, cols=1024):
     A = rng.random((rows, inner), dtype=dtype)
     B = rng.random((inner, cols), dtype=dtype)
     return A, B, np.empty((rows, cols), dtype=dtype)
+
+
+class PeakRates:
+    """The machine's peak matrix-product rate per (dtype, thread count), measured once
+    per bench run.
+
+    A sample is the mean time of ``calls`` square GEMMs ``(size x size) @ (size x size)``
+    (numpy's BLAS), at 1 thread and at ``usable_cores()``. The first fit workload of a
+    dtype times them in turns with its own configurations (``configs``, then
+    ``collect``); later workloads of that dtype reuse those samples.
+    """
+
+    def __init__(self, size, calls):
+        self.size, self.calls = size, calls
+        self.samples = {}  # (dtype name, threads) -> [seconds per GEMM]
+
+    @staticmethod
+    def thread_counts():
+        return sorted({1, usable_cores()})
+
+    def configs(self, dtype):
+        """Configurations for ``interleave`` (keys ``peak@<threads>``) of the rates of
+        ``dtype`` not measured yet in this run."""
+        dtype = np.dtype(dtype).name
+        missing = [n for n in self.thread_counts() if (dtype, n) not in self.samples]
+        if not missing:
+            return {}
+        A, B, out = gemm_operands(dtype, self.size, self.size, self.size)
+        calls = self.calls
+
+        def sample():
+            return gemm_seconds(A, B, out, calls)
+
+        return {f"peak@{n}": (sample, None, n) for n in missing}
+
+    def collect(self, dtype, samples):
+        """Move the ``peak@`` samples out of ``interleave``'s result into the cache."""
+        for n in self.thread_counts():
+            if f"peak@{n}" in samples:
+                self.samples[np.dtype(dtype).name, n] = samples.pop(f"peak@{n}")
+
+    def times(self, dtype):
+        """``dtype``'s samples, keyed ``peak@<threads>`` (``collect`` first)."""
+        dtype = np.dtype(dtype).name
+        return {f"peak@{n}": self.samples[dtype, n] for n in self.thread_counts()}
+
+    def gflops(self, dtype, n_threads):
+        """Median GFLOP/s of the peak GEMM (``collect`` first)."""
+        seconds = statistics.median(self.samples[np.dtype(dtype).name, n_threads])
+        return 2 * self.size**3 / seconds / 1e9
+
+
+def speedup_ceiling(reference_seconds, flops, gflops):
+    """The largest speed-up over a reference run of ``reference_seconds`` that any
+    implementation doing ``flops`` floating-point operations can reach at ``gflops``."""
+    return reference_seconds * gflops * 1e9 / flops
+
+
+def ceiling_note(value, target, ceiling, ceiling_1thread):
+    """What a speed-up row's ceilings say about its value and target ("" if nothing)."""
+    notes = []
+    if target is not None and target > ceiling:
+        notes.append(
+            f"target {target:g}x is above this machine's ceiling {ceiling:.1f}x "
+            "(FLOPs at peak GEMM rate): the same arithmetic cannot reach it here"
+        )
+    elif target is not None and target > ceiling_1thread:
+        notes.append(
+            f"target {target:g}x is above the 1-thread ceiling {ceiling_1thread:.1f}x "
+            "(FLOPs at 1 thread's peak GEMM rate): reaching it takes more than one core"
+        )
+    if value > ceiling:
+        # Faster than the peak rate allows: the GEMM samples were slowed, or a FLOP
+        # count no longer matches the arithmetic.
+        notes.append(f"the speed-up is above the ceiling {ceiling:.1f}x: check the peak")
+    return "; ".join(notes)
+
+
+def add_ceiling(row, peaks, dtype, layer_units, n_rows):
+    """Set the ceilings of a fit workload's speed-up row and append them to its note.
+
+    The ceiling is scikit-learn's median time per epoch over the epoch's training FLOPs
+    (``training_flops``) at the peak GEMM rate: the best of the rates at 1 and at
+    ``usable_cores()`` threads (a run allowed two threads may use one; on a busy machine
+    the 2-thread GEMM can be the slower). It is an upper bound, not a prediction: it
+    ignores bias, activation, loss and optimizer work and the inefficiency of small
+    matrix products, all of which only add time. ``ceiling_1thread`` uses the 1-thread
+    rate: fastbp runs small networks on one BLAS thread (``_threads.policy``).
+    """
+    flops = training_flops(layer_units, n_rows)
+    row.times.update(peaks.times(dtype))
+    rates = {n: peaks.gflops(dtype, n) for n in peaks.thread_counts()}
+    reference = _median(row.times, "sklearn")
+    row.ceiling = speedup_ceiling(reference, flops, max(rates.values()))
+    row.ceiling_1thread = speedup_ceiling(reference, flops, rates[1])
+    at = ", ".join(f"{rate:.1f} at {n} thr" for n, rate in sorted(rates.items(), reverse=True))
+    notes = [
+        f"ceiling from {flops / 1e9:.3g} GFLOP/epoch at the peak {np.dtype(dtype).name} "
+        f"GEMM rate ({at}, GFLOP/s)",
+        ceiling_note(row.value, row.target, row.ceiling, row.ceiling_1thread),
+    ]
+    row.note = "; ".join(filter(None, [row.note, *notes]))
+
+
+def _layer_units(X, y, hidden):
+    """Layer sizes of a classifier of ``hidden`` layers on (X, y), as scikit-learn's."""
+    n_classes = len(np.unique(y))
+    return [X.shape[1], *hidden, n_classes if n_classes > 2 else 1]
 
 
 def fit_params(hidden, batch_size, epochs):
@@ -284,6 +409,12 @@ def _fmt_value(row):
     if row.metric == "fraction":
         return f"{row.value:.2f}"
     return f"{row.value:.2f}x"
+
+
+def _fmt_ceiling(row):
+    if row.ceiling is None:
+        return "-"
+    return f"{row.ceiling:.1f}x ({row.ceiling_1thread:.1f}x)"
 
 
 def _fmt_target(row):
@@ -400,14 +531,16 @@ def _speed_rows(workload, label, samples, target, n, sklearn_rows, thread_target
 def digits_workload(dtype):
     """digits (1797 x 64), hidden (64,), batch 32: >= 30x sklearn per epoch."""
 
-    def run(settings, torch):
+    def run(settings, torch, peaks):
         X, y = _digits(dtype)
         E = settings.digits_epochs
-        configs = _fit_configs(X, y, (64,), 32, E, len(X), torch)
+        configs = _fit_configs(X, y, (64,), 32, E, len(X), torch, peaks.configs(dtype))
         samples = interleave(configs, settings.repeats)
+        peaks.collect(dtype, samples)
         name = f"digits{dtype[-2:]}"
         rows = _speed_rows(name, name, samples, 30, len(X), len(X), 1.0, "s/epoch")
         rows[0].note = f"{E} epoch(s) per fit, all 1797 rows, {dtype}" + rows[0].note
+        add_ceiling(rows[0], peaks, dtype, _layer_units(X, y, (64,)), len(X))
         return rows
 
     return run
@@ -416,20 +549,23 @@ def digits_workload(dtype):
 def mc_workload(batch_size, target):
     """make_classification n x 100, 10 classes, hidden (256, 128), float64."""
 
-    def run(settings, torch):
+    def run(settings, torch, peaks):
         n, m = settings.mc_rows, settings.mc_sklearn_rows
         X, y = _classification(n, 100)
-        configs = _fit_configs(X, y, (256, 128), batch_size, 1, m, torch)
+        extra = peaks.configs(X.dtype)
+        configs = _fit_configs(X, y, (256, 128), batch_size, 1, m, torch, extra)
         samples = interleave(configs, settings.repeats)
+        peaks.collect(X.dtype, samples)
         name = f"mc-b{batch_size}"
         rows = _speed_rows(name, name, samples, target, n, min(m, n), 1.0, "s/epoch")
         rows[0].note = f"{n} x 100, 1 epoch per fit" + rows[0].note
+        add_ceiling(rows[0], peaks, X.dtype, _layer_units(X, y, (256, 128)), n)
         return rows
 
     return run
 
 
-def wide_workload(settings, torch):
+def wide_workload(settings, torch, peaks):
     """n x 256, hidden (1024, 1024), batch 512, float32: the training FLOP rate against a
     same-run float32 GEMM, the speed-up over 1 thread, and (report) over sklearn."""
     n, m = settings.wide_rows, settings.wide_sklearn_rows
@@ -439,13 +575,16 @@ def wide_workload(settings, torch):
     extra = {
         "gemm": (lambda: gemm_seconds(A, B, out, calls), None, usable_cores()),
         "gemm@1": (lambda: gemm_seconds(A, B, out, calls), None, 1),
+        **peaks.configs(X.dtype),
     }
     configs = _fit_configs(X, y, WIDE_HIDDEN, WIDE_BATCH, 1, m, torch, extra)
     samples = interleave(configs, settings.wide_repeats)
+    peaks.collect(X.dtype, samples)
 
     gemm = {k: samples.pop(k) for k in ("gemm", "gemm@1")}
     speed, scaling = _speed_rows("wide", "wide", samples, None, n, min(m, n), 1.5, "s/epoch")
     speed.note = f"{n} x 256 float32, 1 epoch per fit" + speed.note
+    add_ceiling(speed, peaks, X.dtype, _layer_units(X, y, WIDE_HIDDEN), n)
     gemm_scaling = _median(gemm, "gemm@1") / _median(gemm, "gemm")
     scaling.note = f"numpy's GEMM alone: {gemm_scaling:.2f}x from 1 to 2 threads"
     scaling.times.update(gemm)
@@ -473,7 +612,7 @@ def wide_workload(settings, torch):
     return [fraction, speed, scaling]
 
 
-def predict_workload(settings, torch):
+def predict_workload(settings, torch, peaks):
     """Latency of predict on one row with a model fitted on digits: >= 20x sklearn."""
     from sklearn.neural_network import MLPClassifier as SklearnMLP
 
@@ -555,7 +694,7 @@ def _start_seconds(data_path, params, cache_dir):
     return {**result, "wall": wall}
 
 
-def start_workload(settings, torch):
+def start_workload(settings, torch, peaks):
     """Import + first fit on digits in a fresh process: with an empty NUMBA_CACHE_DIR
     (cold: compiles, <= 15 s) and with the cache it left (warm: <= 2 s). Without
     ``settings.cold_start`` only the warm one runs, with this process's cache."""
@@ -695,7 +834,7 @@ def _print_machine(machine):
 
 
 def print_table(rows, torch):
-    header = ["workload", "fastbp", "reference", "ratio", "target", "result"]
+    header = ["workload", "fastbp", "reference", "ratio", "ceiling (1 thr)", "target", "result"]
     if torch is not None:
         header.append("vs torch")
     lines = [header]
@@ -705,6 +844,7 @@ def print_table(rows, torch):
             row.fastbp,
             row.reference,
             _fmt_value(row),
+            _fmt_ceiling(row),
             _fmt_target(row),
             _fmt_result(row),
         ]
@@ -719,6 +859,14 @@ def print_table(rows, torch):
             f"(noisy): in some configuration of the row the slowest sample took over "
             f"{NOISY_SPREAD:g}x the fastest: the machine was busy, the median may be off"
         )
+    if any(row.ceiling is not None for row in rows):
+        print(
+            "ceiling: the largest speed-up over sklearn the same arithmetic could reach here\n"
+            "  = sklearn's time per epoch / (the epoch's matrix-product FLOPs at the peak rate\n"
+            f"  of a square GEMM timed in this run, best of 1 and {usable_cores()} threads); in "
+            "brackets: at 1\n  thread's peak. An upper bound: bias, activation, loss, "
+            "optimizer and small-matrix\n  costs are left out"
+        )
     notes = [row for row in rows if row.note]
     if notes:
         print("notes:")
@@ -727,7 +875,8 @@ def print_table(rows, torch):
 
 
 def plot(path, rows, title):
-    """Horizontal bars of every ratio row (log scale), its target and the torch ratio."""
+    """Horizontal bars of every ratio row (log scale), its target, ceiling and the torch
+    ratio."""
     plt = load_pyplot()
     rows = [row for row in rows if row.metric != "seconds"]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.6))
@@ -743,6 +892,17 @@ def plot(path, rows, title):
             markersize=16,
             markeredgewidth=2,
             label="target",
+        )
+    with_ceiling = [
+        (y, row.ceiling) for y, row in zip(ypos, rows, strict=True) if row.ceiling is not None
+    ]
+    if with_ceiling:
+        ax.plot(
+            [c for _, c in with_ceiling],
+            [y for y, _ in with_ceiling],
+            "v",
+            color="tab:purple",
+            label="ceiling (FLOPs at peak GEMM rate)",
         )
     with_torch = [
         (y, row.torch_ratio)
@@ -774,7 +934,7 @@ def plot(path, rows, title):
         "green: target met, red: missed, grey: no target"
     )
     ax.set_title(title)
-    if targeted or with_torch:
+    if targeted or with_ceiling or with_torch:
         ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -809,13 +969,14 @@ def run(settings, names, torch=None, log=print):
     from sklearn.exceptions import ConvergenceWarning
 
     rows, seconds = [], {}
+    peaks = PeakRates(settings.peak_size, settings.gemm_calls)  # shared by the workloads
     with warnings.catch_warnings():
         # Stopping after a fixed number of epochs is the point here, not a problem.
         warnings.simplefilter("ignore", ConvergenceWarning)
         for i, name in enumerate(names, 1):
             log(f"[{i}/{len(names)}] {name}: {DESCRIPTIONS[name]}", end="", flush=True)
             start = time.perf_counter()
-            rows += RUNNERS[name](settings, torch)
+            rows += RUNNERS[name](settings, torch, peaks)
             seconds[name] = time.perf_counter() - start
             log(f" ({seconds[name]:.0f} s)", flush=True)
     return rows, seconds

@@ -7,6 +7,7 @@ import re
 import statistics
 
 import numba
+import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
@@ -29,6 +30,8 @@ ROW_KEYS = {
     "torch_ratio",
     "note",
     "spread",
+    "ceiling",
+    "ceiling_1thread",
 }
 
 
@@ -84,7 +87,8 @@ def test_json_report_and_table(tmp_path, capsys):
         assert row["torch_ratio"] is None
 
     digits, digits_threads, mc = rows[0], rows[1], rows[2]
-    assert set(digits["times"]) == {"fastbp", "sklearn"}
+    peak_keys = {f"peak@{n}" for n in _bench.PeakRates.thread_counts()}
+    assert set(digits["times"]) == {"fastbp", "sklearn"} | peak_keys
     med = digits["medians"]
     assert digits["value"] == pytest.approx(med["sklearn"] / med["fastbp"])
     assert digits["target"] == 30
@@ -101,11 +105,42 @@ def test_json_report_and_table(tmp_path, capsys):
     expected = (flops / gflops["medians"]["fastbp"]) / (gemm_flops / gflops["medians"]["gemm"])
     assert gflops["value"] == pytest.approx(expected)
 
+    # Ceilings: on the fit workloads' speed-up rows only, recomputed here from the row's
+    # own medians, the FLOP count and the size of the peak GEMM.
+    units = {"digits32": [64, 64, 10], "mc-b32": [100, 256, 128, 10], "wide": [256, 1024, 1024, 10]}
+    n_rows = {"digits32": 1797, "mc-b32": 400, "wide": 512}
+    peak_flops = 2 * report["settings"]["peak_size"] ** 3
+    for row in rows:
+        if row["label"] not in units:
+            assert row["ceiling"] is None and row["ceiling_1thread"] is None
+            continue
+        med = row["medians"]
+        rates = {key: peak_flops / med[key] for key in peak_keys}  # FLOP/s
+        epoch_flops = _bench.training_flops(units[row["label"]], n_rows[row["label"]])
+        assert row["ceiling"] == pytest.approx(med["sklearn"] * max(rates.values()) / epoch_flops)
+        assert row["ceiling_1thread"] == pytest.approx(
+            med["sklearn"] * rates["peak@1"] / epoch_flops
+        )
+        assert 0 < row["ceiling_1thread"] <= row["ceiling"] < float("inf")
+        assert "GFLOP/epoch at the peak" in row["note"]
+        above = row["target"] is not None and row["target"] > row["ceiling"]
+        assert ("is above this machine's ceiling" in row["note"]) == above
+    # float32's peak was measured once (during digits32) and reused by wide.
+    for key in peak_keys:
+        assert wide["times"][key] == digits["times"][key] != mc["times"][key]
+
     # The printed table: a header, one line per row, and the machine above it.
     assert re.search(r"^machine: \d+ cores \(\d+ usable\)", out, re.M)
-    assert re.search(r"^workload\s+fastbp\s+reference\s+ratio\s+target\s+result$", out, re.M)
-    assert re.search(r"^digits32\s+\S+ ms/epoch\s+sklearn .+x\s+>= 30x\s+(met|missed)$", out, re.M)
-    assert re.search(r"^wide\s+.+\s+-\s+report$", out, re.M)
+    header = r"^workload\s+fastbp\s+reference\s+ratio\s+ceiling \(1 thr\)\s+target\s+result$"
+    assert re.search(header, out, re.M)
+    digits_line = (
+        r"^digits32\s+\S+ ms/epoch\s+sklearn .+x\s+(\S+)x \((\S+)x\)\s+>= 30x\s+(met|missed)$"
+    )
+    ceilings = re.search(digits_line, out, re.M).groups()[:2]
+    assert ceilings == (f"{digits['ceiling']:.1f}", f"{digits['ceiling_1thread']:.1f}")
+    assert re.search(r"^digits32 2 vs 1 thr\s+.+x\s+-\s+>= 1x", out, re.M)
+    assert re.search(r"^wide\s+.+x \(.+x\)\s+-\s+report$", out, re.M)
+    assert re.search(r"^ceiling: the largest speed-up over sklearn", out, re.M)
     assert "indicative only" in out
     assert "vs torch" not in out
 
@@ -231,6 +266,50 @@ def test_training_flops_counts_forward_gradient_and_hidden_deltas():
     # into the hidden layer 2*3 (none into the input).
     assert _bench.training_flops([2, 3, 1], 1) == 18 + 18 + 6
     assert _bench.training_flops([2, 3, 1], 10) == 420
+
+
+def test_ceiling_is_the_reference_time_over_flops_at_peak():
+    # The hand measurement it formalises: a digits batch (32 rows, 64 -> 64 -> 10) is
+    # about 647 kFLOP of products; at float64's 43 GFLOP/s on one core against
+    # scikit-learn's 334 us per batch, no implementation gets past ~22x.
+    flops = _bench.training_flops([64, 64, 10], 32)
+    assert flops == pytest.approx(647e3, rel=0.01)
+    assert _bench.speedup_ceiling(334e-6, flops, 43.0) == pytest.approx(22.2, abs=0.1)
+    assert _bench.speedup_ceiling(2.0, 4e9, 8.0) == 4.0
+
+
+@pytest.mark.parametrize(
+    "value, target, ceilings, expected",
+    [
+        (12.0, 30, (21.7, 11.0), ["target 30x is above this machine's ceiling 21.7x"]),
+        (12.0, 30, (43.4, 21.7), ["target 30x is above the 1-thread ceiling 21.7x"]),
+        (12.0, 8, (43.4, 21.7), []),
+        (12.0, None, (5.0, 5.0), ["the speed-up is above the ceiling 5.0x"]),
+        (3.0, 8, (7.9, 7.0), ["target 8x is above this machine's ceiling 7.9x"]),
+    ],
+)
+def test_ceiling_note_says_when_the_target_is_out_of_reach(value, target, ceilings, expected):
+    note = _bench.ceiling_note(value, target, *ceilings)
+    assert [part for part in expected if part in note] == expected
+    assert bool(note) == bool(expected)
+    if "machine's ceiling" in note:
+        assert "1-thread" not in note  # the stronger statement only
+
+
+def test_peak_rates_are_measured_once_per_dtype_and_thread_count():
+    peaks = _bench.PeakRates(size=16, calls=2)
+    configs = peaks.configs("float64")
+    assert set(configs) == {f"peak@{n}" for n in peaks.thread_counts()}
+    assert [n for _, _, n in configs.values()] == peaks.thread_counts()
+    samples = _bench.interleave({"other": (lambda: 1.0, None, None), **configs}, repeats=3)
+    peaks.collect("float64", samples)
+    assert list(samples) == ["other"]  # the peak samples moved into the cache
+    assert peaks.configs("float64") == {} and peaks.configs(np.float64) == {}
+    assert set(peaks.configs("float32")) == set(configs)
+    times = peaks.times("float64")
+    assert set(times) == set(configs) and all(len(t) == 3 for t in times.values())
+    seconds = statistics.median(times["peak@1"])
+    assert peaks.gflops("float64", 1) == pytest.approx(2 * 16**3 / seconds / 1e9)
 
 
 def test_row_met_follows_metric_direction():
