@@ -111,6 +111,9 @@ class Row:
     note: str = ""
     ceiling: float | None = None
     ceiling_1thread: float | None = None
+    # A missed "never slower" thread row whose 1- and 2-thread samples overlap: the
+    # difference is below what this run can measure (see ``within_noise``).
+    within_noise: bool = False
 
     @property
     def comparison(self):
@@ -426,6 +429,8 @@ def _fmt_target(row):
 
 def _fmt_result(row):
     result = {None: "report", True: "met", False: "missed"}[row.met]
+    if row.within_noise:
+        result = "noise"
     return result + (" (noisy)" if row.spread > NOISY_SPREAD else "")
 
 
@@ -525,7 +530,16 @@ def _speed_rows(workload, label, samples, target, n, sklearn_rows, thread_target
         {"fastbp@1": one, "fastbp@2": two},
         unit,
     )
+    scaling.within_noise = scaling.met is False and within_noise(one, two)
     return [speed, scaling]
+
+
+def within_noise(one, two):
+    """True if the samples of two configurations overlap: the fastest run of ``two``
+    was no slower than the slowest of ``one``. Small networks run on one BLAS thread
+    in both (``_threads.policy``), so their "2 vs 1" medians differ by noise alone, on
+    either side of 1."""
+    return min(two) <= max(one)
 
 
 def digits_workload(dtype):
@@ -858,6 +872,11 @@ def print_table(rows, torch):
         print(
             f"(noisy): in some configuration of the row the slowest sample took over "
             f"{NOISY_SPREAD:g}x the fastest: the machine was busy, the median may be off"
+        )
+    if any(row.within_noise for row in rows):
+        print(
+            "noise: below its target, but the two configurations' samples overlap: the\n"
+            "  difference is not measurable in this run (neither met nor missed)"
         )
     if any(row.ceiling is not None for row in rows):
         print(

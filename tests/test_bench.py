@@ -32,6 +32,7 @@ ROW_KEYS = {
     "spread",
     "ceiling",
     "ceiling_1thread",
+    "within_noise",
 }
 
 
@@ -84,6 +85,12 @@ def test_json_report_and_table(tmp_path, capsys):
         else:
             assert row["comparison"] == ">="
             assert row["met"] == (row["value"] >= row["target"])
+        times = row["times"]
+        assert row["within_noise"] == (
+            row["met"] is False
+            and "fastbp@2" in times
+            and min(times["fastbp@2"]) <= max(times["fastbp@1"])
+        )
         assert row["torch_ratio"] is None
 
     digits, digits_threads, mc = rows[0], rows[1], rows[2]
@@ -329,6 +336,28 @@ def test_noisy_rows_are_flagged():
     assert (quiet.spread, noisy.spread) == (1.5, 3.0)
     assert _bench._fmt_result(quiet) == "met"
     assert _bench._fmt_result(noisy) == "met (noisy)"
+
+
+def test_thread_rows_below_target_within_noise():
+    """A "never slower" row whose samples overlap reads "noise", not "missed"; one whose
+    2-thread runs were all slower than every 1-thread run is missed."""
+    overlap = _bench._speed_rows(
+        "w", "w", {"fastbp": [1.0], "sklearn": [5.0], "fastbp@1": [1.0, 1.2],
+                   "fastbp@2": [1.1, 1.15]}, 2.0, 10, 10, 1.0, "s/epoch",
+    )[1]
+    assert overlap.met is False and overlap.within_noise
+    assert _bench._fmt_result(overlap) == "noise"
+    apart = _bench._speed_rows(
+        "w", "w", {"fastbp": [1.0], "sklearn": [5.0], "fastbp@1": [1.0, 1.05],
+                   "fastbp@2": [1.1, 1.3]}, 2.0, 10, 10, 1.0, "s/epoch",
+    )[1]
+    assert apart.met is False and not apart.within_noise
+    assert _bench._fmt_result(apart) == "missed"
+    faster = _bench._speed_rows(
+        "w", "w", {"fastbp": [1.0], "sklearn": [5.0], "fastbp@1": [2.0, 2.2],
+                   "fastbp@2": [1.0, 1.5]}, 2.0, 10, 10, 1.0, "s/epoch",
+    )[1]
+    assert faster.met and not faster.within_noise and _bench._fmt_result(faster) == "met"
 
 
 def test_quick_mode_settings_without_torch(monkeypatch, capsys):
