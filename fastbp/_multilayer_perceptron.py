@@ -31,7 +31,15 @@ from ._kernels import losses as _loss
 from ._kernels import optimizers as _opt
 from ._kernels import train as _train
 from ._layout import Layout
-from ._workspace import Workspace, kernel_rows, kernel_X, native, no_dropout, readonly
+from ._workspace import (
+    Workspace,
+    kernel_rows,
+    kernel_X,
+    native,
+    no_dropout,
+    no_sparse,
+    readonly,
+)
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 _NO_DROP = no_dropout()
@@ -930,32 +938,32 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         if check_input:
             X = self._validate_predict_input(X)
         self._sync_params()
-        dtype = self._params.dtype
-        if X.shape[1] != self._layout.units[0]:  # kernels do not check bounds
-            raise ValueError(
-                f"X has {X.shape[1]} features, but the network takes "
-                f"{int(self._layout.units[0])}."
-            )
-        _check_range(X, dtype)
-        Xd, Xsp = kernel_X(X, dtype)
-        n = X.shape[0]
+        params = self._params
+        dtype = params.dtype
+        n, width = X.shape
         chunk = max(1, min(n, _config.CHUNK_ROWS))
         # Buffers of its own, not the cached training workspace: concurrent predict calls
         # (threads sharing a fitted model) must not write into the same memory. The plan
         # (offsets, threads; read only) is cached: one-row latency is mostly overheads.
-        net, size, threads = self._layout.cached(
+        net, size, threads, n_inputs = self._layout.cached(
             ("predict", chunk, _hashable(self.activation), self._loss_code,
              self.__dict__.get("n_threads")),
             lambda: self._inference_plan(chunk),
         )
+        if width != n_inputs:  # kernels do not check bounds
+            raise ValueError(f"X has {width} features, but the network takes {n_inputs}.")
+        _check_range(X, dtype)
+        if type(X) is np.ndarray and X.dtype == dtype and X.flags.c_contiguous:
+            Xd, Xsp = readonly(X), no_sparse(dtype)  # kernel_X's common case, inlined
+        else:
+            Xd, Xsp = kernel_X(X, dtype)
         act = np.empty(size, dtype=dtype)
-        xbuf = np.empty(chunk * int(self._layout.units[0]) if Xd.size else 0, dtype=dtype)
+        xbuf = np.empty(chunk * n_inputs if Xd.size else 0, dtype=dtype)
         out = np.empty((n, self.n_outputs_), dtype=dtype)
         if n:
             with _threads.limited(threads):
                 finite = _train.predict_rows(
-                    self._params, net, Xd, Xsp, kernel_rows(n), chunk, act, xbuf,
-                    _NO_DROP, out,
+                    params, net, Xd, Xsp, kernel_rows(n), chunk, act, xbuf, _NO_DROP, out
                 )
             if not finite:  # only the fast path of _validate_predict_input lets it by
                 validate_data(self, X, dtype=_config.FLOAT_DTYPES, reset=False)  # raises
@@ -963,8 +971,8 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         return out
 
     def _inference_plan(self, chunk):
-        """``(net, activation buffer size, BLAS threads)`` of predicting ``chunk`` rows
-        at a time."""
+        """``(net, activation buffer size, BLAS threads, input width)`` of predicting
+        ``chunk`` rows at a time."""
         units = self._layout.units
         net, size = self._layout.net(chunk, self._act_codes())
         # products of a few rows run on one BLAS thread anyway (OpenBLAS does not split
@@ -973,7 +981,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         threads = None if few else _threads.policy(
             getattr(self, "n_threads", None), chunk, units
         )
-        return net, size, threads
+        return net, size, threads, int(units[0])
 
     def _validate_predict_input(self, X):
         """``validate_data`` for predict, with a fast path for the common case (a

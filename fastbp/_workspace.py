@@ -37,11 +37,11 @@ def kernel_X(X, dtype):
         )
         Xd = readonly(np.empty((0, 0), dtype=dtype))
         return Xd, Xsp
-    return readonly(native(X, dtype)), _no_sparse(np.dtype(dtype))
+    return readonly(native(X, dtype)), no_sparse(np.dtype(dtype))
 
 
 @functools.cache
-def _no_sparse(dtype):
+def no_sparse(dtype):
     """The empty CSR triple of dense X (read-only and empty: safe to share)."""
     empty_i = readonly(np.empty(0, dtype=np.int64))
     return (empty_i, empty_i, readonly(np.empty(0, dtype=dtype)))
