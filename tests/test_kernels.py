@@ -21,7 +21,7 @@ from fastbp._kernels import losses as L
 from fastbp._kernels import optimizers as O
 from fastbp._kernels import train as T
 from fastbp._kernels.activations import activate
-from fastbp._kernels.backward import backward_batch, finalize_gradient, sum_of
+from fastbp._kernels.backward import backward_batch, finalize_gradient, sum_of_squares
 from fastbp._kernels.dropout import batch_key
 from fastbp._kernels.forward import forward_batch
 from fastbp._kernels.losses import loss_and_delta
@@ -527,16 +527,14 @@ def test_step_dispatches_every_optimizer(dtype, solver):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_sum_of_partial_sums(dtype):
-    """The 8-way partial sums of the penalty norms: every length (full blocks of 8 and
-    the tail), a prefix only, squares and absolute values."""
+def test_sum_of_squares_partial_sums(dtype):
+    """The 8-way partial sums of the L2 norm: every length (full blocks of 8 and the
+    tail) and a prefix only."""
     rng = np.random.default_rng(3)
     a = rng.standard_normal(41).astype(dtype)
     for n in range(42):
-        head = a[:n].astype(np.float64)
-        assert_close(sum_of(a, n, False), math.fsum(head**2), dtype)
-        assert_close(sum_of(a, n, True), math.fsum(np.abs(head)), dtype)
-    assert sum_of(a, 0, False) == 0.0
+        assert_close(sum_of_squares(a, n), math.fsum(a[:n].astype(np.float64) ** 2), dtype)
+    assert sum_of_squares(a, 0) == 0.0
 
 
 # --------------------------------------------------------------------------------- predict

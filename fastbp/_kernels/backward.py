@@ -77,37 +77,27 @@ def backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact):
 
 
 @njit(**JIT_OPTIONS)
-def sum_of(a, n, absolute):
-    """``sum(a[:n] ** 2)``, or ``sum(|a[:n]|)`` if ``absolute``, in 8 partial sums.
+def sum_of_squares(a, n):
+    """``sum(a[:n] ** 2)`` in 4 x 2 partial sums.
 
-    One running sum is a chain of dependent additions (about 4 cycles each, fastmath
-    here does not allow reassociation): it was a tenth of a digits minibatch step. Eight
-    independent sums overlap and vectorise; the order is fixed, so results still do not
-    depend on anything but ``a``.
+    One running sum is a chain of dependent additions (about 4 cycles each; fastmath
+    here does not allow reassociation): it was a tenth of a digits minibatch step.
+    Independent sums overlap; their order is fixed, so the result still depends on
+    nothing but ``a``.
     """
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
     n8 = n - n % 8
     for j in range(0, n8, 8):
-        if absolute:
-            s0 += abs(a[j])
-            s1 += abs(a[j + 1])
-            s2 += abs(a[j + 2])
-            s3 += abs(a[j + 3])
-            s4 += abs(a[j + 4])
-            s5 += abs(a[j + 5])
-            s6 += abs(a[j + 6])
-            s7 += abs(a[j + 7])
-        else:
-            s0 += a[j] * a[j]
-            s1 += a[j + 1] * a[j + 1]
-            s2 += a[j + 2] * a[j + 2]
-            s3 += a[j + 3] * a[j + 3]
-            s4 += a[j + 4] * a[j + 4]
-            s5 += a[j + 5] * a[j + 5]
-            s6 += a[j + 6] * a[j + 6]
-            s7 += a[j + 7] * a[j + 7]
+        s0 += a[j] * a[j]
+        s1 += a[j + 1] * a[j + 1]
+        s2 += a[j + 2] * a[j + 2]
+        s3 += a[j + 3] * a[j + 3]
+        s4 += a[j + 4] * a[j + 4]
+        s5 += a[j + 5] * a[j + 5]
+        s6 += a[j + 6] * a[j + 6]
+        s7 += a[j + 7] * a[j + 7]
     for j in range(n8, n):
-        s0 += abs(a[j]) if absolute else a[j] * a[j]
+        s0 += a[j] * a[j]
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
@@ -122,19 +112,19 @@ def finalize_gradient(params, grads, n_coefs, alpha, l1, sw_sum, want_norm):
     weights (for the loss value) and, if ``want_norm``, the squared norm of the final
     gradient (for clipping; 0.0 otherwise).
     """
-    sq = sum_of(params, n_coefs, False)
+    sq = sum_of_squares(params, n_coefs)
     l1_norm = 0.0
     # Separate loops per case keep each one plain and vectorisable.
     if l1 == 0.0:
         for j in range(n_coefs):
             grads[j] = (grads[j] + alpha * params[j]) / sw_sum
     else:
-        l1_norm = sum_of(params, n_coefs, True)
         for j in range(n_coefs):
             w = params[j]
+            l1_norm += abs(w)
             s = 1.0 if w > 0 else (-1.0 if w < 0 else 0.0)
             grads[j] = (grads[j] + alpha * w + l1 * s) / sw_sum
     for j in range(n_coefs, params.shape[0]):
         grads[j] /= sw_sum
-    grad_sq = sum_of(grads, grads.shape[0], False) if want_norm else 0.0
+    grad_sq = sum_of_squares(grads, grads.shape[0]) if want_norm else 0.0
     return sq, l1_norm, grad_sq
