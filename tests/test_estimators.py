@@ -300,6 +300,37 @@ def test_refit_on_data_of_another_shape(Est):
     assert est.coefs_[0].shape == (X.shape[1], 6)
 
 
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array([3, 1, 2, 1, 3, 2, 2]),
+        np.array([0, 1, 1, 0, 1, 0, 0]),
+        np.array(["b", "a", "c", "a", "b", "c", "c"]),
+        np.array(["no", "yes", "yes", "no", "no", "yes", "no"], dtype=object),
+        np.array([True, False, True, True, False, False, True]),
+        np.array([1.0, -1.0, 2.0, 1.0, -1.0, 2.0, 2.0]),
+    ],
+    ids=["int", "binary-int", "str", "binary-object", "bool", "float"],
+)
+def test_label_encoding_is_the_binarizers(labels):
+    """fit's one-hot targets, built without the binarizer's transform for one column of
+    labels, are exactly what it would give: on fit, and on partial_fit where the data
+    shows only some of the declared classes."""
+    X = np.arange(len(labels) * 2, dtype=float).reshape(-1, 2)
+    est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=1).fit(X, labels)
+    want = est._label_binarizer.transform(labels).astype(bool)
+    got = est._binarize(labels)
+    assert got.dtype == bool and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    part = MLPClassifier(hidden_layer_sizes=(3,)).partial_fit(
+        X[:3], labels[:3], classes=np.unique(labels)
+    )
+    for y in (labels[:3], labels[:1]):
+        np.testing.assert_array_equal(
+            part._binarize(y), part._label_binarizer.transform(y).astype(bool)
+        )
+
+
 @BOTH
 def test_predict_plan_follows_parameters_changed_after_fit(Est):
     """predict caches its plan (offsets, activation codes, threads) per model; like
