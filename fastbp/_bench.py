@@ -900,8 +900,12 @@ def plot(path, rows, title):
     rows = [row for row in rows if row.metric != "seconds"]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.6))
     ypos = np.arange(len(rows))[::-1]
-    colors = {True: "tab:green", False: "tab:red", None: "tab:gray"}
-    ax.barh(ypos, [row.value for row in rows], color=[colors[row.met] for row in rows])
+    colors = {True: "tab:green", False: "tab:red", None: "tab:gray", "noise": "tab:olive"}
+    ax.barh(
+        ypos,
+        [row.value for row in rows],
+        color=[colors["noise" if row.within_noise else row.met] for row in rows],
+    )
     targeted = [(y, row.target) for y, row in zip(ypos, rows, strict=True) if row.target]
     if targeted:
         ax.plot(
@@ -950,7 +954,7 @@ def plot(path, rows, title):
         )
     ax.set_xlabel(
         "fastbp's speed-up over sklearn or 1 thread; GFLOP/s over a GEMM's\n"
-        "green: target met, red: missed, grey: no target"
+        "green: target met, red: missed, olive: within noise, grey: no target"
     )
     ax.set_title(title)
     if targeted or with_ceiling or with_torch:
