@@ -906,40 +906,20 @@ def plot(path, rows, title):
         [row.value for row in rows],
         color=[colors["noise" if row.within_noise else row.met] for row in rows],
     )
-    targeted = [(y, row.target) for y, row in zip(ypos, rows, strict=True) if row.target]
-    if targeted:
-        ax.plot(
-            [t for _, t in targeted],
-            [y for y, _ in targeted],
-            "k|",
-            markersize=16,
-            markeredgewidth=2,
-            label="target",
-        )
-    with_ceiling = [
-        (y, row.ceiling) for y, row in zip(ypos, rows, strict=True) if row.ceiling is not None
-    ]
-    if with_ceiling:
-        ax.plot(
-            [c for _, c in with_ceiling],
-            [y for y, _ in with_ceiling],
-            "v",
-            color="tab:purple",
-            label="ceiling (FLOPs at peak GEMM rate)",
-        )
-    with_torch = [
-        (y, row.torch_ratio)
-        for y, row in zip(ypos, rows, strict=True)
-        if row.torch_ratio is not None
-    ]
-    if with_torch:
-        ax.plot(
-            [r for _, r in with_torch],
-            [y for y, _ in with_torch],
-            "D",
-            color="tab:orange",
-            label="fastbp vs PyTorch",
-        )
+
+    def mark(value_of, fmt, label, **style):
+        """One marker per row that has a value; True if any."""
+        points = [(value_of(row), y) for y, row in zip(ypos, rows, strict=True)]
+        points = [(v, y) for v, y in points if v is not None]
+        if points:
+            ax.plot([v for v, _ in points], [y for _, y in points], fmt, label=label, **style)
+        return bool(points)
+
+    targeted = mark(lambda r: r.target, "k|", "target", markersize=16, markeredgewidth=2)
+    with_ceiling = mark(
+        lambda r: r.ceiling, "v", "ceiling (FLOPs at peak GEMM rate)", color="tab:purple"
+    )
+    with_torch = mark(lambda r: r.torch_ratio, "D", "fastbp vs PyTorch", color="tab:orange")
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_yticks(ypos, [row.label for row in rows])
