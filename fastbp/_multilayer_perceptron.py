@@ -81,6 +81,8 @@ def _check_range(X, dtype):
     values = X.data if sp.issparse(X) else X
     limit = np.finfo(np.float32).max
     if values.size and (values.max() > limit or values.min() < -limit):
+        if not np.isfinite(values).all():
+            return  # infinities: the finiteness check names them (predict_rows)
         raise ValueError(
             "X has values beyond the range of float32, the dtype this network was "
             "trained in; scale X or train the network in float64."

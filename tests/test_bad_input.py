@@ -796,6 +796,20 @@ def test_predict_beyond_float32_range_on_float32_model(Est):
         assert np.isfinite(out).all(), "silent NaN predictions"
 
 
+@BOTH
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_non_finite_float64_input_of_a_float32_model_is_named(Est, bad):
+    """Infinity is beyond float32's range too, but it is named as what it is."""
+    X, y = _small(Est)
+    est = Est(**FAST).fit(X.astype(np.float32), y)
+    Xp = X[:10].copy()
+    Xp[4, 1] = bad
+    word = "NaN" if np.isnan(bad) else "infinity"
+    with pytest.raises(ValueError) as info:
+        est.predict(Xp)
+    assert_named_error(info.value, rf"Input X contains {word}")
+
+
 # -------------------------------------------------------------- inconsistent fitted state
 # These read memory out of bounds today, which may crash the interpreter: each runs in a
 # subprocess of its own, all started at once (the interpreter start-up dominates).

@@ -78,7 +78,7 @@ def backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact):
 
 @njit(**JIT_OPTIONS)
 def sum_of_squares(a, n):
-    """``sum(a[:n] ** 2)`` in 4 x 2 partial sums.
+    """``sum(a[:n] ** 2)`` in 8 partial sums.
 
     One running sum is a chain of dependent additions (about 4 cycles each; fastmath
     here does not allow reassociation): it was a tenth of a digits minibatch step.
