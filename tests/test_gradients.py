@@ -35,16 +35,7 @@ LOSS_CASES = {
     "hinge-3": (L.HINGE, 3),
     "binary_hinge-2": (L.BINARY_HINGE, 2),
 }
-LOSS_NAMES = {
-    L.SQUARED_ERROR: "squared_error",
-    L.POISSON: "poisson",
-    L.LOG_LOSS: "log_loss",
-    L.BINARY_LOG_LOSS: "binary_log_loss",
-    L.ABSOLUTE_ERROR: "absolute_error",
-    L.HUBER: "huber",
-    L.HINGE: "hinge",
-    L.BINARY_HINGE: "binary_hinge",
-}
+LOSS_NAMES = L.NAMES
 HUBER_DELTA = 0.5
 # (alpha, l1)
 PENALTIES = {"none": (0.0, 0.0), "l2": (1e-2, 0.0), "l1": (0.0, 1e-2), "l2+l1": (1e-2, 1e-2)}

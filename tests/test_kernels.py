@@ -51,16 +51,7 @@ ACT_NAMES = {
     A.GELU: "gelu",
 }
 HIDDEN = [code for code in ACT_NAMES if code not in (A.SOFTMAX, A.EXP)]
-LOSS_NAMES = {
-    L.SQUARED_ERROR: "squared_error",
-    L.POISSON: "poisson",
-    L.LOG_LOSS: "log_loss",
-    L.BINARY_LOG_LOSS: "binary_log_loss",
-    L.ABSOLUTE_ERROR: "absolute_error",
-    L.HUBER: "huber",
-    L.HINGE: "hinge",
-    L.BINARY_HINGE: "binary_hinge",
-}
+LOSS_NAMES = L.NAMES
 LOSSES = list(LOSS_NAMES)
 HUBER_DELTA = 0.7
 NO_KEY = batch_key(0, 0)

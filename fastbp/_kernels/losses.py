@@ -43,6 +43,19 @@ HUBER = 5
 HINGE = 6
 BINARY_HINGE = 7
 
+# The kernel's name of each code (the estimators' `loss` names, with the binary forms
+# of log_loss and hinge told apart).
+NAMES = {
+    SQUARED_ERROR: "squared_error",
+    POISSON: "poisson",
+    LOG_LOSS: "log_loss",
+    BINARY_LOG_LOSS: "binary_log_loss",
+    ABSOLUTE_ERROR: "absolute_error",
+    HUBER: "huber",
+    HINGE: "hinge",
+    BINARY_HINGE: "binary_hinge",
+}
+
 OUTPUT_ACTIVATION = {
     SQUARED_ERROR: A.IDENTITY,
     POISSON: A.EXP,
