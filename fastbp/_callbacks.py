@@ -43,21 +43,24 @@ class FitTasks:
     estimator : the fastbp estimator being fitted.
     X, y : the training data as the caller gave them (what scorers need).
     sample_weight : array or None, reported as metadata.
-    max_subtasks : the number of epochs or iterations at most.
+    root : the estimator's callback context of this fit (``_init_callback_context``).
+    snapshot : callable, ``snapshot(params=None) -> dict``
+        The attributes of a fitted copy of the estimator at ``params`` (a flat vector;
+        default: the estimator's own weights now).
+    listening : bool
+        Whether any callback listens (fitted copies cost a copy of the weights).
     """
 
-    def __init__(self, estimator, X, y, sample_weight, max_subtasks):
+    def __init__(self, estimator, X, y, sample_weight, root, snapshot, listening):
         self.estimator = estimator
+        self.snapshot = snapshot
         self.kwargs = dict(
             X=X,
             y=y,
             metadata=None if sample_weight is None else {"sample_weight": sample_weight},
         )
-        # fitted copies cost a copy of the weights: only when someone listens
-        self.listening = bool(getattr(estimator, "_skl_callbacks", None)) or hasattr(
-            estimator, "_parent_callback_ctx"
-        )
-        self.root = estimator._init_callback_context(max_subtasks=max_subtasks)
+        self.listening = listening
+        self.root = root
         self.root.call_on_fit_task_begin(estimator=estimator, **self.kwargs)
         self.task = None
 
@@ -69,7 +72,7 @@ class FitTasks:
     def end(self, params=None):
         """End the current subtask, the model standing at ``params`` (default: the
         estimator's own). Returns True if a callback asks to stop training."""
-        attributes = self._fitted_attributes(params) if self.listening else {}
+        attributes = self.snapshot(params) if self.listening else {}
         task, self.task = self.task, None
         return bool(
             task.call_on_fit_task_end(
@@ -89,9 +92,3 @@ class FitTasks:
         self.root.call_on_fit_task_end(
             estimator=self.estimator, reconstruction_attributes={}, **self.kwargs
         )
-
-    def _fitted_attributes(self, params):
-        est = self.estimator
-        flat = (est._params if params is None else params).astype(est._params.dtype)
-        coefs, intercepts = est._layout.views(flat)
-        return {"_params": flat, "coefs_": coefs, "intercepts_": intercepts}

@@ -9,20 +9,21 @@ defaults in ``to_sklearn``, with a warning that lists them.
 """
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn import neural_network as sknn
 from sklearn.base import is_classifier
 
-from ._kernels import losses as _loss
-from ._layout import Layout
+from ._network import Network, loss_code
+from ._training import Optimizer
 
 SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
-# fitted attributes copied as they are, when present
-_PLAIN_ATTRIBUTES = (
+# fitted attributes both libraries keep alike, copied as they are when present
+FITTED_ATTRIBUTES = (
     "n_features_in_", "feature_names_in_", "n_layers_", "n_outputs_", "out_activation_",
     "n_iter_", "t_", "loss_", "best_loss_", "validation_scores_", "best_validation_score_",
-    "classes_", "_label_binarizer", "_no_improvement_count",
+    "classes_", "_label_binarizer",
 )
 
 
@@ -45,10 +46,13 @@ def _copy(value):
     return value
 
 
-def to_sklearn(est):
-    """A fitted scikit-learn estimator with the same network as the fitted ``est``."""
-    est._sync_params()
-    hidden = est._hidden_activations(est.n_layers_ - 2)
+def to_sklearn(est, network, hidden, optimizer, attributes):
+    """A fitted scikit-learn estimator with the same network as the fitted ``est``.
+
+    ``network`` is its network, ``hidden`` the names of its hidden activations,
+    ``optimizer`` its optimizer state (or None), ``attributes`` its fitted attributes
+    (``FITTED_ATTRIBUTES``, and ``_no_improvement_count`` of the stochastic solvers).
+    """
     if len(set(hidden)) > 1 or any(a not in SKLEARN_ACTIVATIONS for a in hidden):
         raise ValueError(
             f"scikit-learn's MLP has one hidden activation among {SKLEARN_ACTIVATIONS}; "
@@ -86,23 +90,22 @@ def to_sklearn(est):
             stacklevel=3,
         )
     sk = cls(**params)
-    sk.coefs_ = [np.array(c, dtype=np.float64) for c in est.coefs_]
-    sk.intercepts_ = [np.array(b, dtype=np.float64) for b in est.intercepts_]
-    for name in _PLAIN_ATTRIBUTES:
-        if name in est.__dict__:
-            setattr(sk, name, _copy(est.__dict__[name]))
+    sk.coefs_ = [np.array(c, dtype=np.float64) for c in network.coefs]
+    sk.intercepts_ = [np.array(b, dtype=np.float64) for b in network.intercepts]
+    for name, value in attributes.items():
+        setattr(sk, name, _copy(value))
     if isinstance(getattr(est, "loss_curve_", None), list):
         sk.loss_curve_ = list(est.loss_curve_)
-    if est.__dict__.get("_opt_solver") == params["solver"] == est.solver:
-        _export_optimizer(est, sk)
+    if optimizer is not None and optimizer.solver == params["solver"] == est.solver:
+        _export_optimizer(network, optimizer, sk)
     return sk
 
 
-def _export_optimizer(est, sk):
+def _export_optimizer(network, optimizer, sk):
     from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 
     params = sk.coefs_ + sk.intercepts_
-    layout = est._layout
+    layout = network.layout
 
     def arrays(flat):
         coefs, intercepts = layout.views(np.asarray(flat, dtype=np.float64))
@@ -110,18 +113,29 @@ def _export_optimizer(est, sk):
 
     if sk.solver == "adam":
         opt = AdamOptimizer(params, sk.learning_rate_init, sk.beta_1, sk.beta_2, sk.epsilon)
-        opt.ms, opt.vs = arrays(est._opt_state[0]), arrays(est._opt_state[1])
-        opt.t = int(est._opt_t)
+        opt.ms, opt.vs = arrays(optimizer.state[0]), arrays(optimizer.state[1])
+        opt.t = int(optimizer.t)
     else:
         opt = SGDOptimizer(params, sk.learning_rate_init, sk.learning_rate, sk.momentum,
                            sk.nesterovs_momentum, sk.power_t)
-        opt.velocities = arrays(est._opt_state[0])
-        opt.learning_rate = float(est._learning_rate)
+        opt.velocities = arrays(optimizer.state[0])
+        opt.learning_rate = float(optimizer.learning_rate)
     sk._optimizer = opt
 
 
+@dataclass
+class Imported:
+    """What a fastbp estimator takes over from a fitted scikit-learn MLP."""
+
+    network: Network
+    optimizer: Optimizer | None
+    attributes: dict
+    no_improvement_count: int
+
+
 def from_sklearn(cls, sk):
-    """A fitted ``cls`` (fastbp) with the network and training state of ``sk``."""
+    """The network, optimizer state and fitted attributes of ``sk`` for a ``cls``
+    (fastbp) estimator."""
     if not isinstance(sk, sknn.MLPClassifier | sknn.MLPRegressor):
         raise TypeError(
             f"from_sklearn takes a fitted sklearn.neural_network estimator, got {type(sk)!r}."
@@ -130,37 +144,36 @@ def from_sklearn(cls, sk):
         raise TypeError(f"{cls.__name__}.from_sklearn cannot take a {type(sk).__name__}.")
     if not hasattr(sk, "coefs_"):
         raise ValueError(f"{type(sk).__name__} is not fitted: fit it first.")
-    est = cls(**sk.get_params())
-    for name in _PLAIN_ATTRIBUTES:
-        if name in sk.__dict__:
-            est.__dict__[name] = _copy(sk.__dict__[name])
+    attributes = {name: _copy(sk.__dict__[name]) for name in FITTED_ATTRIBUTES
+                  if name in sk.__dict__}
     if isinstance(getattr(sk, "loss_curve_", None), list):
-        est.loss_curve_ = list(sk.loss_curve_)
-    dtype = np.asarray(sk.coefs_[0]).dtype
-    dtype = dtype if dtype in (np.float32, np.float64) else np.float64
-    units = [sk.coefs_[0].shape[0]] + [c.shape[1] for c in sk.coefs_]
-    layout = Layout(units)
-    est._set_params_vector(layout, layout.pack(sk.coefs_, sk.intercepts_, dtype))
-    est._best_params = est._params.copy()
-    if is_classifier(sk):
-        multiclass = sk._label_binarizer.y_type_ == "multiclass"
-        est._loss_code = _loss.LOG_LOSS if multiclass else _loss.BINARY_LOG_LOSS
-    else:
-        est._loss_code = {"squared_error": _loss.SQUARED_ERROR, "poisson": _loss.POISSON}[
-            sk.loss
-        ]
-    est._dropout_seed = None
+        attributes["loss_curve_"] = list(sk.loss_curve_)
+    binary = is_classifier(sk) and sk._label_binarizer.y_type_ != "multiclass"
+    network = Network.from_arrays(sk.coefs_, sk.intercepts_, loss_code(sk.loss, binary))
+    return Imported(
+        network=network,
+        optimizer=_import_optimizer(sk, network),
+        attributes=attributes,
+        no_improvement_count=int(sk.__dict__.get("_no_improvement_count", 0)),
+    )
+
+
+def _import_optimizer(sk, network):
+    """scikit-learn's 'adam' or 'sgd' state in fastbp's layout (None for others)."""
     opt = getattr(sk, "_optimizer", None)
-    if opt is not None and sk.solver in ("sgd", "adam"):
-        est._new_optimizer_state()
-        if sk.solver == "adam":
-            est._opt_state[0] = layout.pack(opt.ms[: len(units) - 1], opt.ms[len(units) - 1 :],
-                                            dtype)
-            est._opt_state[1] = layout.pack(opt.vs[: len(units) - 1], opt.vs[len(units) - 1 :],
-                                            dtype)
-            est._opt_t = int(opt.t)
-        else:
-            v = opt.velocities
-            est._opt_state[0] = layout.pack(v[: len(units) - 1], v[len(units) - 1 :], dtype)
-            est._learning_rate = float(opt.learning_rate)
-    return est
+    if opt is None or sk.solver not in ("sgd", "adam"):
+        return None
+    layout, dtype = network.layout, network.dtype
+    depth = network.n_layers - 1
+
+    def flat(arrays):
+        return layout.pack(arrays[:depth], arrays[depth:], dtype)
+
+    rate = opt.learning_rate if sk.solver == "sgd" else sk.learning_rate_init
+    optimizer = Optimizer(sk.solver, layout.n_params, dtype, rate)
+    if sk.solver == "adam":
+        optimizer.state[0], optimizer.state[1] = flat(opt.ms), flat(opt.vs)
+        optimizer.t = int(opt.t)
+    else:
+        optimizer.state[0] = flat(opt.velocities)
+    return optimizer

@@ -1,22 +1,28 @@
-"""The estimators: scikit-learn's MLP interface in front of the compiled core."""
+"""The estimators: scikit-learn's MLP interface in front of the compiled core.
+
+The estimators validate parameters and data, run the epoch loop and keep scikit-learn's
+fitted attributes; a :class:`~fastbp._network.Network` holds the weights and predicts, a
+:class:`~fastbp._training.Trainer` trains it, a :class:`~fastbp._stopping.Monitor` keeps
+the stopping rules. Nothing here calls a kernel.
+"""
 
 import copy
 import warnings
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.optimize
-import scipy.sparse as sp
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
     RegressorMixin,
     _fit_context,
+    clone,
     is_classifier,
 )
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_array, check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
@@ -25,26 +31,31 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _callbacks, _config, _interop, _schedules, _threads
-from ._kernels import activations as _act
-from ._kernels import losses as _loss
-from ._kernels import optimizers as _opt
-from ._kernels import train as _train
-from ._layout import Layout
-from ._workspace import (
-    Workspace,
-    kernel_rows,
-    kernel_X,
-    native,
-    no_dropout,
-    no_sparse,
-    readonly,
+from . import _callbacks, _config, _interop, _stopping, _threads
+from ._network import (
+    HIDDEN_ACTIVATIONS,
+    INITS,
+    Network,
+    hidden_activations,
+    loss_code,
+    output_activation,
+    per_hidden_layer,
 )
+from ._training import (
+    LEARNING_RATES,
+    STOCHASTIC_SOLVERS,
+    Hyperparameters,
+    KernelData,
+    Optimizer,
+    Trainer,
+    Validation,
+    batch_rows,
+)
+from ._workspace import native
 
-_STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
-_NO_DROP = no_dropout()
-_INITS = ("sklearn", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal")
-_LEARNING_RATES = ("constant", "invscaling", "adaptive", *_schedules.EPOCH_SCHEDULES)
+# The pickle format of the estimators' private state: 1 until fastbp 0.2.0.dev0 (loose
+# arrays: _params, _layout, _opt_state, ...), 2 since (Network, Trainer, Monitor).
+_STATE_FORMAT = 2
 
 _NON_FINITE_MSG = (
     "Solver produced non-finite parameter weights. The input data may contain large "
@@ -57,36 +68,6 @@ def _check_fitted(est):
     a tenth of a one-row predict otherwise)."""
     if not est.__sklearn_is_fitted__():
         check_is_fitted(est)
-
-
-def _hashable(value):
-    """``value`` as a cache key: lists become tuples; a value that cannot be one becomes
-    a new object, equal to no other key (never a cache hit)."""
-    if type(value) is str:
-        return value
-    if isinstance(value, list | tuple):
-        value = tuple(value)
-    try:
-        hash(value)
-    except TypeError:
-        return object()
-    return value
-
-
-def _check_range(X, dtype):
-    """A float32 network cannot take float64 values beyond float32's range: casting
-    would turn them into inf and the outputs into NaN."""
-    if dtype != np.float32 or X.dtype != np.float64:
-        return
-    values = X.data if sp.issparse(X) else X
-    limit = np.finfo(np.float32).max
-    if values.size and (values.max() > limit or values.min() < -limit):
-        if not np.isfinite(values).all():
-            return  # infinities: the finiteness check names them (predict_rows)
-        raise ValueError(
-            "X has values beyond the range of float32, the dtype this network was "
-            "trained in; scale X or train the network in float64."
-        )
 
 
 def _probabilistic(est):
@@ -103,28 +84,69 @@ def _probabilistic(est):
 def _stochastic_solver(est):
     """``available_if`` condition for ``partial_fit``: a bool, never a bound method
     (scikit-learn's regressor passes the method itself, which is always truthy)."""
-    if est.solver not in _STOCHASTIC_SOLVERS:
+    if est.solver not in STOCHASTIC_SOLVERS:
         raise AttributeError(
             f"partial_fit is only available for stochastic optimizers "
-            f"{_STOCHASTIC_SOLVERS}; solver={est.solver!r} is not stochastic."
+            f"{STOCHASTIC_SOLVERS}; solver={est.solver!r} is not stochastic."
         )
     return True
+
+
+def _migrate_format_1(state):
+    """The state of a pickle of fastbp <= 0.2.0.dev0 in today's form (in place)."""
+    layout = state.pop("_layout")
+    loss = state.pop("_loss_code")
+    params = np.array(state.pop("_params"))
+    network = Network(np.array(layout.units), loss, params)
+    trainer = Trainer()
+    trainer.dropout_seed = state.pop("_dropout_seed", None)
+    if "_opt_state" in state:
+        opt = Optimizer(state.pop("_opt_solver"), params.shape[0], params.dtype,
+                        state.pop("_learning_rate"))
+        opt.state[...] = state.pop("_opt_state")
+        opt.t, opt.epoch = int(state.pop("_opt_t")), int(state.pop("_opt_epoch"))
+        trainer.optimizer = opt
+    best = state.pop("_best_params", params)
+    monitor = _stopping.Monitor(np.array(best), state.pop("_no_improvement_count", 0))
+    state.pop("_outputs_finite", None)
+    state.update(_network=network, _trainer=trainer, _monitor=monitor)
+
+
+def training_objective(estimator, X, y, sample_weight=None):
+    """The full training objective of ``estimator`` on ``(X, y, sample_weight)`` in
+    float64, for the gradient check: ``(f, x0)``, ``f(x) -> (loss, gradient)`` and the
+    parameters it is evaluated at (the estimator's, or, if it is not fitted, those a fit
+    would start from, computed on a clone: an unfitted estimator is never modified)."""
+    fitted = hasattr(estimator, "coefs_")
+    est = estimator if fitted else clone(estimator)
+    if not fitted:
+        est._validate_params()
+    X, Y, sample_weight = est._prepare(
+        X, y, sample_weight, incremental=fitted, first_pass=not fitted, partial_fit=False
+    )
+    network = est._network
+    network = network.with_params(network.params.astype(np.float64))
+    data = KernelData(X, Y, sample_weight, np.float64)
+    hyper = Hyperparameters(est.get_params(deep=False), network.loss, np.float64)
+    f = Trainer().objective(network, data, hyper, est._act_codes())
+    return f, network.params.copy()
 
 
 class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
     """Shared fitting machinery of :class:`MLPClassifier` and :class:`MLPRegressor`.
 
-    Do not use directly. The network's weights and biases live in one flat vector
-    ``_params``; ``coefs_`` and ``intercepts_`` are views into it.
+    Do not use directly. The network (``_network``) keeps the weights and biases in one
+    flat vector; ``coefs_`` and ``intercepts_`` are views into it. ``_trainer`` holds the
+    optimizer's state between calls and ``_monitor`` the stopping rules'.
     """
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(_act.HIDDEN_CODES)), list, tuple],
-        "solver": [StrOptions({"lbfgs", *_STOCHASTIC_SOLVERS})],
+        "activation": [StrOptions(set(HIDDEN_ACTIVATIONS)), list, tuple],
+        "solver": [StrOptions({"lbfgs", *STOCHASTIC_SOLVERS})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [StrOptions(set(_LEARNING_RATES))],
+        "learning_rate": [StrOptions(set(LEARNING_RATES))],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "power_t": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -152,7 +174,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         "rho": [Interval(Real, 0, 1, closed="left")],
         "lr_decay": [Interval(Real, 0, 1, closed="right")],
         "lr_period": [None, Interval(Integral, 1, None, closed="left")],
-        "init": [StrOptions(set(_INITS))],
+        "init": [StrOptions(set(INITS))],
         "n_threads": [None, Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
     }
 
@@ -238,64 +260,40 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             )
         return [int(s) for s in sizes]
 
-    def _per_hidden_layer(self, name, value, n_hidden):
-        """``value`` as a list with one entry per hidden layer (a scalar is repeated)."""
-        if not isinstance(value, list | tuple):
-            return [value] * n_hidden
-        if len(value) != n_hidden:
-            raise ValueError(
-                f"{name} has {len(value)} entries but the network has {n_hidden} hidden "
-                f"layer(s) (hidden_layer_sizes={self.hidden_layer_sizes!r}); give one "
-                f"value per hidden layer, or a single value for all."
-            )
-        return list(value)
-
     def _hidden_activations(self, n_hidden):
-        names = self._per_hidden_layer("activation", self.activation, n_hidden)
-        for name in names:
-            if not isinstance(name, str) or name not in _act.HIDDEN_CODES:
-                raise ValueError(
-                    f"activation {name!r} is not supported; the allowed values are "
-                    f"{sorted(_act.HIDDEN_CODES)}."
-                )
-        return names
+        return hidden_activations(self.activation, n_hidden, self.hidden_layer_sizes)
 
     def _act_codes(self):
-        """Activation code of each layer (entry 0, the input, unused)."""
-        hidden = [_act.HIDDEN_CODES[a] for a in self._hidden_activations(self.n_layers_ - 2)]
-        return np.array(
-            [0, *hidden, _loss.OUTPUT_ACTIVATION[self._loss_code]], dtype=np.int64
-        )
+        """Activation code of each layer of the fitted network, for the kernels."""
+        return self._network.act_codes(self._hidden_activations(self.n_layers_ - 2))
 
     def _dropout_rates(self, n_layers):
-        """Dropout rate of each layer (0 for the input and the output), read-only."""
-        rates = self._per_hidden_layer("dropout", self.dropout, n_layers - 2)
+        """Dropout rate of each layer (0 for the input and the output)."""
+        rates = per_hidden_layer("dropout", self.dropout, n_layers - 2, self.hidden_layer_sizes)
         for rate in rates:
-            if (
-                isinstance(rate, bool)
-                or not isinstance(rate, Real)
-                or not 0.0 <= rate < 1.0
-            ):
+            if isinstance(rate, bool) or not isinstance(rate, Real) or not 0.0 <= rate < 1.0:
                 raise ValueError(
                     f"dropout rates must be floats in [0, 1), got {rate!r} in "
                     f"dropout={self.dropout!r}."
                 )
-        return readonly(np.array([0.0, *rates, 0.0], dtype=np.float64))
+        rates = np.array([0.0, *rates, 0.0], dtype=np.float64)
+        rates.flags.writeable = False
+        return rates
 
-    def _set_params_vector(self, layout, flat):
-        """Install ``flat`` as the parameter vector; coefs_/intercepts_ become views."""
-        self._layout = layout
-        self._params = flat
-        self.coefs_, self.intercepts_ = layout.views(flat)
+    def _binary_outputs(self):
+        """Whether the outputs are independent labels (two classes, multilabel)."""
+        return False
+
+    def _set_network(self, network):
+        """Install ``network``; coefs_/intercepts_ become views into its parameters."""
+        self._network = network
+        self.coefs_, self.intercepts_ = network.coefs, network.intercepts
 
     def _sync_params(self):
-        """Re-pack the flat vector if ``coefs_``/``intercepts_`` were reassigned by the
-        user (e.g. ``est.coefs_ = [...]``) so that the kernels see what the user sees."""
-        params = self.__dict__.get("_params")
-        for v in (*self.coefs_, *self.intercepts_):  # a plain loop: this runs per predict
-            if params is None or type(v) is not np.ndarray or v.base is not params:
-                break
-        else:
+        """Rebuild the network if ``coefs_``/``intercepts_`` were reassigned by the user
+        (e.g. ``est.coefs_ = [...]``) so that the kernels see what the user sees."""
+        network = self.__dict__.get("_network")
+        if network is not None and network.owns(self.coefs_, self.intercepts_):
             return
         depth = self.n_layers_ - 1  # the activations of the model are per layer
         if len(self.coefs_) != depth or len(self.intercepts_) != depth:
@@ -304,16 +302,22 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
                 f"{len(self.intercepts_)} array(s), but the model has {depth} weight "
                 f"layer(s) (n_layers_={self.n_layers_}); fit a model of that depth instead."
             )
-        units = [np.shape(self.coefs_[0])[0]] + [np.shape(c)[1] for c in self.coefs_]
+        loss = network.loss if network is not None else self._loss_code_for()
+        network = Network.from_arrays(self.coefs_, self.intercepts_, loss)
+        units = network.units.tolist()
         if units[0] != self.n_features_in_ or units[-1] != self.n_outputs_:
             raise ValueError(
                 f"coefs_ were reassigned with layer sizes {units}, but the model has "
                 f"{self.n_features_in_} input feature(s) and {self.n_outputs_} output(s)."
             )
-        dtype = np.asarray(self.coefs_[0]).dtype
-        dtype = dtype if dtype in (np.float32, np.float64) else np.float64
-        layout = Layout(units)
-        self._set_params_vector(layout, layout.pack(self.coefs_, self.intercepts_, dtype))
+        self._set_network(network)
+
+    def _loss_code_for(self):
+        return loss_code(self.loss, self._binary_outputs())
+
+    def _hyperparameters(self):
+        network = self._network
+        return Hyperparameters(self.get_params(deep=False), network.loss, network.dtype)
 
     def __sklearn_is_fitted__(self):
         # check_is_fitted's hook: a dict lookup instead of scanning every attribute
@@ -322,76 +326,47 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # object.__getstate__ returns __dict__ itself
-        # The views are rebuilt on load; the workspace is scratch memory.
-        for key in ("coefs_", "intercepts_", "_workspace"):
-            state.pop(key, None)
+        state.pop("coefs_", None)  # views, rebuilt on load
+        state.pop("intercepts_", None)
+        if "_network" in state:
+            state["_fastbp_state_format"] = _STATE_FORMAT
         return state
 
     def __setstate__(self, state):
+        state = dict(state)
+        version = state.pop("_fastbp_state_format", 1)
+        if version > _STATE_FORMAT:
+            from . import __version__
+
+            raise ValueError(
+                f"This {type(self).__name__} was pickled by a newer fastbp (state format "
+                f"{version}; fastbp {__version__} reads up to {_STATE_FORMAT}). Load it "
+                "with the fastbp version that saved it, or upgrade fastbp."
+            )
+        if "_params" in state:  # fastbp <= 0.2.0.dev0
+            _migrate_format_1(state)
         super().__setstate__(state)
-        # Arrays the kernels write into must be writable (joblib.load(mmap_mode="r")
-        # hands back read-only memmaps) and C-contiguous.
-        for name in ("_opt_state", "_best_params"):
-            a = self.__dict__.get(name)
-            if isinstance(a, np.ndarray) and not (a.flags.writeable and a.flags.c_contiguous):
-                self.__dict__[name] = np.array(a)
-        if "_params" in self.__dict__:
-            params = self._params
-            if not params.flags.writeable or not params.flags.c_contiguous:
-                params = np.array(params)
-            # fresh offset arrays: memmapped (read-only) ones would type the kernels'
-            # network tuple differently and compile a second specialisation
-            self._set_params_vector(Layout(np.array(self._layout.units)), params)
+        if "_network" in state:
+            self._set_network(self._network)
 
-    def _initialize(self, y, layer_units, dtype):
-        """Set the fitted attributes of a fresh network and draw its initial weights.
-
-        ``init="sklearn"`` is scikit-learn's scheme and draw order (same weights for the
-        same seed). The others are the usual fan-based ones with zero biases.
-        """
+    def _initialize(self, layer_units, dtype):
+        """Set the fitted attributes of a fresh network and draw its initial weights."""
         self.n_iter_ = 0
         self.t_ = 0
-        self.n_outputs_ = y.shape[1]
+        self.n_outputs_ = layer_units[-1]
         self.n_layers_ = len(layer_units)
-        self.out_activation_ = _act.OUTPUT_NAMES[_loss.OUTPUT_ACTIVATION[self._loss_code]]
-        self._dropout_seed = None
+        code = self._loss_code_for()
+        self.out_activation_ = output_activation(code)
         self.__dict__.pop("validation_loss_curve_", None)
-
-        layout = Layout(layer_units)
-        flat = np.empty(layout.n_params, dtype=dtype)
-        coefs, intercepts = layout.views(flat)
-        hidden = self._hidden_activations(self.n_layers_ - 2)
-        rs = self._random_state
-        for i in range(self.n_layers_ - 1):
-            fan_in, fan_out = layer_units[i], layer_units[i + 1]
-            shape = (fan_in, fan_out)
-            if self.init == "sklearn":
-                # scikit-learn's Glorot variant; its gain for logistic units is smaller.
-                # With one activation per layer, a layer's weights follow the layer they
-                # feed (the output layer: the last hidden one).
-                feeds = hidden[min(i, len(hidden) - 1)] if hidden else self.activation
-                factor = 2.0 if feeds == "logistic" else 6.0
-                bound = np.sqrt(factor / (fan_in + fan_out))
-                coefs[i][...] = rs.uniform(-bound, bound, shape)
-                intercepts[i][...] = rs.uniform(-bound, bound, fan_out)
-                continue
-            if self.init == "glorot_uniform":
-                bound = np.sqrt(6.0 / (fan_in + fan_out))
-                coefs[i][...] = rs.uniform(-bound, bound, shape)
-            elif self.init == "glorot_normal":
-                coefs[i][...] = rs.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), shape)
-            elif self.init == "he_uniform":
-                bound = np.sqrt(6.0 / fan_in)
-                coefs[i][...] = rs.uniform(-bound, bound, shape)
-            else:  # he_normal
-                coefs[i][...] = rs.normal(0.0, np.sqrt(2.0 / fan_in), shape)
-            intercepts[i][...] = 0.0
-        self._set_params_vector(layout, flat)
-        self._best_params = flat.copy()
-
-        if self.solver in _STOCHASTIC_SOLVERS:
+        network = Network.initialized(
+            layer_units, code, self._hidden_activations(self.n_layers_ - 2), self.init,
+            self._random_state, dtype, self.activation,
+        )
+        self._set_network(network)
+        self._trainer = Trainer()
+        self._monitor = _stopping.Monitor(network.params)
+        if self.solver in STOCHASTIC_SOLVERS:
             self.loss_curve_ = []
-            self._no_improvement_count = 0
             self.validation_scores_ = None
             self.best_validation_score_ = None
             self.best_loss_ = None
@@ -401,7 +376,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         current ``early_stopping`` (warm start may switch it) and validation set."""
         if not isinstance(getattr(self, "loss_curve_", None), list):  # was lbfgs
             self.loss_curve_ = []
-            self._no_improvement_count = 0
+            self._monitor.restart()
         if early_stopping or has_validation:
             if self.__dict__.get("validation_scores_") is None:
                 self.validation_scores_ = []
@@ -416,27 +391,17 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         elif self.__dict__.get("best_loss_") is None:
             self.best_loss_ = np.inf
 
-    def _get_workspace(self, rows, dtype, dense):
-        codes = self._act_codes()
-        ws = getattr(self, "_workspace", None)
-        if ws is None or not ws.fits(self._layout, rows, dtype, dense, codes):
-            ws = Workspace(self._layout, codes, rows, dtype, dense)
-            self._workspace = ws
-        return ws
-
-    def _huber_delta(self):
-        return float(getattr(self, "huber_delta", 1.0))
-
     # ------------------------------------------------------------------------- fitting
-    def _fit(self, X, y, sample_weight=None, incremental=False, **validation):
-        """Fit, or leave the estimator exactly as it was if fitting raises: a failed
+    @contextmanager
+    def _restored_on_failure(self):
+        """Leave the estimator exactly as it was if the block raises: a failed
         ``fit``/``partial_fit`` (bad input, divergence) never loses a trained model."""
         state = self.__getstate__()
         for name in _callbacks.CALLBACK_ATTRIBUTES:  # live objects: kept, not copied
             state.pop(name, None)
         saved = copy.deepcopy(state)
         try:
-            return self._fit_or_raise(X, y, sample_weight, incremental, **validation)
+            yield
         except Exception:
             live = {k: v for k, v in self.__dict__.items() if k in _callbacks.CALLBACK_ATTRIBUTES}
             self.__dict__.clear()
@@ -444,17 +409,8 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             self.__dict__.update(live)
             raise
 
-    def _fit_or_raise(
-        self,
-        X,
-        y,
-        sample_weight=None,
-        incremental=False,
-        X_val=None,
-        y_val=None,
-        sample_weight_val=None,
-    ):
-        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+    def _fit(self, X, y, sample_weight=None, incremental=False, X_val=None, y_val=None,
+             sample_weight_val=None):
         if (X_val is None) != (y_val is None):
             raise ValueError(
                 "X_val and y_val must be given together (got only "
@@ -462,39 +418,65 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             )
         if sample_weight_val is not None and X_val is None:
             raise ValueError("sample_weight_val was given without X_val and y_val.")
-        given = (X, y, sample_weight)
-        X, Y, sample_weight = self._prepare(
-            X, y, sample_weight, incremental, first_pass, partial_fit=incremental
-        )
-        val = None
-        if X_val is not None:
-            val = self._given_validation_set(X_val, y_val, sample_weight_val, Y.dtype)
-
-        stochastic = self.solver in _STOCHASTIC_SOLVERS
-        max_tasks = 1 if incremental else self.max_iter + (0 if stochastic else 1)
-        tasks = _callbacks.FitTasks(self, *given, max_subtasks=max_tasks)
-        if stochastic:  # the minibatch (its size as _fit_stochastic computes it)
-            rows = min(200 if self.batch_size == "auto" else self.batch_size, X.shape[0])
-        else:  # the chunk of L-BFGS' full passes
-            rows = min(X.shape[0], _config.CHUNK_ROWS)
-        with _threads.limited(_threads.policy(self.n_threads, rows, self._layout.units)):
+        with self._restored_on_failure():
+            first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+            given = (X, y, sample_weight)
+            X, Y, sample_weight = self._prepare(
+                X, y, sample_weight, incremental, first_pass, partial_fit=incremental
+            )
+            val = None
+            if X_val is not None:
+                val = self._given_validation_set(X_val, y_val, sample_weight_val)
+            stochastic = self.solver in STOCHASTIC_SOLVERS
+            max_tasks = 1 if incremental else self.max_iter + (0 if stochastic else 1)
+            tasks = _callbacks.FitTasks(
+                self, *given, root=self._init_callback_context(max_subtasks=max_tasks),
+                snapshot=self._snapshot,
+                # fitted copies cost a copy of the weights: only when someone listens
+                listening=bool(getattr(self, "_skl_callbacks", None))
+                or hasattr(self, "_parent_callback_ctx"),
+            )
             if stochastic:
                 self._fit_stochastic(X, Y, sample_weight, incremental, val, tasks)
             else:
                 self._fit_lbfgs(X, Y, sample_weight, val, tasks)
+            self._check_converged_to_finite(stochastic)
+            tasks.close()
+        return self
 
-        # Diverged: non-finite weights, a non-finite final loss (unless early stopping
-        # went back to the best weights; lbfgs' final loss is that of its final weights),
-        # or weights so large that the outputs overflow (train_epoch checks the last
-        # minibatch). The failed call then leaves the estimator as it was.
-        overflow = not self.__dict__.pop("_outputs_finite", True)
+    def _check_converged_to_finite(self, stochastic):
+        """Raise if training diverged: non-finite weights, a non-finite final loss
+        (unless early stopping went back to the best weights; lbfgs' final loss is that
+        of its final weights), or weights so large that the outputs overflow (the epoch
+        checks the last minibatch). The failed call then leaves the estimator as it was."""
+        overflow = stochastic and not self._trainer.outputs_finite
         restored = self.early_stopping and stochastic  # the best epoch's weights
-        if not np.isfinite(self._params).all() or (
+        if not self._network.all_finite() or (
             not restored and (overflow or not np.isfinite(self.loss_))
         ):
             raise ValueError(_NON_FINITE_MSG)
-        tasks.close()
-        return self
+
+    def _snapshot(self, params=None):
+        """The attributes of a fitted copy of this model at ``params`` (default: now)
+        for the callbacks: the weights copied, so that scoring it does not race with
+        training."""
+        network = self._network
+        flat = (network.params if params is None else params).astype(network.dtype)
+        copy_ = network.with_params(flat)
+        return {"_network": copy_, "coefs_": copy_.coefs, "intercepts_": copy_.intercepts}
+
+    def _check_network_parameters(self):
+        """Validate the network's parameters before any work; returns the hidden sizes."""
+        hidden_layer_sizes = self._hidden_sizes()
+        rates = self._dropout_rates(len(hidden_layer_sizes) + 2)
+        self._hidden_activations(len(hidden_layer_sizes))
+        if self.solver == "lbfgs" and np.any(rates):
+            raise ValueError(
+                "dropout needs a stochastic solver (one of "
+                f"{STOCHASTIC_SOLVERS}); solver='lbfgs' minimises a deterministic "
+                "objective. Use dropout=0.0 with lbfgs."
+            )
+        return hidden_layer_sizes
 
     def _prepare(self, X, y, sample_weight, incremental, first_pass, partial_fit):
         """Validate the training data and set up the network: a fresh one on the first
@@ -503,69 +485,61 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         Returns ``(X, Y, sample_weight)``: Y 2-D in the network's dtype, the sample
         weights combined with the class weights (None for unit weights).
         """
-        hidden_layer_sizes = self._hidden_sizes()
-        self._dropout_rates(len(hidden_layer_sizes) + 2)  # validate before any work
-        self._hidden_activations(len(hidden_layer_sizes))
-        if self.solver == "lbfgs" and np.any(self._dropout_rates(len(hidden_layer_sizes) + 2)):
-            raise ValueError(
-                "dropout needs a stochastic solver (one of "
-                f"{_STOCHASTIC_SOLVERS}); solver='lbfgs' minimises a deterministic "
-                "objective. Use dropout=0.0 with lbfgs."
-            )
-
+        hidden_layer_sizes = self._check_network_parameters()
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
-        n_samples, n_features = X.shape
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
-        layer_units = [n_features] + hidden_layer_sizes + [y.shape[1]]
+        layer_units = [X.shape[1]] + hidden_layer_sizes + [y.shape[1]]
         sample_weight = self._with_class_weight(sample_weight, y, partial_fit)
 
         self._random_state = check_random_state(self.random_state)
         if first_pass:
-            self._loss_code = self._loss_code_for(y)
-            self._initialize(y, layer_units, X.dtype)
+            self._initialize(layer_units, X.dtype)
         else:
             self._sync_params()
-            if list(self._layout.units) != layer_units:
+            if list(self._network.units) != layer_units:
                 raise ValueError(
-                    f"The network has layer sizes {list(map(int, self._layout.units))} "
+                    f"The network has layer sizes {list(map(int, self._network.units))} "
                     f"but hidden_layer_sizes={self.hidden_layer_sizes!r} and this data "
                     f"need {layer_units}; fit with warm_start=False to start afresh."
                 )
         # A network keeps the dtype it was created with (warm start, partial_fit).
-        dtype = self._params.dtype
-        Y = native(y, dtype)
+        dtype = self._network.dtype
+        with np.errstate(over="ignore"):  # out-of-range values are named just below
+            Y = native(y, dtype)
         if not np.isfinite(Y).all():
             raise ValueError(
                 f"y has values beyond the range of {dtype} (the network's dtype, set by "
                 "X's on the first fit); scale y or train in float64."
             )
-        if sample_weight is not None:
-            total = float(np.sum(sample_weight, dtype=np.float64))
-            if not total > 0:
-                raise ValueError(
-                    f"sample_weight sums to {total}: the weights must have a positive sum."
-                )
-            if not np.isfinite(native(sample_weight, dtype)).all():
-                raise ValueError(
-                    f"sample_weight has values beyond the range of {dtype} (the network's "
-                    "dtype); scale the weights or train in float64."
-                )
+        self._check_sample_weight_range(sample_weight, dtype)
         return X, Y, sample_weight
+
+    @staticmethod
+    def _check_sample_weight_range(sample_weight, dtype):
+        if sample_weight is None:
+            return
+        total = float(np.sum(sample_weight, dtype=np.float64))
+        if not total > 0:
+            raise ValueError(
+                f"sample_weight sums to {total}: the weights must have a positive sum."
+            )
+        with np.errstate(over="ignore"):
+            finite = np.isfinite(np.asarray(sample_weight, dtype=dtype)).all()
+        if not finite:
+            raise ValueError(
+                f"sample_weight has values beyond the range of {dtype} (the network's "
+                "dtype); scale the weights or train in float64."
+            )
 
     def _with_class_weight(self, sample_weight, Y, partial_fit):
         """Sample weights times class weights (classifier; the regressor has none)."""
         return sample_weight
 
-    def _kernel_weights(self, sample_weight, dtype):
-        if sample_weight is None:
-            return readonly(np.empty(0, dtype=dtype))
-        return readonly(native(sample_weight, dtype))
-
     # ------------------------------------------------------------------ validation set
-    def _given_validation_set(self, X_val, y_val, sample_weight_val, dtype):
+    def _given_validation_set(self, X_val, y_val, sample_weight_val):
         """Validate a user-given validation set like the training data."""
         X_val = validate_data(
             self, X_val, accept_sparse=["csr", "csc"], dtype=_config.FLOAT_DTYPES, reset=False
@@ -574,66 +548,144 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         if sample_weight_val is not None:
             sample_weight_val = _check_sample_weight(sample_weight_val, X_val)
         sample_weight_val = self._with_class_weight(sample_weight_val, Y_val, False)
-        return self._validation_set(X_val, native(Y_val, dtype), sample_weight_val, dtype)
+        with np.errstate(over="ignore"):
+            Y_val = native(Y_val, self._network.dtype)
+        return self._validation_set(X_val, Y_val, sample_weight_val)
 
-    def _validation_set(self, X_val, Y_val, sw_val, dtype):
-        """What scoring and the validation loss need of a validation set."""
-        Xd, Xsp = kernel_X(X_val, dtype)
-        n = X_val.shape[0]
-        chunk = max(1, min(n, _config.CHUNK_ROWS))
-        return dict(
-            X=X_val,
-            y=self._validation_targets(Y_val),
-            sw=sw_val,
-            kernel=(Xd, Xsp, readonly(Y_val), self._kernel_weights(sw_val, dtype)),
-            rows=kernel_rows(n),
-            chunk=chunk,
-            ws=Workspace(self._layout, self._act_codes(), chunk, dtype, not Xsp[0].shape[0],
-                         train=False),
+    def _validation_set(self, X_val, Y_val, sw_val):
+        return Validation(
+            self._network, X_val, Y_val, sw_val, self._validation_targets(Y_val),
+            self._act_codes(),
         )
 
-    def _validation_loss(self, val):
-        """Mean loss on the validation set (no penalty, no dropout)."""
-        Xd, Xsp, Yk, sw = val["kernel"]
-        ws = val["ws"]
-        return float(_train.mean_loss(
-            self._params, ws.net, Xd, Xsp, Yk, sw, val["rows"], val["chunk"],
-            self._loss_code, float(np.finfo(self._params.dtype).eps), self._huber_delta(),
-            ws.act, ws.delta, ws.xbuf, no_dropout(),
-        ))
+    # --------------------------------------------------------------- stochastic solvers
+    def _fit_stochastic(self, X, Y, sample_weight, incremental, val, tasks):
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        hyper = self._hyperparameters()
+        self._trainer.start(self._network, hyper, keep_optimizer=incremental)
+        if self.early_stopping and val is None:
+            X, Y, sample_weight, val = self._hold_out(X, Y, sample_weight)
+        self._stopping_bookkeeping(self.early_stopping, val is not None)
+        if self.batch_size != "auto" and self.batch_size > X.shape[0]:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is going to "
+                "be clipped",
+                stacklevel=3,
+            )
+        batch_size = batch_rows(self.batch_size, X.shape[0])
+        drop = self._dropout_rates(self.n_layers_)
+        if drop.any():
+            self._trainer.draw_dropout_seed(self._random_state)
+        data = KernelData(X, Y, sample_weight, self._network.dtype)
+        with _threads.limited(_threads.policy(self.n_threads, batch_size, self._network.units)):
+            try:
+                self._run_epochs(data, batch_size, hyper, drop, incremental, val, tasks)
+            except KeyboardInterrupt:
+                # Ctrl-C reaches Python between two compiled epochs: the weights are
+                # those of a whole epoch (or, with early stopping, the best ones below).
+                tasks.abandon()
+                warnings.warn("Training interrupted by user.", stacklevel=3)
+        if self.early_stopping:
+            self._monitor.restore_best(self._network.params)
+
+    def _hold_out(self, X, Y, sample_weight):
+        """Split off scikit-learn's early-stopping validation set: ``(X, Y,
+        sample_weight)`` of the rows left for training, and the validation set."""
+        stratify = Y.astype(bool) if (is_classifier(self) and self.n_outputs_ == 1) else None
+        train, held = _stopping.holdout(
+            X.shape[0], self.validation_fraction, self._random_state, stratify
+        )
+        sw_val = None if sample_weight is None else sample_weight[held]
+        val = self._validation_set(X[held], Y[held], sw_val)
+        sample_weight = None if sample_weight is None else sample_weight[train]
+        return X[train], Y[train], sample_weight, val
+
+    def _run_epochs(self, data, batch_size, hyper, drop, incremental, val, tasks):
+        """scikit-learn's epoch loop, each epoch one compiled call."""
+        trainer, network = self._trainer, self._network
+        act_codes = self._act_codes()
+        sample_idx = np.arange(data.n, dtype=np.int64)
+        self.n_iter_ = 0
+        for _ in range(self.max_iter):
+            if self.shuffle:
+                # scikit-learn's `utils.shuffle(sample_idx)`: same draw, same order
+                perm = np.arange(data.n)
+                self._random_state.shuffle(perm)
+                sample_idx = sample_idx[perm]
+            tasks.begin("epoch")
+            self.loss_ = trainer.epoch(network, data, sample_idx, batch_size, hyper,
+                                       act_codes, drop)
+            self.n_iter_ += 1
+            self.t_ += data.n
+            self.loss_curve_.append(self.loss_)
+            if self.verbose:
+                print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+            if val is not None:
+                self._update_validation(val, hyper)
+            if not self.early_stopping:
+                self.best_loss_ = self._monitor.after_training_loss(
+                    self.loss_curve_[-1], self.best_loss_, self.tol
+                )
+            trainer.optimizer.after_epoch(hyper, self.t_)
+            if tasks.end():
+                break  # a callback asked to stop
+            if not np.isfinite(self.loss_):
+                break  # diverged: nothing more to learn; checked after the loop
+            if self._monitor.exhausted(self.n_iter_no_change):
+                if self._trigger_stopping(trainer.optimizer):
+                    break
+                self._monitor.restart()
+            if incremental:
+                break
+            if self.n_iter_ == self.max_iter:
+                warnings.warn(
+                    f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                    "and the optimization hasn't converged yet.",
+                    ConvergenceWarning,
+                    stacklevel=4,
+                )
+
+    def _trigger_stopping(self, optimizer):
+        """Stop, or (adaptive rate) divide the learning rate by 5.
+
+        scikit-learn adapts only 'sgd'; here every stochastic solver does.
+        """
+        what = "Validation score" if self.early_stopping else "Training loss"
+        msg = (
+            f"{what} did not improve more than tol={self.tol:f} for "
+            f"{self.n_iter_no_change} consecutive epochs."
+        )
+        if self.learning_rate == "adaptive":
+            if not optimizer.reduce_rate():
+                if self.verbose:
+                    print(msg + " Learning rate too small. Stopping.")
+                return True
+            if self.verbose:
+                print(f"{msg} Setting learning rate to {optimizer.learning_rate:f}")
+            return False
+        if self.verbose:
+            print(msg + " Stopping.")
+        return True
+
+    def _update_validation(self, val, hyper):
+        """Score and loss on the validation set; with early stopping, keep the best."""
+        score = self._score(val.X, val.y, sample_weight=val.sample_weight)
+        self.validation_scores_.append(score)
+        self.validation_loss_curve_.append(val.loss(self._network, hyper))
+        if self.verbose:
+            print(f"Validation score: {score:f}, loss: {self.validation_loss_curve_[-1]:f}")
+        self.best_validation_score_ = self._monitor.after_validation(
+            score, self.best_validation_score_, self._network.params, self.tol,
+            self.early_stopping,
+        )
 
     # ------------------------------------------------------------------------- L-BFGS
-    def _objective(self, X, Y, sample_weight, params, ws):
-        """``f(x) -> (loss, gradient as float64)``: the full training objective (mean
-        loss plus penalties, no dropout) at ``x``, which ``f`` writes into ``params``."""
-        dtype = params.dtype
-        Xd, Xsp = kernel_X(X, dtype)
-        Yk, sw = readonly(Y), self._kernel_weights(sample_weight, dtype)
-        rows = kernel_rows(X.shape[0])
-        grads = np.empty_like(params)
-        scratch = np.empty_like(params)
-        args = (
-            self._loss_code, float(np.finfo(dtype).eps), self._huber_delta(),
-            float(self.alpha), float(self.l1),
-        )
-        no_drop = no_dropout()
-
-        def f(x):
-            params[...] = x
-            loss = _train.full_loss_grad(
-                params, grads, scratch, ws.net, Xd, Xsp, Yk, sw, rows, ws.rows, *args,
-                ws.act, ws.delta, ws.xbuf, ws.dact, no_drop,
-            )
-            return loss, grads.astype(np.float64)
-
-        return f
-
     def _fit_lbfgs(self, X, Y, sample_weight, val, tasks):
-        dtype = self._params.dtype
-        chunk = min(X.shape[0], _config.CHUNK_ROWS)
-        ws = self._get_workspace(chunk, dtype, not sp.issparse(X))
-        params = self._params
-        loss_grad = self._objective(X, Y, sample_weight, params, ws)
+        network, hyper = self._network, self._hyperparameters()
+        data = KernelData(X, Y, sample_weight, network.dtype)
+        loss_grad = self._trainer.objective(network, data, hyper, self._act_codes())
+        params = network.params
         if val is not None:
             self.validation_loss_curve_ = []
         accepted = {"x": params.astype(np.float64), "nit": 0}
@@ -645,7 +697,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             if val is not None:
                 saved = params.copy()
                 params[...] = x
-                self.validation_loss_curve_.append(self._validation_loss(val))
+                self.validation_loss_curve_.append(val.loss(network, hyper))
                 params[...] = saved
             stop = tasks.end(x)
             tasks.begin("iteration")
@@ -653,22 +705,24 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
                 raise StopIteration  # scipy ends the run (status 99)
 
         tasks.begin("iteration")
-        try:
-            result = scipy.optimize.minimize(
-                loss_grad,
-                params.astype(np.float64),
-                method="L-BFGS-B",
-                jac=True,
-                callback=callback,
-                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
-            )
-        except KeyboardInterrupt:
-            # keep the last accepted iterate (not a line-search trial point)
-            warnings.warn("Training interrupted by user.", stacklevel=3)
-            self.n_iter_ = accepted["nit"]
-            self.loss_ = float(loss_grad(accepted["x"])[0])
-            params[...] = accepted["x"]
-            return
+        with _threads.limited(_threads.policy(self.n_threads, data.chunk, network.units)):
+            try:
+                result = scipy.optimize.minimize(
+                    loss_grad,
+                    params.astype(np.float64),
+                    method="L-BFGS-B",
+                    jac=True,
+                    callback=callback,
+                    options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                             "gtol": self.tol},
+                )
+            except KeyboardInterrupt:
+                # keep the last accepted iterate (not a line-search trial point)
+                warnings.warn("Training interrupted by user.", stacklevel=3)
+                self.n_iter_ = accepted["nit"]
+                self.loss_ = float(loss_grad(accepted["x"])[0])
+                params[...] = accepted["x"]
+                return
         if result.status not in (0, 99):  # 99: a callback asked to stop
             warnings.warn(
                 f"lbfgs failed to converge after {result.nit} iteration(s) "
@@ -680,226 +734,6 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         self.n_iter_ = min(int(result.nit), self.max_iter)
         self.loss_ = float(result.fun)
         params[...] = result.x
-
-    # --------------------------------------------------------------- stochastic solvers
-    def _new_optimizer_state(self):
-        dtype = self._params.dtype
-        self._opt_solver = self.solver
-        self._opt_state = np.zeros((2, self._params.shape[0]), dtype=dtype)
-        self._opt_t = 0
-        self._opt_epoch = 0
-        self._learning_rate = float(self.learning_rate_init)
-
-    def _epoch_learning_rate(self):
-        """The step size of the coming epoch."""
-        if self.learning_rate in _schedules.EPOCH_SCHEDULES:
-            period = _schedules.period(self.learning_rate, self.lr_period, self.max_iter)
-            return _schedules.epoch_rate(
-                self.learning_rate, float(self.learning_rate_init),
-                getattr(self, "_opt_epoch", 0), float(self.lr_decay), period,
-            )
-        return self._learning_rate
-
-    def _hyperparameters(self, dtype):
-        """The kernels' float and int hyperparameter vectors (learning rate set later)."""
-        hp = np.zeros(_train.N_HP)
-        hp[_train.HP_MOMENTUM] = self.momentum
-        hp[_train.HP_BETA_1] = self.beta_1
-        hp[_train.HP_BETA_2] = self.beta_2
-        hp[_train.HP_EPSILON] = self.epsilon
-        hp[_train.HP_ALPHA] = self.alpha
-        hp[_train.HP_CLIP_EPS] = np.finfo(dtype).eps
-        hp[_train.HP_L1] = self.l1
-        hp[_train.HP_MAX_GRAD_NORM] = self.max_grad_norm or 0.0
-        hp[_train.HP_WEIGHT_DECAY] = self.weight_decay
-        hp[_train.HP_RHO] = self.rho
-        hp[_train.HP_HUBER_DELTA] = self._huber_delta()
-        ihp = np.zeros(_train.N_IHP, dtype=np.int64)
-        ihp[_train.IHP_SOLVER] = _opt.CODES[self.solver]
-        ihp[_train.IHP_NESTEROV] = int(self.nesterovs_momentum)
-        ihp[_train.IHP_LOSS] = self._loss_code
-        ihp[_train.IHP_SEED] = self._dropout_seed or 0
-        return hp, ihp
-
-    def _fit_stochastic(self, X, Y, sample_weight, incremental, val, tasks):
-        if (
-            not incremental
-            or not hasattr(self, "_opt_state")
-            or self._opt_solver != self.solver
-            or self._opt_state.shape[1] != self._params.shape[0]
-        ):
-            self._new_optimizer_state()
-
-        if self.early_stopping and incremental:
-            raise ValueError("partial_fit does not support early_stopping=True")
-        early_stopping = self.early_stopping
-        dtype = self._params.dtype
-        if early_stopping and val is None:
-            # scikit-learn's split, on row indices: the same draws, the same rows.
-            n_total = X.shape[0]
-            stratify = Y if (is_classifier(self) and self.n_outputs_ == 1) else None
-            try:
-                train_idx, val_idx = train_test_split(
-                    np.arange(n_total),
-                    random_state=self._random_state,
-                    test_size=self.validation_fraction,
-                    stratify=None if stratify is None else stratify.astype(bool),
-                )
-            except ValueError as e:
-                raise ValueError(
-                    f"validation_fraction={self.validation_fraction} cannot split "
-                    f"{n_total} samples into a training and a validation set for early "
-                    f"stopping ({e}). Change validation_fraction, or pass X_val and y_val."
-                ) from e
-            if val_idx.shape[0] < 2:
-                raise ValueError(
-                    "The validation set is too small. Increase 'validation_fraction' "
-                    "or the size of your dataset."
-                )
-            sw_val = None if sample_weight is None else sample_weight[val_idx]
-            val = self._validation_set(X[val_idx], Y[val_idx], sw_val, dtype)
-            X, Y = X[train_idx], Y[train_idx]
-            sample_weight = None if sample_weight is None else sample_weight[train_idx]
-        self._stopping_bookkeeping(early_stopping, val is not None)
-
-        n_samples = X.shape[0]
-        if self.batch_size == "auto":
-            batch_size = min(200, n_samples)
-        else:
-            if self.batch_size > n_samples:
-                warnings.warn(
-                    "Got `batch_size` less than 1 or larger than sample size. It is "
-                    "going to be clipped",
-                    stacklevel=3,
-                )
-            batch_size = int(np.clip(self.batch_size, 1, n_samples))
-
-        drop = self._dropout_rates(self.n_layers_)
-        if drop.any() and getattr(self, "_dropout_seed", None) is None:
-            # drawn once per network, after the initial weights: runs without dropout
-            # keep scikit-learn's draws
-            self._dropout_seed = int(self._random_state.randint(1, 2**62, dtype=np.int64))
-        Xd, Xsp = kernel_X(X, dtype)
-        Yk, sw = readonly(Y), self._kernel_weights(sample_weight, dtype)
-        ws = self._get_workspace(batch_size, dtype, not Xsp[0].shape[0])
-        grads = np.empty_like(self._params)
-        hp, ihp = self._hyperparameters(dtype)
-        sample_idx = np.arange(n_samples, dtype=np.int64)
-
-        try:
-            self.n_iter_ = 0
-            for _ in range(self.max_iter):
-                if self.shuffle:
-                    # scikit-learn's `utils.shuffle(sample_idx)`: same draw, same order
-                    perm = np.arange(n_samples)
-                    self._random_state.shuffle(perm)
-                    sample_idx = sample_idx[perm]
-                tasks.begin("epoch")
-                hp[_train.HP_LR] = self._epoch_learning_rate()
-                ihp[_train.IHP_T] = self._opt_t
-                accumulated = _train.train_epoch(
-                    self._params, grads, self._opt_state, hp, ihp, ws.net, Xd, Xsp, Yk,
-                    sw, readonly(sample_idx), batch_size, ws.act, ws.delta, ws.xbuf,
-                    ws.dact, drop,
-                )
-                self._opt_t = int(ihp[_train.IHP_T])
-                self._outputs_finite = bool(ihp[_train.IHP_FINITE])
-                self._opt_epoch += 1
-                self.n_iter_ += 1
-                self.loss_ = accumulated / n_samples
-                self.t_ += n_samples
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-
-                if val is not None:
-                    self._update_validation(val, early_stopping)
-                if not early_stopping:
-                    self._update_training_loss()
-
-                if self.learning_rate == "invscaling":
-                    self._learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
-
-                if tasks.end():
-                    break  # a callback asked to stop
-                if not np.isfinite(self.loss_):
-                    break  # diverged: nothing more to learn; checked after the loop
-
-                if self._no_improvement_count > self.n_iter_no_change:
-                    if early_stopping:
-                        msg = (
-                            f"Validation score did not improve more than tol={self.tol:f} "
-                            f"for {self.n_iter_no_change} consecutive epochs."
-                        )
-                    else:
-                        msg = (
-                            f"Training loss did not improve more than tol={self.tol:f} "
-                            f"for {self.n_iter_no_change} consecutive epochs."
-                        )
-                    if self._trigger_stopping(msg):
-                        break
-                    self._no_improvement_count = 0
-
-                if incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn(
-                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
-                        "and the optimization hasn't converged yet.",
-                        ConvergenceWarning,
-                        stacklevel=3,
-                    )
-        except KeyboardInterrupt:
-            # Ctrl-C reaches Python between two compiled epochs: the weights are those
-            # of a whole epoch (or, with early stopping, the best ones below).
-            tasks.abandon()
-            warnings.warn("Training interrupted by user.", stacklevel=3)
-
-        if early_stopping:
-            self._params[...] = self._best_params
-
-    def _trigger_stopping(self, msg):
-        """Stop, or (adaptive rate) divide the learning rate by 5.
-
-        scikit-learn adapts only 'sgd'; here every stochastic solver does.
-        """
-        if self.learning_rate == "adaptive":
-            if self._learning_rate <= 1e-6:
-                if self.verbose:
-                    print(msg + " Learning rate too small. Stopping.")
-                return True
-            self._learning_rate /= 5.0
-            if self.verbose:
-                print(f"{msg} Setting learning rate to {self._learning_rate:f}")
-            return False
-        if self.verbose:
-            print(msg + " Stopping.")
-        return True
-
-    def _update_validation(self, val, early_stopping):
-        """Score and loss on the validation set; with early stopping, keep the best."""
-        score = self._score(val["X"], val["y"], sample_weight=val["sw"])
-        self.validation_scores_.append(score)
-        self.validation_loss_curve_.append(self._validation_loss(val))
-        if self.verbose:
-            print(f"Validation score: {score:f}, loss: {self.validation_loss_curve_[-1]:f}")
-        if early_stopping:
-            if score < self.best_validation_score_ + self.tol:
-                self._no_improvement_count += 1
-            else:
-                self._no_improvement_count = 0
-        if score > self.best_validation_score_ and np.isfinite(self._params).all():
-            self.best_validation_score_ = score
-            if early_stopping:
-                self._best_params[...] = self._params
-
-    def _update_training_loss(self):
-        if self.loss_curve_[-1] > self.best_loss_ - self.tol:
-            self._no_improvement_count += 1
-        else:
-            self._no_improvement_count = 0
-        if self.loss_curve_[-1] < self.best_loss_:
-            self.best_loss_ = self.loss_curve_[-1]
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
@@ -940,50 +774,11 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         if check_input:
             X = self._validate_predict_input(X)
         self._sync_params()
-        params = self._params
-        dtype = params.dtype
-        n, width = X.shape
-        chunk = max(1, min(n, _config.CHUNK_ROWS))
-        # Buffers of its own, not the cached training workspace: concurrent predict calls
-        # (threads sharing a fitted model) must not write into the same memory. The plan
-        # (offsets, threads; read only) is cached: one-row latency is mostly overheads.
-        net, size, threads, n_inputs = self._layout.cached(
-            ("predict", chunk, _hashable(self.activation), self._loss_code,
-             self.__dict__.get("n_threads")),
-            lambda: self._inference_plan(chunk),
-        )
-        if width != n_inputs:  # kernels do not check bounds
-            raise ValueError(f"X has {width} features, but the network takes {n_inputs}.")
-        _check_range(X, dtype)
-        if type(X) is np.ndarray and X.dtype == dtype and X.flags.c_contiguous:
-            Xd, Xsp = readonly(X), no_sparse(dtype)  # kernel_X's common case, inlined
-        else:
-            Xd, Xsp = kernel_X(X, dtype)
-        act = np.empty(size, dtype=dtype)
-        xbuf = np.empty(chunk * n_inputs if Xd.size else 0, dtype=dtype)
-        out = np.empty((n, self.n_outputs_), dtype=dtype)
-        if n:
-            with _threads.limited(threads):
-                finite = _train.predict_rows(
-                    params, net, Xd, Xsp, kernel_rows(n), chunk, act, xbuf, _NO_DROP, out
-                )
-            if not finite:  # only the fast path of _validate_predict_input lets it by
-                validate_data(self, X, dtype=_config.FLOAT_DTYPES, reset=False)  # raises
-                raise ValueError("Input X contains NaN or infinity.")
+        out, finite = self._network.predict(X, self.activation, self.__dict__.get("n_threads"))
+        if not finite:  # only the fast path of _validate_predict_input lets it by
+            validate_data(self, X, dtype=_config.FLOAT_DTYPES, reset=False)  # raises
+            raise ValueError("Input X contains NaN or infinity.")
         return out
-
-    def _inference_plan(self, chunk):
-        """``(net, activation buffer size, BLAS threads, input width)`` of predicting
-        ``chunk`` rows at a time."""
-        units = self._layout.units
-        net, size = self._layout.net(chunk, self._act_codes())
-        # products of a few rows run on one BLAS thread anyway (OpenBLAS does not split
-        # them): no thread bookkeeping for them
-        few = chunk * int(units.max()) ** 2 < _threads.TINY_PRODUCT
-        threads = None if few else _threads.policy(
-            getattr(self, "n_threads", None), chunk, units
-        )
-        return net, size, threads, int(units[0])
 
     def _validate_predict_input(self, X):
         """``validate_data`` for predict, with a fast path for the common case (a
@@ -1027,7 +822,18 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             identity/logistic/tanh/relu, or the hinge loss (linear classifier outputs).
         """
         _check_fitted(self)
-        return _interop.to_sklearn(self)
+        self._sync_params()
+        attributes = {
+            name: self.__dict__[name]
+            for name in _interop.FITTED_ATTRIBUTES
+            if name in self.__dict__
+        }
+        if isinstance(getattr(self, "loss_curve_", None), list):  # stochastic solvers
+            attributes["_no_improvement_count"] = self._monitor.no_improvement_count
+        hidden = self._hidden_activations(self.n_layers_ - 2)
+        return _interop.to_sklearn(
+            self, self._network, hidden, self._trainer.optimizer, attributes
+        )
 
     @classmethod
     def from_sklearn(cls, estimator):
@@ -1045,7 +851,14 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         -------
         est : MLPClassifier or MLPRegressor (this class)
         """
-        return _interop.from_sklearn(cls, estimator)
+        imported = _interop.from_sklearn(cls, estimator)
+        est = cls(**estimator.get_params())
+        est.__dict__.update(imported.attributes)
+        est._set_network(imported.network)
+        est._trainer = Trainer()
+        est._trainer.optimizer = imported.optimizer
+        est._monitor = _stopping.Monitor(imported.network.params, imported.no_improvement_count)
+        return est
 
     def _score_with_function(self, X, y, sample_weight, score_function):
         # NaN, not a score, for a network whose outputs overflow: labels derived from
@@ -1059,6 +872,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
 
 
 class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
@@ -1299,11 +1113,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         "class_weight": [None, StrOptions({"balanced"}), dict],
     }
 
-    def _loss_code_for(self, y):
-        multiclass = self._label_binarizer.y_type_ == "multiclass"
-        if self.loss == "hinge":
-            return _loss.HINGE if multiclass else _loss.BINARY_HINGE
-        return _loss.LOG_LOSS if multiclass else _loss.BINARY_LOG_LOSS
+    def _binary_outputs(self):
+        return self._label_binarizer.y_type_ != "multiclass"
 
     def _with_class_weight(self, sample_weight, Y, partial_fit):
         if self.class_weight is None:
@@ -1635,16 +1446,6 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             n_threads=n_threads,
         )
         self.huber_delta = huber_delta
-
-    _LOSS_CODES = {
-        "squared_error": _loss.SQUARED_ERROR,
-        "poisson": _loss.POISSON,
-        "absolute_error": _loss.ABSOLUTE_ERROR,
-        "huber": _loss.HUBER,
-    }
-
-    def _loss_code_for(self, y):
-        return self._LOSS_CODES[self.loss]
 
     def _encode_validation_targets(self, y_val, n_val):
         y_val = check_array(y_val, ensure_2d=False, dtype=_config.FLOAT_DTYPES,

@@ -6,6 +6,8 @@ import functools
 import numpy as np
 import scipy.sparse as sp
 
+from ._config import CHUNK_ROWS
+
 
 def readonly(a):
     """A read-only view: every kernel argument that is only read is passed this way, so
@@ -47,6 +49,12 @@ def no_sparse(dtype):
     return (empty_i, empty_i, readonly(np.empty(0, dtype=dtype)))
 
 
+def chunk_rows(n):
+    """Rows per chunk when a kernel walks ``n`` rows (L-BFGS' full passes, validation,
+    predict): at most ``CHUNK_ROWS``, at least 1."""
+    return max(1, min(n, CHUNK_ROWS))
+
+
 def kernel_rows(n):
     """Row indices ``0 .. n-1``, read-only."""
     return _few_rows(n) if n <= 64 else readonly(np.arange(n, dtype=np.int64))
@@ -58,8 +66,10 @@ def _few_rows(n):
     return readonly(np.arange(n, dtype=np.int64))
 
 
+@functools.cache
 def no_dropout():
-    """The empty dropout-rate vector the kernels take when nothing is dropped."""
+    """The empty dropout-rate vector the kernels take when nothing is dropped (read-only
+    and empty: one shared instance)."""
     return readonly(np.empty(0, dtype=np.float64))
 
 

@@ -1,13 +1,9 @@
 """Finite-difference check of the compiled gradient, for users and for the tests."""
 
 import numpy as np
-import scipy.sparse as sp
-from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from . import _config
-from ._layout import Layout
-from ._workspace import Workspace
+from ._multilayer_perceptron import training_objective
 
 __all__ = ["check_gradients"]
 
@@ -61,21 +57,7 @@ def check_gradients(
     """
     if not (isinstance(step, float | int) and step > 0):
         raise ValueError(f"step must be a positive float, got {step!r}.")
-    fitted = hasattr(estimator, "coefs_")
-    est = estimator if fitted else clone(estimator)
-    if not fitted:
-        est._validate_params()
-    X, Y, sample_weight = est._prepare(
-        X, y, sample_weight, incremental=fitted, first_pass=not fitted, partial_fit=False
-    )
-
-    layout = Layout(est._layout.units)
-    params = est._params.astype(np.float64)
-    n = X.shape[0]
-    chunk = max(1, min(n, _config.CHUNK_ROWS))
-    ws = Workspace(layout, est._act_codes(), chunk, np.float64, dense=not sp.issparse(X))
-    sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    objective = est._objective(X, Y.astype(np.float64), sw, params, ws)
+    objective, params = training_objective(estimator, X, y, sample_weight)
 
     x0 = params.copy()
     _, analytic = objective(x0)

@@ -10,6 +10,7 @@ from sklearn.preprocessing import StandardScaler
 
 from fastbp import MLPClassifier, MLPRegressor
 from fastbp._kernels import train as T
+from fastbp._training import Trainer
 
 callback = pytest.importorskip("sklearn.callback")
 BOTH = pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor], ids=["clf", "reg"])
@@ -66,7 +67,7 @@ def test_hooks_per_epoch_or_iteration_with_fitted_copies(Est, solver):
     assert len(rec.fitted) == est.n_iter_
     # each fitted copy is the model after that subtask: a snapshot, not a live view
     last = rec.fitted[-1]
-    assert last._params is not est._params
+    assert last._network.params is not est._network.params
     np.testing.assert_array_equal(last.predict(X), est.predict(X))
     if solver == "adam" and Est is MLPRegressor:  # the model moved between epochs
         assert not np.array_equal(rec.fitted[0].predict(X), rec.fitted[-1].predict(X))
@@ -149,11 +150,11 @@ def test_keyboard_interrupt_keeps_a_usable_model(monkeypatch, Est, early_stoppin
     with pytest.warns(UserWarning, match="interrupted"):
         est.fit(X, y)
     assert est.n_iter_ == 3
-    assert np.isfinite(est._params).all()
+    assert np.isfinite(est._network.params).all()
     if early_stopping:  # the best epoch's weights are kept
         assert len(est.validation_scores_) == 3
         assert est.best_validation_score_ == max(est.validation_scores_)
-        np.testing.assert_array_equal(est._params, est._best_params)
+        np.testing.assert_array_equal(est._network.params, est._monitor.best_params)
     monkeypatch.setattr(T, "train_epoch", real)
     assert est.predict(X).shape == y.shape  # usable
     if not early_stopping:
@@ -164,7 +165,7 @@ def test_keyboard_interrupt_keeps_a_usable_model(monkeypatch, Est, early_stoppin
 def test_keyboard_interrupt_during_lbfgs_keeps_the_last_iterate(monkeypatch, Est):
     X, y = _data(Est)
     evaluations = []
-    objective = Est._objective
+    objective = Trainer.objective
 
     def counting(self, *args):
         f = objective(self, *args)
@@ -177,14 +178,14 @@ def test_keyboard_interrupt_during_lbfgs_keeps_the_last_iterate(monkeypatch, Est
 
         return g
 
-    monkeypatch.setattr(Est, "_objective", counting)
+    monkeypatch.setattr(Trainer, "objective", counting)
     rec = Recorder()
     est = Est(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=100, random_state=0)
     with pytest.warns(UserWarning, match="interrupted"):
         est.set_callbacks(rec).fit(X, y)
     assert 1 <= est.n_iter_ < 8
     # the weights are those of the last completed iteration
-    np.testing.assert_array_equal(rec.fitted[-1]._params, est._params)
+    np.testing.assert_array_equal(rec.fitted[-1]._network.params, est._network.params)
     assert np.isfinite(est.loss_)
 
 

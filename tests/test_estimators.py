@@ -44,7 +44,7 @@ def _predictions(est, X):
 @BOTH
 def test_coefs_and_intercepts_are_views_of_one_flat_vector(Est):
     est, X, _ = _fitted(Est)
-    flat = est._params
+    flat = est._network.params
     assert flat.ndim == 1
     for a in est.coefs_ + est.intercepts_:
         assert a.base is flat
@@ -62,7 +62,7 @@ def test_reassigned_coefs_are_used(Est):
     est.coefs_ = [c.copy() for c in ref.coefs_]
     est.intercepts_ = [b.copy() for b in ref.intercepts_]
     np.testing.assert_allclose(_predictions(est, X), _predictions(ref, X))
-    assert est.coefs_[0].base is est._params  # re-packed on use
+    assert est.coefs_[0].base is est._network.params  # re-packed on use
 
 
 # ------------------------------------------------------------------ persistence, API
@@ -71,7 +71,7 @@ def test_pickle_and_joblib_round_trip(Est):
     est, X, y = _fitted(Est)
     for loaded in (pickle.loads(pickle.dumps(est)), _joblib_round_trip(est)):
         np.testing.assert_array_equal(_predictions(loaded, X), _predictions(est, X))
-        assert loaded.coefs_[0].base is loaded._params
+        assert loaded.coefs_[0].base is loaded._network.params
         loaded.partial_fit(X, y)  # trainable after loading
 
 
@@ -108,9 +108,9 @@ def test_partial_fit_only_for_stochastic_solvers(Est):
 def test_reproducible_with_random_state(Est):
     a, X, _ = _fitted(Est)
     b, _, _ = _fitted(Est)
-    np.testing.assert_array_equal(a._params, b._params)
+    np.testing.assert_array_equal(a._network.params, b._network.params)
     c, _, _ = _fitted(Est, random_state=1)
-    assert not np.array_equal(a._params, c._params)
+    assert not np.array_equal(a._network.params, c._network.params)
 
 
 @BOTH
@@ -120,7 +120,7 @@ def test_zero_weight_minibatch_is_skipped_not_nan(Est):
     sw[:10] = 0.0  # with shuffle=False and batch_size=10 the first batch weighs nothing
     est = Est(hidden_layer_sizes=(5,), batch_size=10, shuffle=False, max_iter=3,
               random_state=0).fit(X, y, sample_weight=sw)
-    assert np.isfinite(est._params).all() and np.isfinite(est.loss_)
+    assert np.isfinite(est._network.params).all() and np.isfinite(est.loss_)
 
 
 @BOTH
@@ -133,7 +133,7 @@ def test_sample_weight_zero_equals_dropping_rows_lbfgs(Est):
     b = clone(a)
     a.fit(X, y, sample_weight=sw)
     b.fit(X[keep], y[keep])
-    np.testing.assert_allclose(a._params, b._params, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(a._network.params, b._network.params, rtol=1e-6, atol=1e-8)
 
 
 def test_lbfgs_multioutput_regression_converges():

@@ -359,7 +359,7 @@ def test_divergence_with_early_stopping_keeps_best_finite_weights(Est, solver, l
         # (its last epoch is the best one) ends with the very same weights.
         best_epoch = int(np.nanargmax(scores)) + 1
         short = clone(est).set_params(max_iter=best_epoch).fit(X, y)
-        np.testing.assert_array_equal(short._params, est._params)
+        np.testing.assert_array_equal(short._network.params, est._network.params)
 
     # scikit-learn also keeps its best weights, and they are the same (float64), except
     # where it scores NaN outputs as a valid accuracy and keeps them (or then raises).

@@ -62,7 +62,7 @@ def test_to_sklearn_predicts_the_same_and_continues_this_training(Est, solver):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     # and back: a round trip changes nothing
     again = Est.from_sklearn(sk)
-    np.testing.assert_array_equal(again._params, np.concatenate(
+    np.testing.assert_array_equal(again._network.params, np.concatenate(
         [c.ravel() for c in sk.coefs_] + list(sk.intercepts_)))
 
 

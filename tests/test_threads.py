@@ -103,7 +103,7 @@ def test_results_do_not_depend_on_n_threads_for_minibatches(Est, two_blas_thread
             n_threads=k).fit(X, y)
         for k in (1, 2)
     ]
-    np.testing.assert_array_equal(fits[0]._params, fits[1]._params)
+    np.testing.assert_array_equal(fits[0]._network.params, fits[1]._network.params)
 
 
 @BOTH

@@ -18,6 +18,7 @@ import fastbp
 from fastbp import MLPClassifier, MLPRegressor, check_gradients
 from fastbp._kernels import activations as A
 from fastbp._kernels import train as T
+from fastbp._training import Trainer
 
 ESTIMATORS = [MLPClassifier, MLPRegressor]
 IDS = ["clf", "reg"]
@@ -90,20 +91,20 @@ def test_check_gradients_detects_a_wrong_gradient(monkeypatch):
     X, y = _data(MLPRegressor)
     est = MLPRegressor(hidden_layer_sizes=(5,), l1=0.1, random_state=0)
     assert check_gradients(est, X, y) < 1e-6
-    objective = MLPRegressor._objective
+    objective = Trainer.objective
 
-    def without_l1_gradient(self, *args):
-        f = objective(self, *args)
+    def without_l1_gradient(self, network, *args):
+        f = objective(self, network, *args)
 
         def wrong(x):
             value, grad = f(x)
-            n_coefs = self._layout.n_coefs
+            n_coefs = network.layout.n_coefs
             grad[:n_coefs] -= 0.1 * np.sign(x[:n_coefs]) / X.shape[0]
             return value, grad
 
         return wrong
 
-    monkeypatch.setattr(MLPRegressor, "_objective", without_l1_gradient)
+    monkeypatch.setattr(Trainer, "objective", without_l1_gradient)
     assert check_gradients(est, X, y) > 1e-4
 
 
@@ -204,9 +205,9 @@ def test_max_grad_norm_bounds_every_step(Est):
               batch_size=X.shape[0], max_grad_norm=max_norm, random_state=0, max_iter=1)
     est.partial_fit(X, y, **({"classes": np.unique(y)} if Est is MLPClassifier else {}))
     for _ in range(3):  # one full-batch step per call: the move is lr * clipped gradient
-        before = est._params.copy()
+        before = est._network.params.copy()
         est.partial_fit(X, y)
-        moved = np.linalg.norm(est._params - before)
+        moved = np.linalg.norm(est._network.params - before)
         assert moved <= lr * max_norm * (1 + 1e-9)
     assert moved == pytest.approx(lr * max_norm, rel=1e-9)  # it did clip
 

@@ -1,0 +1,249 @@
+"""Training a :class:`~fastbp._network.Network`: kernel-ready data, the workspace, the
+optimizer (state, step count, learning-rate schedule, dropout seed), and the calls into
+the training kernels. This module is their only caller.
+
+Objects here take a network and plain values; they never see an estimator. The estimator
+builds a :class:`Hyperparameters` from its parameters once per fit.
+"""
+
+import numpy as np
+
+from . import _schedules
+from ._kernels import optimizers as _opt
+from ._kernels import train as _train
+from ._workspace import (
+    Workspace,
+    chunk_rows,
+    kernel_rows,
+    kernel_X,
+    native,
+    no_dropout,
+    readonly,
+)
+
+STOCHASTIC_SOLVERS = tuple(_opt.CODES)
+LEARNING_RATES = ("constant", "invscaling", "adaptive", *_schedules.EPOCH_SCHEDULES)
+# 'adaptive' stops once the step size falls below this (scikit-learn's rule)
+_SMALLEST_ADAPTIVE_RATE = 1e-6
+
+
+def batch_rows(batch_size, n_samples):
+    """The minibatch size of ``batch_size`` ('auto' or an int) on ``n_samples`` rows:
+    scikit-learn's ``min(200, n)`` for 'auto', else clipped to ``[1, n]``."""
+    if batch_size == "auto":
+        return min(200, n_samples)
+    return int(np.clip(batch_size, 1, n_samples))
+
+
+class KernelData:
+    """A data set as the kernels take it, made once per data set (training or
+    validation): dense X or its CSR triple, 2-D targets, the sample weights (empty for
+    unit weights) and the row indices, each in the network's dtype, read-only."""
+
+    def __init__(self, X, Y, sample_weight, dtype):
+        self.X, self.Xsp = kernel_X(X, dtype)
+        self.Y = readonly(native(Y, dtype))
+        self.sw = readonly(
+            np.empty(0, dtype=dtype) if sample_weight is None else native(sample_weight, dtype)
+        )
+        self.n = int(X.shape[0])
+        self.dense = not self.Xsp[0].shape[0]
+        self.rows = kernel_rows(self.n)
+        self.chunk = chunk_rows(self.n)
+
+    def arrays(self):
+        """``(X, Xsp, Y, sw)``, the kernels' data arguments."""
+        return self.X, self.Xsp, self.Y, self.sw
+
+
+class Hyperparameters:
+    """The settings of one fit as the kernels and the schedule need them.
+
+    Parameters
+    ----------
+    params : dict
+        The estimator's parameters (``get_params()``).
+    loss : int
+        The network's loss code.
+    dtype : the network's dtype.
+    """
+
+    def __init__(self, params, loss, dtype):
+        self.solver = params["solver"]
+        self.schedule = params["learning_rate"]
+        self.learning_rate_init = float(params["learning_rate_init"])
+        self.power_t = float(params["power_t"])
+        self.lr_decay = float(params["lr_decay"])
+        self.period = _schedules.period(self.schedule, params["lr_period"], params["max_iter"])
+        self.alpha, self.l1 = float(params["alpha"]), float(params["l1"])
+        self.loss = int(loss)
+        self.clip_eps = float(np.finfo(dtype).eps)
+        self.huber_delta = float(params.get("huber_delta", 1.0))
+        self.hp = hp = np.zeros(_train.N_HP)
+        hp[_train.HP_MOMENTUM] = params["momentum"]
+        hp[_train.HP_BETA_1] = params["beta_1"]
+        hp[_train.HP_BETA_2] = params["beta_2"]
+        hp[_train.HP_EPSILON] = params["epsilon"]
+        hp[_train.HP_ALPHA] = self.alpha
+        hp[_train.HP_CLIP_EPS] = self.clip_eps
+        hp[_train.HP_L1] = self.l1
+        hp[_train.HP_MAX_GRAD_NORM] = params["max_grad_norm"] or 0.0
+        hp[_train.HP_WEIGHT_DECAY] = params["weight_decay"]
+        hp[_train.HP_RHO] = params["rho"]
+        hp[_train.HP_HUBER_DELTA] = self.huber_delta
+        self.ihp = ihp = np.zeros(_train.N_IHP, dtype=np.int64)
+        if self.solver in _opt.CODES:
+            ihp[_train.IHP_SOLVER] = _opt.CODES[self.solver]
+        ihp[_train.IHP_NESTEROV] = int(params["nesterovs_momentum"])
+        ihp[_train.IHP_LOSS] = self.loss
+
+
+class Optimizer:
+    """The state of a stochastic optimizer over one network: its two state vectors in
+    the parameter layout (momentum/first moment, second moment), the number of steps
+    and epochs taken, and the step size of scikit-learn's own schedules."""
+
+    def __init__(self, solver, n_params, dtype, learning_rate):
+        self.solver = solver
+        self.state = np.zeros((2, n_params), dtype=dtype)
+        self.t = 0  # steps taken (Adam's bias correction, the dropout masks)
+        self.epoch = 0  # epochs completed (the epoch schedules)
+        self.learning_rate = float(learning_rate)  # constant/invscaling/adaptive
+
+    def fits(self, solver, n_params):
+        return self.solver == solver and self.state.shape[1] == n_params
+
+    def rate(self, hyper):
+        """The step size of the coming epoch."""
+        if hyper.schedule in _schedules.EPOCH_SCHEDULES:
+            return _schedules.epoch_rate(
+                hyper.schedule, hyper.learning_rate_init, self.epoch, hyper.lr_decay,
+                hyper.period,
+            )
+        return self.learning_rate
+
+    def after_epoch(self, hyper, samples_seen):
+        """Advance the schedule past an epoch (``samples_seen``: scikit-learn's t_)."""
+        self.epoch += 1
+        if hyper.schedule == "invscaling":
+            self.learning_rate = hyper.learning_rate_init / (samples_seen + 1) ** hyper.power_t
+
+    def reduce_rate(self):
+        """'adaptive': divide the step size by 5, unless it is already too small to go
+        on (then return False: training stops)."""
+        if self.learning_rate <= _SMALLEST_ADAPTIVE_RATE:
+            return False
+        self.learning_rate /= 5.0
+        return True
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if not (self.state.flags.writeable and self.state.flags.c_contiguous):
+            self.state = np.array(self.state)  # memmapped by joblib.load(mmap_mode="r")
+
+
+class Trainer:
+    """Fits one network: the optimizer, the dropout seed, the workspace, and every call
+    into the training kernels (epoch, L-BFGS objective, validation loss)."""
+
+    def __init__(self):
+        self.optimizer = None
+        # drawn once per network, at its first fit with dropout (runs without dropout
+        # keep scikit-learn's draws)
+        self.dropout_seed = None
+        # whether the outputs of the last minibatch of the last epoch were finite (they
+        # overflow when the weights grow too large, finite as the weights may be)
+        self.outputs_finite = True
+        self._workspace = None
+
+    def start(self, network, hyper, keep_optimizer):
+        """Prepare a stochastic fit: a fresh optimizer unless ``keep_optimizer`` and the
+        existing one fits this network and solver (partial_fit continues it)."""
+        self.outputs_finite = True
+        opt = self.optimizer
+        if not (keep_optimizer and opt is not None
+                and opt.fits(hyper.solver, network.layout.n_params)):
+            self.optimizer = Optimizer(
+                hyper.solver, network.layout.n_params, network.dtype, hyper.learning_rate_init
+            )
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_workspace"] = None  # scratch memory
+        return state
+
+    def draw_dropout_seed(self, random_state):
+        if self.dropout_seed is None:
+            self.dropout_seed = int(random_state.randint(1, 2**62, dtype=np.int64))
+
+    def workspace(self, network, rows, dense, act_codes):
+        """Buffers for batches of up to ``rows`` rows, kept between calls while they fit."""
+        ws = self._workspace
+        if ws is None or not ws.fits(network.layout, rows, network.dtype, dense, act_codes):
+            ws = Workspace(network.layout, act_codes, rows, network.dtype, dense)
+            self._workspace = ws
+        return ws
+
+    def epoch(self, network, data, order, batch_size, hyper, act_codes, drop):
+        """One pass over ``data``'s rows in ``order`` (int64), one optimizer step per
+        minibatch of ``batch_size`` rows; ``drop`` the dropout rate of each layer.
+
+        Returns scikit-learn's accumulated loss over the epoch divided by the number of
+        rows; ``outputs_finite`` tells whether the outputs of the last minibatch after
+        the last step are finite.
+        """
+        opt = self.optimizer
+        ws = self.workspace(network, batch_size, data.dense, act_codes)
+        grads = np.empty_like(network.params)
+        hyper.hp[_train.HP_LR] = opt.rate(hyper)
+        hyper.ihp[_train.IHP_T] = opt.t
+        hyper.ihp[_train.IHP_SEED] = self.dropout_seed or 0
+        accumulated = _train.train_epoch(
+            network.params, grads, opt.state, hyper.hp, hyper.ihp, ws.net, *data.arrays(),
+            readonly(order), batch_size, ws.act, ws.delta, ws.xbuf, ws.dact, drop,
+        )
+        opt.t = int(hyper.ihp[_train.IHP_T])
+        self.outputs_finite = bool(hyper.ihp[_train.IHP_FINITE])
+        return accumulated / data.n
+
+    def objective(self, network, data, hyper, act_codes):
+        """``f(x) -> (loss, gradient as float64)``: the full training objective (mean
+        loss plus penalties, no dropout) at ``x``, which ``f`` writes into the network's
+        parameters (L-BFGS, the gradient check)."""
+        ws = self.workspace(network, data.chunk, data.dense, act_codes)
+        params = network.params
+        grads = np.empty_like(params)
+        scratch = np.empty_like(params)
+        args = (hyper.loss, hyper.clip_eps, hyper.huber_delta, hyper.alpha, hyper.l1)
+        no_drop = no_dropout()
+
+        def f(x):
+            params[...] = x
+            loss = _train.full_loss_grad(
+                params, grads, scratch, ws.net, *data.arrays(), data.rows, ws.rows, *args,
+                ws.act, ws.delta, ws.xbuf, ws.dact, no_drop,
+            )
+            return loss, grads.astype(np.float64)
+
+        return f
+
+
+class Validation:
+    """A validation set: its kernel-ready data, the targets as scorers take them, and
+    an inference workspace of its own."""
+
+    def __init__(self, network, X, Y, sample_weight, targets, act_codes):
+        self.X, self.y, self.sample_weight = X, targets, sample_weight
+        self.data = KernelData(X, Y, sample_weight, network.dtype)
+        self.workspace = Workspace(
+            network.layout, act_codes, self.data.chunk, network.dtype, self.data.dense,
+            train=False,
+        )
+
+    def loss(self, network, hyper):
+        """Mean loss on the validation set (no penalty, no dropout)."""
+        ws, data = self.workspace, self.data
+        return float(_train.mean_loss(
+            network.params, ws.net, *data.arrays(), data.rows, data.chunk, hyper.loss,
+            hyper.clip_eps, hyper.huber_delta, ws.act, ws.delta, ws.xbuf, no_dropout(),
+        ))

@@ -1,0 +1,61 @@
+"""Pickles of earlier fastbp versions load (their state migrated) and keep training;
+pickles of a newer state format fail with a message naming it."""
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+
+import fastbp
+from fastbp import MLPClassifier, MLPRegressor
+
+# Made by tests/data/make_pickles_0.2.0.dev0.py at the last commit of that format.
+OLD = Path(__file__).parent / "data" / "pickles_0.2.0.dev0.pkl"
+
+
+def _old_models():
+    with open(OLD, "rb") as f:
+        return pickle.load(f)["models"]
+
+
+@pytest.mark.parametrize("name", sorted(_old_models()))
+def test_a_pickle_of_0_2_0_dev0_predicts_as_it_did(name):
+    saved = _old_models()[name]
+    est = pickle.loads(saved["pickle"])
+    np.testing.assert_array_equal(est.predict(saved["X"]), saved["predict"])
+    for attr in ("_params", "_layout", "_opt_state", "_best_params", "_loss_code"):
+        assert attr not in vars(est)  # migrated, not carried along
+    assert est.coefs_[0].base is est._network.params
+    # and pickles again in today's format
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.predict(saved["X"]), saved["predict"])
+
+
+@pytest.mark.parametrize(
+    "name", sorted(k for k, v in _old_models().items() if "continued" in v)
+)
+def test_a_pickle_of_0_2_0_dev0_continues_its_optimizer(name):
+    """One more partial_fit after loading gives what the old version gave: the
+    optimizer's moments, step count and dropout seed were carried over."""
+    saved = _old_models()[name]
+    est = pickle.loads(saved["pickle"])
+    iris = load_iris()
+    # the classifiers learnt iris' classes, the regressors its column 3
+    y = iris.target if isinstance(est, MLPClassifier) else iris.data[:, 3]
+    est.partial_fit(saved["X"], y)
+    for got, want in zip(est.coefs_, saved["continued"], strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor])
+def test_a_pickle_of_a_newer_state_format_names_the_versions(Est):
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    y = np.arange(20) % 2
+    est = Est(hidden_layer_sizes=(3,), max_iter=2).fit(X, y)
+    state = est.__getstate__()
+    state["_fastbp_state_format"] = 99
+    blank = Est.__new__(Est)
+    with pytest.raises(ValueError, match=rf"newer fastbp.*format 99.*{fastbp.__version__}"):
+        blank.__setstate__(state)
