@@ -3,16 +3,19 @@ prints its table, writes its JSON and PNG, and rejects bad arguments. Nothing he
 a speed: the speed targets are what the benchmark reports, not what the tests assert."""
 
 import json
+import os
 import re
 import statistics
+import warnings
 
 import numba
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
 
-from fastbp import _bench, _cli
 from fastbp.__main__ import main
+from fastbp._tools import bench as workloads
+from fastbp._tools import ceilings, common, processes, report, runner
 
 ROW_KEYS = {
     "workload",
@@ -33,6 +36,10 @@ ROW_KEYS = {
     "ceiling",
     "ceiling_1thread",
     "within_noise",
+    "samples",
+    "verdict",
+    "peer",
+    "peer_ratio",
 }
 
 
@@ -47,15 +54,62 @@ def blas_threads():
     return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()}
 
 
+def check_ceilings(result, peak_keys):
+    """The ceilings of the speed-up rows, recomputed from the rows' own medians."""
+    rows = result["rows"]
+    # Ceilings: on the fit workloads' speed-up rows only, recomputed here from the row's
+    # own medians, the FLOP count and the size of the peak GEMM.
+    units = {"digits32": [64, 64, 10], "mc-b32": [100, 256, 128, 10], "wide": [256, 1024, 1024, 10]}
+    n_rows = {"digits32": 1797, "mc-b32": 400, "wide": 512}
+    peak_flops = 2 * result["settings"]["peak_size"] ** 3
+    for row in rows:
+        if row["label"] not in units:
+            assert row["ceiling"] is None and row["ceiling_1thread"] is None
+            continue
+        med = row["medians"]
+        rates = {key: peak_flops / med[key] for key in peak_keys}  # FLOP/s
+        epoch_flops = ceilings.training_flops(units[row["label"]], n_rows[row["label"]])
+        assert row["ceiling"] == pytest.approx(med["sklearn"] * max(rates.values()) / epoch_flops)
+        assert row["ceiling_1thread"] == pytest.approx(
+            med["sklearn"] * rates["peak@1"] / epoch_flops
+        )
+        assert 0 < row["ceiling_1thread"] <= row["ceiling"] < float("inf")
+        assert "GFLOP/epoch at the peak" in row["note"]
+        above = row["target"] is not None and row["target"] > row["ceiling"]
+        assert ("is above this machine's ceiling" in row["note"]) == above
+
+
+def check_printed_table(out, digits):
+    """The printed table: a header, one line per row, the machine above it."""
+    # The printed table: a header, one line per row, and the machine above it.
+    assert re.search(r"^machine: \d+ cores \(\d+ usable\)", out, re.M)
+    header = (
+        r"^workload\s+fastbp\s+reference\s+ratio\s+ceiling \(1 thr\)\s+target\s+result"
+        r"\s+fastest peer$"
+    )
+    assert re.search(header, out, re.M)
+    digits_line = (
+        r"^digits32\s+\S+ ms/epoch\s+sklearn .+x\s+(\S+)x \((\S+)x\)\s+>= 30x\s+(met|missed)\s+—$"
+    )
+    cells = re.search(digits_line, out, re.M).groups()[:2]
+    assert cells == (f"{digits['ceiling']:.1f}", f"{digits['ceiling_1thread']:.1f}")
+    assert re.search(r"^digits32 2 vs 1 thr\s+.+x\s+—\s+>= 1x", out, re.M)
+    assert re.search(r"^wide\s+.+x \(.+x\)\s+—\s+report\s+—$", out, re.M)
+    assert re.search(r"^ceiling \(1 thr\): the most any code doing the same FLOPs", out, re.M)
+    assert "indicative only" in out
+    assert "vs torch" not in out
+
+
+
 def test_json_report_and_table(tmp_path, capsys):
-    code, report = bench(tmp_path, "--only", "digits32,mc-b32,wide")
+    code, result = bench(tmp_path, "--only", "digits32,mc-b32,wide")
     assert code == 0
     out = capsys.readouterr().out
 
-    assert report["mode"] == "tiny" and report["workloads"] == ["digits32", "mc-b32", "wide"]
-    assert list(report["workload_seconds"]) == report["workloads"]
+    assert result["mode"] == "tiny" and result["workloads"] == ["digits32", "mc-b32", "wide"]
+    assert list(result["workload_seconds"]) == result["workloads"]
     assert re.search(r"^\[2/3\] mc-b32: make_classification .+ \(\d+ s\)$", out, re.M)
-    machine = report["machine"]
+    machine = result["machine"]
     for key in ("cores", "usable_cores", "cpu", "numpy", "numba", "sklearn", "blas"):
         assert machine[key], key
     assert machine["torch"] is None  # --no-torch
@@ -63,7 +117,7 @@ def test_json_report_and_table(tmp_path, capsys):
         lib["internal_api"] == "openblas" or lib["user_api"] == "blas" for lib in machine["blas"]
     )
 
-    rows = report["rows"]
+    rows = result["rows"]
     assert [row["label"] for row in rows] == [
         "digits32",
         "digits32 2 vs 1 thr",
@@ -85,16 +139,12 @@ def test_json_report_and_table(tmp_path, capsys):
         else:
             assert row["comparison"] == ">="
             assert row["met"] == (row["value"] >= row["target"])
-        times = row["times"]
-        assert row["within_noise"] == (
-            row["met"] is False
-            and "fastbp@2" in times
-            and min(times["fastbp@2"]) <= max(times["fastbp@1"])
-        )
-        assert row["torch_ratio"] is None
+        assert len(row["samples"]) == 1 and row["samples"][0] == pytest.approx(row["value"])
+        assert row["within_noise"] is False  # one sample is always on one side
+        assert row["torch_ratio"] is None and row["peer"] is None
 
     digits, digits_threads, mc = rows[0], rows[1], rows[2]
-    peak_keys = {f"peak@{n}" for n in _bench.PeakRates.thread_counts()}
+    peak_keys = {f"peak@{n}" for n in ceilings.PeakRates.thread_counts()}
     assert set(digits["times"]) == {"fastbp", "sklearn"} | peak_keys
     med = digits["medians"]
     assert digits["value"] == pytest.approx(med["sklearn"] / med["fastbp"])
@@ -107,70 +157,112 @@ def test_json_report_and_table(tmp_path, capsys):
     gflops, wide, wide_threads = rows[4], rows[5], rows[6]
     assert (gflops["metric"], gflops["target"], wide["target"]) == ("fraction", 0.5, None)
     assert wide_threads["target"] == 1.5 and "gemm@1" in wide_threads["times"]
-    flops = _bench.training_flops([256, 1024, 1024, 10], 512)
+    flops = ceilings.training_flops([256, 1024, 1024, 10], 512)
     gemm_flops = 2 * 512 * 1024 * 1024
     expected = (flops / gflops["medians"]["fastbp"]) / (gemm_flops / gflops["medians"]["gemm"])
     assert gflops["value"] == pytest.approx(expected)
 
-    # Ceilings: on the fit workloads' speed-up rows only, recomputed here from the row's
-    # own medians, the FLOP count and the size of the peak GEMM.
-    units = {"digits32": [64, 64, 10], "mc-b32": [100, 256, 128, 10], "wide": [256, 1024, 1024, 10]}
-    n_rows = {"digits32": 1797, "mc-b32": 400, "wide": 512}
-    peak_flops = 2 * report["settings"]["peak_size"] ** 3
-    for row in rows:
-        if row["label"] not in units:
-            assert row["ceiling"] is None and row["ceiling_1thread"] is None
-            continue
-        med = row["medians"]
-        rates = {key: peak_flops / med[key] for key in peak_keys}  # FLOP/s
-        epoch_flops = _bench.training_flops(units[row["label"]], n_rows[row["label"]])
-        assert row["ceiling"] == pytest.approx(med["sklearn"] * max(rates.values()) / epoch_flops)
-        assert row["ceiling_1thread"] == pytest.approx(
-            med["sklearn"] * rates["peak@1"] / epoch_flops
-        )
-        assert 0 < row["ceiling_1thread"] <= row["ceiling"] < float("inf")
-        assert "GFLOP/epoch at the peak" in row["note"]
-        above = row["target"] is not None and row["target"] > row["ceiling"]
-        assert ("is above this machine's ceiling" in row["note"]) == above
+    check_ceilings(result, peak_keys)
     # float32's peak was measured once (during digits32) and reused by wide.
     for key in peak_keys:
         assert wide["times"][key] == digits["times"][key] != mc["times"][key]
 
-    # The printed table: a header, one line per row, and the machine above it.
-    assert re.search(r"^machine: \d+ cores \(\d+ usable\)", out, re.M)
-    header = r"^workload\s+fastbp\s+reference\s+ratio\s+ceiling \(1 thr\)\s+target\s+result$"
-    assert re.search(header, out, re.M)
-    digits_line = (
-        r"^digits32\s+\S+ ms/epoch\s+sklearn .+x\s+(\S+)x \((\S+)x\)\s+>= 30x\s+(met|missed)$"
-    )
-    ceilings = re.search(digits_line, out, re.M).groups()[:2]
-    assert ceilings == (f"{digits['ceiling']:.1f}", f"{digits['ceiling_1thread']:.1f}")
-    assert re.search(r"^digits32 2 vs 1 thr\s+.+x\s+-\s+>= 1x", out, re.M)
-    assert re.search(r"^wide\s+.+x \(.+x\)\s+-\s+report$", out, re.M)
-    assert re.search(r"^ceiling: the largest speed-up over sklearn", out, re.M)
-    assert "indicative only" in out
-    assert "vs torch" not in out
-
+    check_printed_table(out, digits)
 
 def test_only_keeps_table_order_and_selects(tmp_path):
-    _, report = bench(tmp_path, "--only", "predict,digits64")
-    assert report["workloads"] == ["digits64", "predict"]
-    assert {row["workload"] for row in report["rows"]} == {"digits64", "predict"}
-    predict = report["rows"][2]
+    _, result = bench(tmp_path, "--only", "predict,digits64")
+    assert result["workloads"] == ["digits64", "predict"]
+    assert {row["workload"] for row in result["rows"]} == {"digits64", "predict"}
+    predict = result["rows"][2]
     assert predict["label"] == "predict 1 row" and predict["target"] == 20
     assert predict["unit"] == "s/call"
 
 
-def test_start_runs_a_fresh_process(tmp_path):
+def test_start_runs_fresh_processes_per_dtype(tmp_path):
     # --tiny has no cold start (a compile from scratch takes many seconds): warm only.
-    _, report = bench(tmp_path, "--only", "start")
-    (row,) = report["rows"]
-    assert (row["label"], row["metric"], row["comparison"]) == ("warm start", "seconds", "<=")
-    assert row["target"] == 2.0
-    assert set(row["times"]) == {"warm first_fit", "warm import", "warm wall"}
-    med = row["medians"]
-    assert med["warm import"] < med["warm first_fit"] < med["warm wall"]
-    assert row["met"] == (row["value"] <= 2.0)
+    _, result = bench(tmp_path, "--only", "start")
+    rows = result["rows"]
+    assert [r["label"] for r in rows] == [
+        "warm start float64", "warm start float32", "warm start both"
+    ]
+    for row_ in rows:
+        assert (row_["metric"], row_["comparison"], row_["target"]) == ("seconds", "<=", 2.0)
+        kind = "warm"
+        assert set(row_["times"]) == {f"{kind} first_fit", f"{kind} import", f"{kind} wall"}
+        med = row_["medians"]
+        assert med["warm import"] < med["warm first_fit"] < med["warm wall"]
+        assert row_["met"] == (row_["value"] <= 2.0)
+    assert "float64+float32" in rows[2]["note"]
+
+
+def test_cold_runs_get_empty_caches_and_warm_runs_reuse_the_full_one(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_start(data_path, params, dtypes, cache_dir):
+        calls.append((tuple(dtypes), cache_dir, cache_dir is not None and any(cache_dir.iterdir())))
+        if cache_dir is not None:  # what a run leaves in its cache
+            (cache_dir / f"{'-'.join(dtypes)}.nbi").touch()
+        assert params["max_iter"] == 1  # a 1-epoch first fit
+        return {"first_fit": 1.0, "import": 0.5, "wall": 1.5}
+
+    monkeypatch.setattr(processes, "start_seconds", fake_start)
+    settings = runner.Settings(**{**vars(runner.TINY), "cold_start": True, "start_repeats": 2})
+    rows = processes.start_workload(settings, None, None)
+    assert [r.label for r in rows] == [
+        f"{kind} start {name}"
+        for kind in ("cold", "warm")
+        for name in ("float64", "float32", "both")
+    ]
+    assert [r.target for r in rows] == [15.0] * 3 + [2.0] * 3
+    assert all(r.samples == [1.0, 1.0] for r in rows)
+    assert len(calls) == 12
+    for repeat in (calls[:6], calls[6:]):
+        cold, warm = repeat[:3], repeat[3:]
+        assert [c[0] for c in cold] == [("float64",), ("float32",), ("float64", "float32")]
+        assert all(not filled for _, _, filled in cold)  # every cold run starts empty
+        assert len({c[1] for c in cold}) == 3
+        assert {c[1] for c in warm} == {cold[2][1]}  # the cache of the cold "both" run
+        assert all(filled for _, _, filled in warm)
+    assert calls[0][1] != calls[6][1]  # a new empty cache every repeat
+
+
+def test_busy_core_row_against_the_quiet_one_thread_epoch(tmp_path, monkeypatch):
+    burners = []
+    real_burner = processes.burner
+
+    def watched(core):
+        cm = real_burner(core)
+        burners.append(core)
+        return cm
+
+    monkeypatch.setattr(workloads, "burner", watched)
+    _, result = bench(tmp_path, "--only", "busy")
+    (busy,) = result["rows"]
+    assert (busy["label"], busy["metric"], busy["comparison"], busy["target"]) == (
+        "busy core", "slowdown", "<=", 1.25
+    )
+    med = busy["medians"]
+    assert busy["value"] == pytest.approx(med["busy"] / med["quiet@1"])
+    assert burners == [max(os.sched_getaffinity(0))]  # the one busy sample; warm-up is quiet
+    assert busy["samples"] == pytest.approx([busy["value"]])
+
+
+def test_burner_holds_one_core_and_is_killed_when_the_block_raises():
+    core = max(os.sched_getaffinity(0))
+    with pytest.raises(RuntimeError), processes.burner(core) as proc:
+        assert os.sched_getaffinity(proc.pid) == {core}
+        assert proc.poll() is None  # spinning
+        raise RuntimeError
+    assert proc.poll() is not None
+
+
+def test_version_flag(capsys):
+    import fastbp
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out == f"fastbp {fastbp.__version__}\n"
 
 
 def test_plot_writes_png(tmp_path):
@@ -181,18 +273,85 @@ def test_plot_writes_png(tmp_path):
     assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 1000
 
 
+def synthetic_rows():
+    """Rows of every kind, crowded on purpose: values on their targets and ceilings."""
+    rows = []
+    for i, (value, target, ceiling, torch) in enumerate(
+        [(8.1, 30, 45, 1.2), (1.0, 1.0, None, None), (29.0, 30, 31, 28.0), (0.3, None, 0.35, None),
+         (22.8, 20, None, 19.0), (1.01, 1.5, None, None)]
+    ):
+        r = row(target=target, samples=[value * 0.9, value, value * 1.1])
+        r.label, r.torch_ratio = f"workload {i}", torch
+        r.ceiling = r.ceiling_1thread = ceiling
+        rows.append(r)
+    rows[1].peer, rows[1].peer_ratio = "jax", 0.8
+    rows.append(row("fraction", 0.5, [0.76, 0.74]))
+    rows.append(row("slowdown", 1.25, [1.3, 1.2]))
+    rows += [row("seconds", t, [v, v * 1.05]) for v, t in [(12.0, 15.0), (0.9, 2.0), (2.1, 2.0)]]
+    for i, r in enumerate(rows[-5:]):
+        r.label = f"other {i}"
+    return rows
+
+
+def text_overlaps(fig):
+    """Pairs of texts, and of a text and a target/ceiling marker, that overlap on the
+    rendered figure."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()  # lays the figure out
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    pairs = [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1 :]
+             if box_a.overlaps(box_b)]
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if line.get_marker() in (None, "None", "") or line.get_label().startswith("_"):
+                continue
+            for x, y in ax.transData.transform(line.get_xydata()):
+                pairs += [(line.get_label(), name) for name, box in boxes
+                          if box.contains(x, y)]
+    return pairs
+
+
+def test_figure_labels_do_not_overlap():
+    pytest.importorskip("matplotlib")
+    from fastbp._tools import plot
+
+    rows = synthetic_rows()
+    fig = plot.figure(rows, "synthetic")
+    try:
+        assert len(fig.axes) == 3  # speed-ups, other ratios, seconds
+        texts = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+        for verdict in ("met", "missed", "within noise", "report", "target",
+                        "fastbp over the fastest peer"):
+            assert verdict in texts, verdict  # the colour key is in the legend
+        assert "29.00x, target >= 30x: within noise" in texts
+        assert text_overlaps(fig) == []
+    finally:
+        common.load_pyplot().close(fig)
+    # The check itself: the same rows squeezed into a tenth of the height overlap.
+    squeezed = plot.figure(rows, "synthetic", row_height=plot.ROW_HEIGHT / 10)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "constrained_layout not applied"
+            assert text_overlaps(squeezed)
+    finally:
+        common.load_pyplot().close(squeezed)
+
+
 def test_plot_without_matplotlib_fails_before_running(tmp_path, monkeypatch, capsys):
     def missing():
         raise ImportError("No module named 'matplotlib'")
 
-    monkeypatch.setattr(_cli, "load_pyplot", missing)
-    monkeypatch.setattr(_bench, "run", lambda *a, **k: pytest.fail("ran without matplotlib"))
+    monkeypatch.setattr(common, "load_pyplot", missing)
+    monkeypatch.setattr(runner, "run", lambda *a, **k: pytest.fail("ran without matplotlib"))
     assert main(["bench", "--tiny", "--plot", str(tmp_path / "x.png")]) == 1
     assert "--plot needs matplotlib" in capsys.readouterr().err
 
 
 def test_json_into_missing_directory_fails_before_running(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(_bench, "run", lambda *a, **k: pytest.fail("ran"))
+    monkeypatch.setattr(runner, "run", lambda *a, **k: pytest.fail("ran"))
     assert main(["bench", "--tiny", "--json", str(tmp_path / "nope" / "x.json")]) == 1
     assert "--json" in capsys.readouterr().err
 
@@ -230,9 +389,9 @@ def test_torch_side_comparison(tmp_path):
     out = tmp_path / "bench.json"
     # mc-b200 at --tiny: two minibatches per epoch, so this is mostly torch's import.
     assert main(["bench", "--tiny", "--only", "mc-b200", "--json", str(out)]) == 0
-    report = json.loads(out.read_text())
-    speed, threads = report["rows"]
-    assert report["machine"]["torch"]
+    result = json.loads(out.read_text())
+    speed, threads = result["rows"]
+    assert result["machine"]["torch"]
     assert speed["torch_ratio"] == pytest.approx(
         speed["medians"]["torch"] / speed["medians"]["fastbp"]
     )
@@ -250,7 +409,7 @@ def test_interleave_warms_up_then_takes_turns_at_each_thread_count():
         return sample, (lambda: calls.append((name, "warm-up"))), n_threads
 
     before = (numba.get_num_threads(), blas_threads())
-    samples = _bench.interleave({"a": config("a", 1), "b": config("b", 2)}, repeats=2)
+    samples = common.interleave({"a": config("a", 1), "b": config("b", 2)}, repeats=2)
     assert samples == {"a": [1.0, 1.0], "b": [1.0, 1.0]}
     assert [c[:1] for c in calls] == [("a",), ("b",), ("a",), ("b",), ("a",), ("b",)]
     assert calls[:2] == [("a", "warm-up"), ("b", "warm-up")]
@@ -261,7 +420,7 @@ def test_interleave_warms_up_then_takes_turns_at_each_thread_count():
 
 def test_threads_restored_when_the_block_raises():
     before = (numba.get_num_threads(), blas_threads())
-    with pytest.raises(RuntimeError), _bench.threads(1):
+    with pytest.raises(RuntimeError), common.threads(1):
         assert numba.get_num_threads() == 1
         assert set(blas_threads().values()) == {1}
         raise RuntimeError
@@ -271,22 +430,22 @@ def test_threads_restored_when_the_block_raises():
 def test_training_flops_counts_forward_gradient_and_hidden_deltas():
     # layers 2 -> 3 -> 1, one row: forward 2*(6+3), weight gradients 2*(6+3), the delta
     # into the hidden layer 2*3 (none into the input).
-    assert _bench.training_flops([2, 3, 1], 1) == 18 + 18 + 6
-    assert _bench.training_flops([2, 3, 1], 10) == 420
+    assert ceilings.training_flops([2, 3, 1], 1) == 18 + 18 + 6
+    assert ceilings.training_flops([2, 3, 1], 10) == 420
 
 
 def test_ceiling_is_the_reference_time_over_flops_at_peak():
     # The hand measurement it formalises: a digits batch (32 rows, 64 -> 64 -> 10) is
     # about 647 kFLOP of products; at float64's 43 GFLOP/s on one core against
     # scikit-learn's 334 us per batch, no implementation gets past ~22x.
-    flops = _bench.training_flops([64, 64, 10], 32)
+    flops = ceilings.training_flops([64, 64, 10], 32)
     assert flops == pytest.approx(647e3, rel=0.01)
-    assert _bench.speedup_ceiling(334e-6, flops, 43.0) == pytest.approx(22.2, abs=0.1)
-    assert _bench.speedup_ceiling(2.0, 4e9, 8.0) == 4.0
+    assert ceilings.speedup_ceiling(334e-6, flops, 43.0) == pytest.approx(22.2, abs=0.1)
+    assert ceilings.speedup_ceiling(2.0, 4e9, 8.0) == 4.0
 
 
 @pytest.mark.parametrize(
-    "value, target, ceilings, expected",
+    "value, target, limits, expected",
     [
         (12.0, 30, (21.7, 11.0), ["target 30x is above this machine's ceiling 21.7x"]),
         (12.0, 30, (43.4, 21.7), ["target 30x is above the 1-thread ceiling 21.7x"]),
@@ -295,8 +454,8 @@ def test_ceiling_is_the_reference_time_over_flops_at_peak():
         (3.0, 8, (7.9, 7.0), ["target 8x is above this machine's ceiling 7.9x"]),
     ],
 )
-def test_ceiling_note_says_when_the_target_is_out_of_reach(value, target, ceilings, expected):
-    note = _bench.ceiling_note(value, target, *ceilings)
+def test_ceiling_note_says_when_the_target_is_out_of_reach(value, target, limits, expected):
+    note = ceilings.ceiling_note(value, target, *limits)
     assert [part for part in expected if part in note] == expected
     assert bool(note) == bool(expected)
     if "machine's ceiling" in note:
@@ -304,11 +463,11 @@ def test_ceiling_note_says_when_the_target_is_out_of_reach(value, target, ceilin
 
 
 def test_peak_rates_are_measured_once_per_dtype_and_thread_count():
-    peaks = _bench.PeakRates(size=16, calls=2)
+    peaks = ceilings.PeakRates(size=16, calls=2)
     configs = peaks.configs("float64")
     assert set(configs) == {f"peak@{n}" for n in peaks.thread_counts()}
     assert [n for _, _, n in configs.values()] == peaks.thread_counts()
-    samples = _bench.interleave({"other": (lambda: 1.0, None, None), **configs}, repeats=3)
+    samples = common.interleave({"other": (lambda: 1.0, None, None), **configs}, repeats=3)
     peaks.collect("float64", samples)
     assert list(samples) == ["other"]  # the peak samples moved into the cache
     assert peaks.configs("float64") == {} and peaks.configs(np.float64) == {}
@@ -319,45 +478,100 @@ def test_peak_rates_are_measured_once_per_dtype_and_thread_count():
     assert peaks.gflops("float64", 1) == pytest.approx(2 * 16**3 / seconds / 1e9)
 
 
+def row(metric="speed-up", target=2.0, samples=(3.0,), times=None):
+    """A report row of synthetic samples (its value: their median)."""
+    times = times or {"x": [1.0]}
+    value = statistics.median(samples)
+    return report.Row("w", "w", metric, value, target, "", "", times, "s", list(samples))
+
+
 def test_row_met_follows_metric_direction():
-    row = _bench.Row("w", "w", "seconds", 3.0, 2.0, "", "", {"x": [3.0]}, "s")
-    assert row.met is False and row.comparison == "<="
-    row.value = 1.5
-    assert row.met is True
-    ratio = _bench.Row("w", "w", "speed-up", 3.0, 2.0, "", "", {"x": [3.0]}, "s")
+    seconds = row("seconds", samples=[3.0])
+    assert seconds.met is False and seconds.comparison == "<="
+    assert row("seconds", samples=[1.5]).met is True
+    ratio = row("speed-up", samples=[3.0])
     assert ratio.met is True and ratio.comparison == ">="
-    ratio.target = None
-    assert ratio.met is None
+    assert row("speed-up", target=None).met is None
+    assert row("slowdown", target=1.25, samples=[1.1]).met is True
+    assert row("slowdown", target=1.25, samples=[1.3]).comparison == "<="
+
+
+@pytest.mark.parametrize(
+    "comparison, target, samples, expected",
+    [
+        (">=", 5.0, [8.0, 8.2, 9.0], "met"),
+        (">=", 5.0, [4.44, 6.0, 8.21], "within noise"),  # once read "missed", then "met"
+        (">=", 5.0, [4.4, 4.9, 3.0], "missed"),
+        (">=", 5.0, [5.0], "met"),  # on the target counts as met
+        ("<=", 2.0, [1.9, 2.0], "met"),
+        ("<=", 2.0, [1.5, 2.5], "within noise"),
+        ("<=", 2.0, [2.1, 3.0], "missed"),
+    ],
+)
+def test_verdict_needs_every_sample_on_one_side_of_the_target(
+    comparison, target, samples, expected
+):
+    assert report.verdict(samples, target, comparison) == expected
+    assert report.verdict(samples, None, comparison) == "report"
+
+
+def test_verdict_ignores_the_median_when_samples_straddle():
+    # median 6.0 >= 5: the old rule said "met"; repeats at 4.4 and 7.9 say the run cannot tell
+    straddling = row(target=5.0, samples=[4.4, 6.0, 7.9])
+    assert straddling.value >= straddling.target
+    assert (straddling.verdict, straddling.met, straddling.within_noise) == (
+        "within noise", None, True
+    )
+    assert report.fmt_result(straddling) == "within noise"
 
 
 def test_noisy_rows_are_flagged():
-    quiet = _bench.Row("w", "w", "speed-up", 3.0, 2.0, "", "", {"a": [1.0, 1.5]}, "s")
-    noisy = _bench.Row("w", "w", "speed-up", 3.0, 2.0, "", "", {"a": [1, 1], "b": [1, 3]}, "s")
+    quiet = row(times={"a": [1.0, 1.5]})
+    noisy = row(times={"a": [1, 1], "b": [1, 3]})
     assert (quiet.spread, noisy.spread) == (1.5, 3.0)
-    assert _bench._fmt_result(quiet) == "met"
-    assert _bench._fmt_result(noisy) == "met (noisy)"
+    assert report.fmt_result(quiet) == "met"
+    assert report.fmt_result(noisy) == "met (noisy)"
 
 
-def test_thread_rows_below_target_within_noise():
-    """A "never slower" row whose samples overlap reads "noise", not "missed"; one whose
-    2-thread runs were all slower than every 1-thread run is missed."""
-    overlap = _bench._speed_rows(
-        "w", "w", {"fastbp": [1.0], "sklearn": [5.0], "fastbp@1": [1.0, 1.2],
-                   "fastbp@2": [1.1, 1.15]}, 2.0, 10, 10, 1.0, "s/epoch",
-    )[1]
-    assert overlap.met is False and overlap.within_noise
-    assert _bench._fmt_result(overlap) == "noise"
-    apart = _bench._speed_rows(
-        "w", "w", {"fastbp": [1.0], "sklearn": [5.0], "fastbp@1": [1.0, 1.05],
-                   "fastbp@2": [1.1, 1.3]}, 2.0, 10, 10, 1.0, "s/epoch",
-    )[1]
-    assert apart.met is False and not apart.within_noise
-    assert _bench._fmt_result(apart) == "missed"
-    faster = _bench._speed_rows(
-        "w", "w", {"fastbp": [1.0], "sklearn": [5.0], "fastbp@1": [2.0, 2.2],
-                   "fastbp@2": [1.0, 1.5]}, 2.0, 10, 10, 1.0, "s/epoch",
-    )[1]
-    assert faster.met and not faster.within_noise and _bench._fmt_result(faster) == "met"
+def thread_row(one, two):
+    samples = {"fastbp": two, "sklearn": [5.0] * len(two), "fastbp@1": one, "fastbp@2": two}
+    return workloads.speed_rows("w", "w", samples, 2.0, 10, 10, 1.0, "s/epoch")[1]
+
+
+def test_thread_rows_verdict_from_repeat_by_repeat_ratios():
+    """A "never slower" row whose per-repeat ratios straddle 1 reads "within noise"; one
+    whose 2-thread runs were all slower than their 1-thread turns is missed."""
+    overlap = thread_row([1.0, 1.2], [1.1, 1.15])
+    assert overlap.samples == pytest.approx([1.0 / 1.1, 1.2 / 1.15])
+    assert overlap.within_noise and report.fmt_result(overlap) == "within noise"
+    apart = thread_row([1.0, 1.05], [1.1, 1.3])
+    assert apart.met is False and report.fmt_result(apart) == "missed"
+    faster = thread_row([2.0, 2.2], [1.0, 1.5])
+    assert faster.met and report.fmt_result(faster) == "met"
+
+
+def test_table_explains_every_mark_and_shows_no_peer_as_a_dash(capsys):
+    rows = [
+        row(target=5.0, samples=[4.0, 6.0], times={"a": [1.0, 3.0]}),  # noisy, within noise
+        row(target=None),
+        row("seconds", target=2.0, samples=[1.0]),
+    ]
+    rows[0].reference = "sklearn 1 s/epoch*"
+    rows[0].ceiling, rows[0].ceiling_1thread = 9.0, 4.5
+    rows[1].peer, rows[1].peer_ratio = "jax", 1.5
+    report.print_report(rows, torch=None)
+    out = capsys.readouterr().out
+    table = out.splitlines()[: len(rows) + 1]
+    assert table[0].endswith("fastest peer") and table[1].endswith("—")
+    assert table[2].endswith("1.50x vs jax")
+    key = "\n".join(out.splitlines()[len(rows) + 1 :])
+    for mark in ("*:", "ceiling (1 thr):", "within noise:", "report:", "(noisy):", "—:"):
+        assert mark in key, mark
+    assert "slowdown:" not in key  # only marks that are in the table
+    assert "--details" in key and "per repeat" not in out
+    report.print_report(rows, torch=None, details=True)
+    details = capsys.readouterr().out
+    assert "w: per repeat 4, 6" in details and "  a (s): 1.00 s, 3.00 s" in details
 
 
 def test_quick_mode_settings_without_torch(monkeypatch, capsys):
@@ -367,8 +581,8 @@ def test_quick_mode_settings_without_torch(monkeypatch, capsys):
         seen.update(settings=settings, names=names, torch=torch)
         return [], {}
 
-    monkeypatch.setattr(_bench, "run", fake_run)
-    monkeypatch.setattr(_bench, "_load_torch", lambda: pytest.fail("torch loaded in --quick"))
+    monkeypatch.setattr(runner, "run", fake_run)
+    monkeypatch.setattr(runner, "load_torch", lambda: pytest.fail("torch loaded in --quick"))
     assert main(["bench", "--quick", "--repeats", "2", "--only", "wide"]) == 0
     settings = seen["settings"]
     assert settings.mode == "quick" and not settings.cold_start and not settings.torch

@@ -180,8 +180,9 @@ def _wide_data(rows=WIDE_ROWS):
     return rng.standard_normal((rows, 256), dtype=np.float32), rng.integers(0, 10, rows)
 
 
-# These two helpers repeat fastbp._bench.training_flops and fastbp._bench.threads on
-# purpose: asv benchmarks also run against older commits, which have no fastbp._bench.
+# These two helpers repeat fastbp._tools.ceilings.training_flops and
+# fastbp._tools.common.threads on purpose: asv benchmarks also run against older
+# commits, which have neither module (the bench lived in fastbp._bench before).
 def _training_flops(layer_units, n_rows):
     """Forward 2*fan_in*fan_out per layer and row, as much for the weight gradients, as
     much again for the deltas of every layer but the first (no delta for the input)."""

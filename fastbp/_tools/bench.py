@@ -1,0 +1,367 @@
+"""The workloads of ``python -m fastbp bench``: fastbp against scikit-learn (and PyTorch
+when it is installed) on the speed targets, as ratios measured side by side in one run.
+
+Method. Each workload builds a set of *configurations* (an implementation, the rows it
+trains on, a thread count) and times them in turns (``common.interleave``): every one
+first runs once untimed (fastbp compiles its kernels or loads them from the on-disk
+cache; scikit-learn and PyTorch pay their own first-call costs), then they take turns,
+repeat after repeat, so that a noisy neighbour slows them alike; rows compare medians, and
+their verdicts come from the ratio of each repeat (``report.verdict``). A fit runs a fixed
+number of epochs (``tol=0``, no early stop); its time per epoch is the fit's time divided
+by the epochs, fixed costs of ``fit`` included. Where scikit-learn would take minutes it
+trains on a leading subset of the rows and its time is scaled per row to the full data
+(an epoch's cost is proportional to its rows at a fixed batch size); the row says so.
+
+Threads: the side-by-side comparisons run every library with as many threads as the
+process may use (BLAS through threadpoolctl, numba, torch); the thread-scaling rows time
+fastbp alone at 1 and at 2 threads. Any change of a thread count is undone in ``finally``.
+"""
+
+import os
+import statistics
+import time
+
+import numpy as np
+
+from .._threads import usable_cores
+from . import ceilings
+from .ceilings import WIDE_BATCH, add_ceiling, gemm_operands, gemm_seconds, layer_units
+from .common import (
+    ALPHA,
+    SEED,
+    classification,
+    digits,
+    fit_params,
+    fit_seconds,
+    fmt_seconds,
+    interleave,
+    median_call_seconds,
+)
+from .processes import burner, start_workload
+from .report import Row, per_repeat
+
+WIDE_HIDDEN = (1024, 1024)
+MC_HIDDEN = (256, 128)
+BUSY_TARGET = 1.25  # busy-core epoch over the quiet 1-thread epoch
+
+
+def _median(samples, key):
+    return statistics.median(samples[key])
+
+
+def _torch_net(torch, n_features, hidden, n_outputs, dtype):
+    layers, fan_in = [], n_features
+    for width in hidden:
+        layers += [torch.nn.Linear(fan_in, width, dtype=dtype), torch.nn.ReLU()]
+        fan_in = width
+    layers.append(torch.nn.Linear(fan_in, n_outputs, dtype=dtype))
+    return torch.nn.Sequential(*layers)
+
+
+def _torch_fit_seconds(torch, X, y, hidden, batch_size, epochs):
+    """Seconds of a plain eager PyTorch training loop of the same network: Linear+ReLU,
+    softmax cross-entropy, Adam with scikit-learn's lr/betas/eps, the L2 penalty on the
+    weights as scikit-learn applies it (alpha / batch rows), a fresh shuffle per epoch."""
+    dtype = torch.float32 if X.dtype == np.float32 else torch.float64
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+    n = Xt.shape[0]
+    start = time.perf_counter()
+    torch.manual_seed(SEED)
+    net = _torch_net(torch, X.shape[1], hidden, int(y.max()) + 1, dtype)
+    weights = [p for name, p in net.named_parameters() if name.endswith("weight")]
+    biases = [p for name, p in net.named_parameters() if name.endswith("bias")]
+    optimizer = torch.optim.Adam(
+        [{"params": weights, "weight_decay": ALPHA / batch_size}, {"params": biases}],
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+    )
+    loss_fn = torch.nn.CrossEntropyLoss()
+    for _ in range(epochs):
+        order = torch.randperm(n)
+        for first in range(0, n, batch_size):
+            rows = order[first : first + batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(net(Xt[rows]), yt[rows]).backward()
+            optimizer.step()
+    return time.perf_counter() - start
+
+
+
+
+def _fit_configs(X, y, hidden, batch_size, epochs, sklearn_rows, torch, extra=None):
+    """Configurations of one fit workload. Every sample is seconds per epoch over all of
+    X's rows (scaled per row for a subset). Keys: fastbp, sklearn, torch (if given),
+    fastbp@1, fastbp@2; ``extra`` configurations are added as they are."""
+    from sklearn.neural_network import MLPClassifier as SklearnMLP
+
+    from .. import MLPClassifier as FastbpMLP
+
+    n = X.shape[0]
+    params = fit_params(hidden, batch_size, epochs)
+    warm_rows = min(n, 2 * batch_size)
+
+    def fit(cls, rows):
+        Xs, ys = X[:rows], y[:rows]
+        return lambda: fit_seconds(cls, params, Xs, ys) * (n / rows) / epochs
+
+    main = usable_cores()
+    warm_fastbp = fit(FastbpMLP, warm_rows)
+    configs = {
+        "fastbp": (fit(FastbpMLP, n), warm_fastbp, main),
+        "sklearn": (fit(SklearnMLP, min(sklearn_rows, n)), fit(SklearnMLP, warm_rows), main),
+    }
+    if torch is not None:
+
+        def torch_fit(rows):
+            Xs, ys = X[:rows], y[:rows]
+            return lambda: _torch_fit_seconds(torch, Xs, ys, hidden, batch_size, epochs) / epochs
+
+        configs["torch"] = (torch_fit(n), torch_fit(warm_rows), main)
+    return _with_thread_configs(configs, fit(FastbpMLP, n), warm_fastbp, extra)
+
+
+def _with_thread_configs(configs, fastbp_sample, fastbp_warm_up, extra):
+    """``configs`` and fastbp at 1 thread and at 2 (the main run is the 2-thread one on
+    2 cores), then the ``extra`` configurations."""
+    configs["fastbp@1"] = (fastbp_sample, fastbp_warm_up, 1)
+    if usable_cores() != 2:
+        configs["fastbp@2"] = (fastbp_sample, fastbp_warm_up, 2)
+    configs.update(extra or {})
+    return configs
+
+
+def _thread_samples(samples):
+    """fastbp's samples at 1 and 2 threads (the main run is the 2-thread one on 2 cores)."""
+    two = samples["fastbp@2"] if "fastbp@2" in samples else samples["fastbp"]
+    return samples["fastbp@1"], two
+
+
+def speed_rows(workload, label, samples, target, n, sklearn_rows, thread_target, unit):
+    """The speed-up row and the thread-scaling row of a fit or predict workload."""
+    fast, sk = _median(samples, "fastbp"), _median(samples, "sklearn")
+    per = "/epoch" if unit == "s/epoch" else "/call"
+    note = ""
+    if sklearn_rows < n:
+        note = f"; sklearn trained on {sklearn_rows} of {n} rows, its time scaled per row"
+    torch_ratio = _median(samples, "torch") / fast if "torch" in samples else None
+    speed = Row(
+        workload,
+        label,
+        "speed-up",
+        sk / fast,
+        target,
+        fmt_seconds(fast) + per,
+        "sklearn " + fmt_seconds(sk) + per + ("*" if note else ""),
+        {k: v for k, v in samples.items() if not k.startswith("fastbp@")},
+        unit,
+        per_repeat(samples["sklearn"], samples["fastbp"]),
+        torch_ratio,
+        note,
+    )
+    one, two = _thread_samples(samples)
+    scaling = Row(
+        workload,
+        f"{label} 2 vs 1 thr",
+        "speed-up",
+        statistics.median(one) / statistics.median(two),
+        thread_target,
+        fmt_seconds(statistics.median(two)) + " (2 thr)",
+        fmt_seconds(statistics.median(one)) + " (1 thr)",
+        {"fastbp@1": one, "fastbp@2": two},
+        unit,
+        per_repeat(one, two),
+    )
+    return [speed, scaling]
+
+
+def digits_workload(dtype):
+    """digits (1797 x 64), hidden (64,), batch 32: >= 30x sklearn per epoch."""
+
+    def run(settings, torch, peaks):
+        X, y = digits(dtype)
+        E = settings.digits_epochs
+        configs = _fit_configs(X, y, (64,), 32, E, len(X), torch, peaks.configs(dtype))
+        samples = interleave(configs, settings.repeats)
+        peaks.collect(dtype, samples)
+        name = f"digits{dtype[-2:]}"
+        rows = speed_rows(name, name, samples, 30, len(X), len(X), 1.0, "s/epoch")
+        rows[0].note = f"{E} epoch(s) per fit, all 1797 rows, {dtype}" + rows[0].note
+        add_ceiling(rows[0], peaks, dtype, layer_units(X, y, (64,)), len(X))
+        return rows
+
+    return run
+
+
+def mc_workload(batch_size, target):
+    """make_classification n x 100, 10 classes, hidden (256, 128), float64."""
+
+    def run(settings, torch, peaks):
+        n, m = settings.mc_rows, settings.mc_sklearn_rows
+        X, y = classification(n, 100)
+        extra = peaks.configs(X.dtype)
+        configs = _fit_configs(X, y, MC_HIDDEN, batch_size, 1, m, torch, extra)
+        samples = interleave(configs, settings.repeats)
+        peaks.collect(X.dtype, samples)
+        name = f"mc-b{batch_size}"
+        rows = speed_rows(name, name, samples, target, n, min(m, n), 1.0, "s/epoch")
+        rows[0].note = f"{n} x 100, 1 epoch per fit" + rows[0].note
+        add_ceiling(rows[0], peaks, X.dtype, layer_units(X, y, MC_HIDDEN), n)
+        return rows
+
+    return run
+
+
+def _gflops_row(n, samples, gemm, gemm_shape):
+    """The wide net's training GFLOP/s over the same-run GEMM's (target >= 0.5)."""
+    flops = ceilings.training_flops([256, *WIDE_HIDDEN, 10], n)
+    gemm_flops = 2 * gemm_shape[0] * gemm_shape[1] * gemm_shape[2]
+
+    def rate(key, configuration):
+        return flops / _median(samples, key), gemm_flops / _median(gemm, configuration)
+
+    (fit, reference), (fit1, reference1) = rate("fastbp", "gemm"), rate("fastbp@1", "gemm@1")
+    fit_rates = [flops / t for t in samples["fastbp"]]
+    gemm_rates = [gemm_flops / t for t in gemm["gemm"]]
+    return Row(
+        "wide",
+        "wide GFLOP/s vs GEMM",
+        "fraction",
+        fit / reference,
+        0.5,
+        f"{fit / 1e9:.1f} GFLOP/s",
+        f"GEMM {reference / 1e9:.1f} GFLOP/s",
+        {"fastbp": samples["fastbp"], "gemm": gemm["gemm"]},
+        "s/epoch (fastbp), s/GEMM (gemm)",
+        per_repeat(fit_rates, gemm_rates),
+        note=f"{flops / 1e9:.0f} GFLOP per epoch counted analytically; GEMM "
+        "({}x{})@({}x{}) float32; at 1 thread ".format(*gemm_shape[:2], *gemm_shape[1:])
+        + f"{fit1 / 1e9:.1f} vs {reference1 / 1e9:.1f} GFLOP/s ({fit1 / reference1:.2f})",
+    )
+
+
+def wide_workload(settings, torch, peaks):
+    """n x 256, hidden (1024, 1024), batch 512, float32: the training FLOP rate against a
+    same-run float32 GEMM, the speed-up over 1 thread, and (report) over sklearn."""
+    n, m = settings.wide_rows, settings.wide_sklearn_rows
+    X, y = classification(n, 256, "float32")
+    A, B, out = gemm_operands()
+    calls = settings.gemm_calls
+    extra = {
+        "gemm": (lambda: gemm_seconds(A, B, out, calls), None, usable_cores()),
+        "gemm@1": (lambda: gemm_seconds(A, B, out, calls), None, 1),
+        **peaks.configs(X.dtype),
+    }
+    configs = _fit_configs(X, y, WIDE_HIDDEN, WIDE_BATCH, 1, m, torch, extra)
+    samples = interleave(configs, settings.wide_repeats)
+    peaks.collect(X.dtype, samples)
+
+    gemm = {k: samples.pop(k) for k in ("gemm", "gemm@1")}
+    speed, scaling = speed_rows("wide", "wide", samples, None, n, min(m, n), 1.5, "s/epoch")
+    speed.note = f"{n} x 256 float32, 1 epoch per fit" + speed.note
+    add_ceiling(speed, peaks, X.dtype, layer_units(X, y, WIDE_HIDDEN), n)
+    gemm_scaling = _median(gemm, "gemm@1") / _median(gemm, "gemm")
+    scaling.note = f"numpy's GEMM alone: {gemm_scaling:.2f}x from 1 to 2 threads"
+    scaling.times.update(gemm)
+    fraction = _gflops_row(n, samples, gemm, (A.shape[0], A.shape[1], B.shape[1]))
+    return [fraction, speed, scaling]
+
+
+def predict_workload(settings, torch, peaks):
+    """Latency of predict on one row with a model fitted on digits: >= 20x sklearn."""
+    import warnings
+
+    from sklearn.neural_network import MLPClassifier as SklearnMLP
+
+    from .. import MLPClassifier as FastbpMLP
+
+    X, y = digits()
+    params = fit_params((64,), 32, settings.digits_epochs)
+    x, calls, main = X[:1], settings.predict_calls, usable_cores()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        models = {"fastbp": FastbpMLP(**params).fit(X, y), "sklearn": SklearnMLP(**params)}
+        models["sklearn"].fit(X, y)
+
+    def latency(predict):
+        return lambda: median_call_seconds(predict, x, calls)
+
+    configs = {key: (latency(est.predict), None, main) for key, est in models.items()}
+    if torch is not None:
+        net = _torch_net(torch, X.shape[1], (64,), 10, torch.float64)
+
+        def torch_predict(x):
+            with torch.no_grad():
+                return net(torch.from_numpy(x)).argmax(1).numpy()
+
+        configs["torch"] = (latency(torch_predict), None, main)
+    configs = _with_thread_configs(configs, latency(models["fastbp"].predict), None, None)
+    samples = interleave(configs, settings.repeats)
+    rows = speed_rows("predict", "predict 1 row", samples, 20, 1, 1, 1.0, "s/call")
+    rows[0].note = f"median of {calls} calls per sample, digits model, float64" + rows[0].note
+    return rows
+
+
+def busy_workload(settings, torch, peaks):
+    """An epoch of the mc-b200 network in float32 at fastbp's default thread count while
+    a CPU burner holds one core, over the quiet 1-thread epoch: <= 1.25x. A 2-thread
+    BLAS product waits for its descheduled thread; the thread policy must not let that
+    cost more than a quarter."""
+    from .. import MLPClassifier as FastbpMLP
+
+    n = settings.mc_rows
+    X, y = classification(n, 100, "float32")
+    params = fit_params(MC_HIDDEN, 200, 1)
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+
+    def quiet():
+        return fit_seconds(FastbpMLP, params, X, y)
+
+    def busy():
+        with burner(cores[-1]):
+            return fit_seconds(FastbpMLP, params, X, y)
+
+    # Busy at the thread count the process had (None: unchanged), quiet at one thread.
+    samples = interleave({"quiet@1": (quiet, None, 1), "busy": (busy, quiet, None)},
+                         settings.repeats)
+    quiet_median, busy_median = _median(samples, "quiet@1"), _median(samples, "busy")
+    note = f"{n} x 100 float32, 1 epoch per fit; burner on core {cores[-1]}"
+    if len(cores) == 1:
+        note += "; one usable core: the burner shares it, so this measures time-slicing"
+    return [Row(
+        "busy",
+        "busy core",
+        "slowdown",
+        busy_median / quiet_median,
+        BUSY_TARGET,
+        fmt_seconds(busy_median) + "/epoch (busy)",
+        fmt_seconds(quiet_median) + "/epoch (quiet 1 thr)",
+        samples,
+        "s/epoch",
+        per_repeat(samples["busy"], samples["quiet@1"]),
+        note=note,
+    )]
+
+
+RUNNERS = {
+    "digits64": digits_workload("float64"),
+    "digits32": digits_workload("float32"),
+    "mc-b32": mc_workload(32, 8),
+    "mc-b200": mc_workload(200, 5),
+    "wide": wide_workload,
+    "predict": predict_workload,
+    "busy": busy_workload,
+    "start": start_workload,
+}
+DESCRIPTIONS = {
+    "digits64": "digits 1797x64, hidden (64,), batch 32, float64",
+    "digits32": "digits 1797x64, hidden (64,), batch 32, float32",
+    "mc-b32": "make_classification 50k x 100, 10 classes, hidden (256,128), batch 32",
+    "mc-b200": "make_classification 50k x 100, 10 classes, hidden (256,128), batch 200",
+    "wide": "50k x 256, hidden (1024,1024), batch 512, float32",
+    "predict": "predict one row, digits model",
+    "busy": "mc-b200 in float32 with one core taken by a CPU burner",
+    "start": "import + first fit in fresh processes (cold and warm numba cache)",
+}
+WORKLOADS = tuple(RUNNERS)
+assert WORKLOADS == tuple(DESCRIPTIONS)

@@ -1,0 +1,148 @@
+"""The bench's other processes: fresh interpreters for the cold and warm start, and a CPU
+burner that holds one core while the busy-core row is timed."""
+
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .common import digits, fit_params, fmt_seconds
+from .report import Row
+
+PACKAGE = Path(__file__).resolve().parents[1]  # the fastbp these tools belong to
+# Start-up runs: the dtypes fitted in one fresh process, one fit each.
+START_DTYPES = {"float64": ["float64"], "float32": ["float32"], "both": ["float64", "float32"]}
+START_TARGETS = {"cold": 15.0, "warm": 2.0}  # seconds, import + first fit(s)
+
+_START_SCRIPT = """
+import json, sys, time, warnings
+import numpy as np
+warnings.simplefilter("ignore")
+data = np.load(sys.argv[1])
+X, y = data["X"], data["y"]
+params = json.loads(sys.argv[2])
+start = time.perf_counter()
+from fastbp import MLPClassifier
+imported = time.perf_counter()
+for dtype in sys.argv[3].split(","):
+    MLPClassifier(**params).fit(X.astype(dtype), y)
+done = time.perf_counter()
+import fastbp
+print(json.dumps({"import": imported - start, "first_fit": done - start,
+                  "fastbp": fastbp.__file__}))
+"""
+
+
+def start_seconds(data_path, params, dtypes, cache_dir):
+    """Import of fastbp + one first fit per dtype on digits in a fresh interpreter.
+
+    The data are loaded with numpy alone beforehand, so importing scikit-learn is part of
+    the time. Returns ``{"first_fit": s, "import": s, "wall": s}``: the first two
+    measured in the child from before the import, the last the whole child process.
+    ``cache_dir`` None keeps numba's cache next to the sources (this tree's).
+    """
+    env = dict(os.environ)
+    # The child imports this very fastbp (a worktree or checkout), not another install.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE.parent), env.get("PYTHONPATH")]))
+    if cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = str(cache_dir)
+    command = [sys.executable, "-c", _START_SCRIPT, str(data_path), json.dumps(params)]
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [*command, ",".join(dtypes)], env=env, capture_output=True, text=True, timeout=900
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"start-up subprocess failed:\n{proc.stderr}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if Path(result.pop("fastbp")) != PACKAGE / "__init__.py":
+        raise RuntimeError(f"the start-up subprocess imported another fastbp: {proc.stdout}")
+    return {**result, "wall": wall}
+
+
+def start_runs(settings, data_path, params, tmp):
+    """``{(kind, dtypes name): [run, ...]}`` over ``settings.start_repeats`` repeats.
+
+    Each cold run gets a new empty NUMBA_CACHE_DIR; the warm runs of a repeat reuse the
+    cache its cold "both" run filled (every kernel, both dtypes). Without
+    ``settings.cold_start`` only warm runs, on this tree's cache.
+    """
+    kinds = ("cold", "warm") if settings.cold_start else ("warm",)
+    runs = {(kind, name): [] for kind in kinds for name in START_DTYPES}
+    for r in range(settings.start_repeats):
+        warm_cache = None
+        for kind, name in runs:
+            cache = warm_cache
+            if kind == "cold":
+                cache = Path(tmp) / f"numba-cache-{r}-{name}"
+                cache.mkdir()
+                warm_cache = cache if name == "both" else warm_cache
+            runs[kind, name].append(start_seconds(data_path, params, START_DTYPES[name], cache))
+    return runs
+
+
+def start_workload(settings, torch, peaks):
+    """Import + first 1-epoch fit on digits in fresh processes, float64, float32 and both:
+    with an empty NUMBA_CACHE_DIR (cold: compiles, <= 15 s) and with the cache a cold run
+    left (warm: <= 2 s). Without ``settings.cold_start`` only the warm ones run, on this
+    tree's cache. Medians of ``settings.start_repeats``."""
+    X, y = digits()
+    params = fit_params((64,), 32, 1)
+    caches = {
+        "cold": "empty NUMBA_CACHE_DIR",
+        "warm": "the cold run's cache" if settings.cold_start else "this tree's cache",
+    }
+    with tempfile.TemporaryDirectory(prefix="fastbp-bench-") as tmp:
+        data_path = Path(tmp) / "digits.npz"
+        np.savez(data_path, X=X, y=y)
+        runs = start_runs(settings, data_path, params, tmp)
+
+    rows = []
+    for (kind, name), kind_runs in runs.items():
+        times = {f"{kind} {key}": [run[key] for run in kind_runs] for key in kind_runs[0]}
+        med = {key: statistics.median(t) for key, t in times.items()}
+        first_fits = times[f"{kind} first_fit"]
+        row = Row(
+            "start",
+            f"{kind} start {name}",
+            "seconds",
+            statistics.median(first_fits),
+            START_TARGETS[kind],
+            fmt_seconds(statistics.median(first_fits)),
+            f"import {fmt_seconds(med[f'{kind} import'])}",
+            times,
+            "s",
+            first_fits,
+            note=f"import fastbp + first fit ({'+'.join(START_DTYPES[name])}) on digits in "
+            f"a fresh process, {caches[kind]}; whole process {fmt_seconds(med[f'{kind} wall'])}",
+        )
+        rows.append(row)
+    return rows
+
+
+_BURN = "import sys\nprint('ready', flush=True)\nwhile True:\n    pass\n"
+
+
+@contextlib.contextmanager
+def burner(core):
+    """A subprocess spinning on ``core`` (where affinity can be set) during the block;
+    it is killed on exit, also when the block raises."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BURN], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    )
+    try:
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(proc.pid, {core})
+        proc.stdout.readline()  # spinning from here on: the block runs on a busy core
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
