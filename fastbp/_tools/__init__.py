@@ -1,0 +1,1 @@
+"""Developer tools around fastbp (benchmarks, peers, plots): not part of the library."""
