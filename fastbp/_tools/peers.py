@@ -398,14 +398,16 @@ def onnxruntime_peer(estimator, threads=1):
     return run
 
 
-def _median_seconds(func, calls):
-    """Median wall seconds of ``calls`` calls of ``func()`` (stray stalls dropped)."""
+def _latency(func, calls):
+    """Seconds per call of ``func()`` over ``calls`` calls: ``wall``, the median (stray
+    stalls dropped), and ``cpu``, the mean (one call is below the CPU clock's reach)."""
     times = []
+    cpu = time.process_time()
     for _ in range(calls):
         start = time.perf_counter()
         func()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return {"wall": statistics.median(times), "cpu": (time.process_time() - cpu) / calls}
 
 
 def onnxruntime_predict_seconds(estimator, X, threads=1, repeats=7, calls=1000):
@@ -424,8 +426,8 @@ def onnxruntime_predict_seconds(estimator, X, threads=1, repeats=7, calls=1000):
     row = X[:1]
     run(X), run(row)
     return {
-        "rows": _median_seconds(lambda: run(X), repeats),
-        "one_row": _median_seconds(lambda: run(row), calls),
+        "rows": _latency(lambda: run(X), repeats)["wall"],
+        "one_row": _latency(lambda: run(row), calls)["wall"],
     }
 
 
@@ -603,12 +605,19 @@ def _fit_peers(workload, X, y, epochs, threads):
 
 
 def run_fit(name, rows=None, epochs=None, repeats=5, threads=1):
-    """fastbp, JAX and the own-shape GEMM on workload ``name``, timed in turns."""
+    """fastbp, JAX and the own-shape GEMM on workload ``name``, timed in turns.
+
+    A fastbp sample is ``fit(max_iter=epochs)`` over ``epochs``, so fit's fixed costs
+    (validation, set-up) are in it, as in the bench; a JAX sample is ``epochs`` calls of
+    the compiled epoch; a GEMM sample is one epoch's products. Medians of ``repeats``.
+    """
     workload = WORKLOADS[name]
-    rows = min(rows or workload.rows, workload.rows) if workload.data == "digits" else (
-        rows or workload.rows)
-    epochs = epochs or workload.epochs
     from threadpoolctl import threadpool_limits
+
+    rows = rows or workload.rows
+    if workload.data == "digits":
+        rows = min(rows, workload.rows)  # the data set has no more
+    epochs = epochs or workload.epochs
 
     X, y = _dataset(workload, rows)
     fastbp_sample, jax_args, units = _fit_peers(workload, X, y, epochs, threads)
@@ -649,16 +658,13 @@ def run_predict(repeats=5, calls=1000, threads=1):
     for name, predict in candidates.items():
         predict(rows), predict(rows[:1])  # untimed first calls
         samplers[f"{name} {PREDICT_ROWS} rows"] = lambda p=predict: _timed(lambda: p(rows))
-        samplers[f"{name} 1 row"] = lambda p=predict: {
-            "wall": _median_seconds(lambda: p(rows[:1]), calls), "cpu": float("nan")}
+        samplers[f"{name} 1 row"] = lambda p=predict: _latency(lambda: p(rows[:1]), calls)
     result["medians"] = _interleave(samplers, repeats)
     result["load_end"] = os.getloadavg()
     return result
 
 
 def _fmt(seconds):
-    if seconds != seconds:  # nan: not measured
-        return "-"
     if seconds >= 1.0:
         return f"{seconds:.3f} s"
     return f"{seconds * 1e3:.4g} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.4g} us"
