@@ -692,8 +692,9 @@ def report(result):
         lines.append(f"  jax time / fastbp time: wall {jx['wall'] / fb['wall']:.2f}, "
                      f"cpu {jx['cpu'] / fb['cpu']:.2f} (above 1: fastbp faster)")
     if "gemm" in medians:
-        lines.append("  own-shape GEMM fraction (gemm / fastbp): wall "
-                     f"{medians['gemm']['wall'] / medians['fastbp']['wall']:.2f}")
+        gm, fb = medians["gemm"], medians["fastbp"]
+        lines.append(f"  own-shape GEMM fraction (gemm / fastbp): wall "
+                     f"{gm['wall'] / fb['wall']:.2f}, cpu {gm['cpu'] / fb['cpu']:.2f}")
     for size in (f"{PREDICT_ROWS} rows", "1 row"):
         if f"onnxruntime {size}" in medians:
             ratio = medians[f"onnxruntime {size}"]["wall"] / medians[f"fastbp {size}"]["wall"]
