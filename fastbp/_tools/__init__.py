@@ -8,4 +8,5 @@ processes  fresh interpreters (cold / warm start) and the CPU burner
 report     rows, verdicts and the printed table
 plot       the bench's figure
 runner     ``bench``: settings, the run, the machine, JSON and PNG
+peers      JAX (jit + lax.scan epoch) and onnxruntime peers, own-shape GEMM time
 """

@@ -601,7 +601,8 @@ def _fit_peers(workload, X, y, epochs, threads):
     def fastbp_sample():
         return {key: seconds / epochs for key, seconds in _timed(fit).items()}
 
-    return fastbp_sample, jax_args, list(est._layout.units)
+    units = [est.coefs_[0].shape[0]] + [c.shape[1] for c in est.coefs_]
+    return fastbp_sample, jax_args, units
 
 
 def run_fit(name, rows=None, epochs=None, repeats=5, threads=1):
