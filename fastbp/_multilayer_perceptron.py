@@ -27,7 +27,7 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_array, check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.metaestimators import available_if
+from sklearn.utils._available_if import _AvailableIfDescriptor
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
@@ -68,6 +68,24 @@ def _check_fitted(est):
     a tenth of a one-row predict otherwise)."""
     if not est.__sklearn_is_fitted__():
         check_is_fitted(est)
+
+
+class _AvailableIf(_AvailableIfDescriptor):
+    """scikit-learn's ``available_if``, with the reason in the error's own message:
+    scikit-learn's says only "has no attribute", the reason hidden in its cause."""
+
+    def _check(self, obj, owner):
+        try:
+            super()._check(obj, owner)
+        except AttributeError as e:
+            if e.__cause__ is None:
+                raise
+            raise AttributeError(f"{e}: {e.__cause__}") from e.__cause__
+
+
+def available_if(check):
+    """``check(est)`` returns True or raises AttributeError saying why not."""
+    return lambda fn: _AvailableIf(fn, check=check, attribute_name=fn.__name__)
 
 
 def _probabilistic(est):
@@ -769,12 +787,15 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         )
 
     # ---------------------------------------------------------------------- prediction
-    def _forward_pass_fast(self, X, check_input=True):
-        """Output-layer activations for X, shape (n_samples, n_outputs)."""
+    def _forward_pass_fast(self, X, check_input=True, raw=False):
+        """Output-layer activations for X, shape (n_samples, n_outputs) (``raw``: the
+        output layer's values before its activation)."""
         if check_input:
             X = self._validate_predict_input(X)
         self._sync_params()
-        out, finite = self._network.predict(X, self.activation, self.__dict__.get("n_threads"))
+        out, finite = self._network.predict(
+            X, self.activation, self.__dict__.get("n_threads"), raw
+        )
         if not finite:  # only the fast path of _validate_predict_input lets it by
             validate_data(self, X, dtype=_config.FLOAT_DTYPES, reset=False)  # raises
             raise ValueError("Input X contains NaN or infinity.")
@@ -1288,6 +1309,28 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
                 f"partial_fit, which was: {self.classes_!r}"
             )
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def decision_function(self, X):
+        """The network's raw output scores: the output layer's values before the
+        softmax or logistic function (log_loss), its margins (hinge).
+
+        ``predict`` takes the arg max of each row (multiclass) or the sign (two classes,
+        and each label of multilabel y). With log_loss, ``predict_proba`` is the softmax
+        (multiclass) or logistic function of these scores.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) for two classes, else (n_samples,
+            n_classes)
+            For two classes, the score of ``classes_[1]`` (positive: predicted).
+        """
+        _check_fitted(self)
+        scores = self._forward_pass_fast(X, raw=True)
+        return scores.ravel() if self.n_outputs_ == 1 else scores
 
     @available_if(_probabilistic)
     def predict_log_proba(self, X):

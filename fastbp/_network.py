@@ -181,18 +181,21 @@ class Network:
     def output_activation(self):
         return output_activation(self.loss)
 
-    def act_codes(self, hidden):
+    def act_codes(self, hidden, raw=False):
         """The kernels' activation code of each layer (entry 0, the input, unused), for
-        the hidden activation names ``hidden``."""
+        the hidden activation names ``hidden``; ``raw``: the output layer's identity
+        (its pre-activation values, the scores of ``decision_function``)."""
         codes = [_act.HIDDEN_CODES[a] for a in hidden]
-        return np.array([0, *codes, _loss.OUTPUT_ACTIVATION[self.loss]], dtype=np.int64)
+        out = _act.IDENTITY if raw else _loss.OUTPUT_ACTIVATION[self.loss]
+        return np.array([0, *codes, out], dtype=np.int64)
 
     def all_finite(self):
         return bool(np.isfinite(self.params).all())
 
     # -------------------------------------------------------------------- prediction
-    def predict(self, X, activation, n_threads):
-        """Output-layer activations for validated X, shape (n_samples, n_outputs).
+    def predict(self, X, activation, n_threads, raw=False):
+        """Output-layer activations for validated X, shape (n_samples, n_outputs), or
+        with ``raw`` the output layer's values before its activation.
 
         ``activation`` and ``n_threads`` are the estimator's parameters now (they may
         change after fit). Returns ``(out, finite)``: ``finite`` is False if dense X has
@@ -205,8 +208,8 @@ class Network:
         # into the same memory); the plan (offsets, threads; read only) is cached, since
         # one-row latency is mostly overheads.
         net, size, threads, n_inputs = self.layout.cached(
-            ("predict", chunk, _hashable(activation), n_threads),
-            lambda: self._inference_plan(chunk, activation, n_threads),
+            ("predict", chunk, _hashable(activation), n_threads, raw),
+            lambda: self._inference_plan(chunk, activation, n_threads, raw),
         )
         if width != n_inputs:  # kernels do not check bounds
             raise ValueError(f"X has {width} features, but the network takes {n_inputs}.")
@@ -226,14 +229,14 @@ class Network:
                 )
         return out, finite
 
-    def _inference_plan(self, chunk, activation, n_threads):
+    def _inference_plan(self, chunk, activation, n_threads, raw):
         """``(net, activation buffer size, BLAS threads, input width)`` of predicting
         ``chunk`` rows at a time."""
         units = self.layout.units
         hidden = hidden_activations(
             activation, self.n_layers - 2, tuple(int(u) for u in units[1:-1])
         )
-        net, size = self.layout.net(chunk, self.act_codes(hidden))
+        net, size = self.layout.net(chunk, self.act_codes(hidden, raw))
         # products of a few rows run on one BLAS thread anyway (OpenBLAS does not split
         # them): no thread bookkeeping for them
         few = chunk * int(units.max()) ** 2 < _threads.TINY_PRODUCT

@@ -383,3 +383,59 @@ def test_predict_fast_path_agrees_with_the_validated_path(Est):
         est.predict(X[:, :2])
     with pytest.raises(ValueError, match="0 sample"):
         est.predict(X[:0])
+
+
+# ------------------------------------------------------------ decision_function
+@pytest.mark.parametrize("loss", ["log_loss", "hinge"])
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel"])
+def test_decision_function_scores_agree_with_predict(loss, kind):
+    """scikit-learn's shapes (1-d for two classes); predict is the arg max or the sign
+    of the scores; with log_loss predict_proba is their softmax / logistic function."""
+    X, y = load_iris(return_X_y=True)
+    y = {"binary": y == 1, "multiclass": y,
+         "multilabel": np.column_stack([y == 1, y == 2, X[:, 0] > 5.8])}[kind]
+    est = MLPClassifier((6,), loss=loss, max_iter=100, random_state=0).fit(X, y)
+    scores = est.decision_function(X)
+    pred = est.predict(X)
+    if kind == "binary":
+        assert scores.shape == (X.shape[0],)
+        np.testing.assert_array_equal(pred, est.classes_[(scores > 0).astype(int)])
+    elif kind == "multiclass":
+        assert scores.shape == (X.shape[0], 3)
+        np.testing.assert_array_equal(pred, est.classes_[scores.argmax(axis=1)])
+    else:
+        assert scores.shape == y.shape
+        np.testing.assert_array_equal(pred, (scores > 0).astype(pred.dtype))
+    if loss == "log_loss":
+        from scipy.special import expit, softmax
+
+        proba = est.predict_proba(X)
+        want = softmax(scores, axis=1) if kind == "multiclass" else expit(scores)
+        got = proba[:, 1] if kind == "binary" else proba
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+def test_hinge_classifier_scores_with_roc_auc_and_calibrates():
+    """Without predict_proba, scikit-learn's tools fall back on decision_function."""
+    from sklearn.calibration import CalibratedClassifierCV
+
+    X, y = load_iris(return_X_y=True)
+    y = y == 2
+    est = MLPClassifier((6,), loss="hinge", max_iter=100, random_state=0)
+    auc = cross_val_score(est, X, y, cv=3, scoring="roc_auc")
+    assert np.all(auc > 0.8)
+    calibrated = CalibratedClassifierCV(est, cv=3).fit(X, y)
+    proba = calibrated.predict_proba(X)
+    assert proba.shape == (X.shape[0], 2) and np.allclose(proba.sum(axis=1), 1.0)
+
+
+def test_regressor_has_no_decision_function():
+    assert not hasattr(MLPRegressor(), "decision_function")
+
+
+@BOTH
+def test_partial_fit_with_lbfgs_says_why_it_is_missing(Est):
+    est = Est(solver="lbfgs")
+    assert not hasattr(est, "partial_fit")
+    with pytest.raises(AttributeError, match="partial_fit.*stochastic.*solver='lbfgs'"):
+        est.partial_fit  # noqa: B018
