@@ -7,12 +7,17 @@ the stopping rules. Nothing here calls a kernel.
 """
 
 import copy
+import functools
+import inspect
+import os
+import sys
 import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.optimize
+import sklearn
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -61,6 +66,82 @@ _NON_FINITE_MSG = (
     "Solver produced non-finite parameter weights. The input data may contain large "
     "values and need to be preprocessed."
 )
+
+
+_LIBRARIES = (
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+    os.path.dirname(os.path.abspath(sklearn.__file__)) + os.sep,
+)
+
+
+def _caller_level():
+    """``stacklevel`` of a warning issued by the function calling this one that makes
+    it point at the user's line: the first frame outside fastbp and scikit-learn."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARIES):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+_ADAPTIVE_SOLVERS = {"adam", "adamw", "rmsprop", "adagrad"}
+# Parameters that only some settings use: (the setting, the values it applies with). A
+# value other than the default anywhere else has no effect, and fit says so.
+_APPLIES_WITH = {
+    "momentum": ("solver", {"sgd"}),
+    "nesterovs_momentum": ("solver", {"sgd"}),
+    "beta_1": ("solver", {"adam", "adamw"}),
+    "beta_2": ("solver", {"adam", "adamw"}),
+    "epsilon": ("solver", _ADAPTIVE_SOLVERS),
+    "weight_decay": ("solver", {"adamw"}),
+    "rho": ("solver", {"rmsprop"}),
+    "learning_rate": ("solver", set(STOCHASTIC_SOLVERS)),
+    "learning_rate_init": ("solver", set(STOCHASTIC_SOLVERS)),
+    "batch_size": ("solver", set(STOCHASTIC_SOLVERS)),
+    "shuffle": ("solver", set(STOCHASTIC_SOLVERS)),
+    "early_stopping": ("solver", set(STOCHASTIC_SOLVERS)),
+    "n_iter_no_change": ("solver", set(STOCHASTIC_SOLVERS)),
+    "max_grad_norm": ("solver", set(STOCHASTIC_SOLVERS)),
+    "max_fun": ("solver", {"lbfgs"}),
+    "validation_fraction": ("early_stopping", {True}),
+    "power_t": ("learning_rate", {"invscaling"}),
+    "lr_decay": ("learning_rate", {"step", "exponential"}),
+    "lr_period": ("learning_rate", {"step", "exponential", "cosine"}),
+    "huber_delta": ("loss", {"huber"}),
+}
+
+
+def _warn_inapplicable(est):
+    """Warn about each parameter set away from its default where it has no effect
+    (``weight_decay`` with adam, a schedule with lbfgs, ...), naming the setting that
+    makes it so: scikit-learn's rule for inapplicable parameters."""
+    params = est.get_params(deep=False)
+    defaults = _defaults(type(est))
+    for name, (setting, where) in _APPLIES_WITH.items():
+        if name not in params or params[setting] in where:
+            continue
+        if _same(params[name], defaults[name]):
+            continue
+        warnings.warn(
+            f"{name}={params[name]!r} has no effect with {setting}={params[setting]!r}: "
+            f"it applies only with {setting} in {sorted(where, key=str)}.",
+            UserWarning,
+            stacklevel=_caller_level(),
+        )
+
+
+@functools.cache
+def _defaults(cls):
+    return {
+        name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+
+
+def _same(value, default):
+    try:
+        return bool(value == default)
+    except (TypeError, ValueError):  # arrays and other unhashables compare oddly
+        return False
 
 
 def _check_fitted(est):
@@ -484,7 +565,9 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         return {"_network": copy_, "coefs_": copy_.coefs, "intercepts_": copy_.intercepts}
 
     def _check_network_parameters(self):
-        """Validate the network's parameters before any work; returns the hidden sizes."""
+        """Validate the network's parameters before any work, and warn about those that
+        have no effect with these settings; returns the hidden sizes."""
+        _warn_inapplicable(self)
         hidden_layer_sizes = self._hidden_sizes()
         rates = self._dropout_rates(len(hidden_layer_sizes) + 2)
         self._hidden_activations(len(hidden_layer_sizes))
@@ -589,7 +672,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than sample size. It is going to "
                 "be clipped",
-                stacklevel=3,
+                stacklevel=_caller_level(),
             )
         batch_size = batch_rows(self.batch_size, X.shape[0])
         drop = self._dropout_rates(self.n_layers_)
@@ -603,7 +686,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
                 # Ctrl-C reaches Python between two compiled epochs: the weights are
                 # those of a whole epoch (or, with early stopping, the best ones below).
                 tasks.abandon()
-                warnings.warn("Training interrupted by user.", stacklevel=3)
+                warnings.warn("Training interrupted by user.", stacklevel=_caller_level())
         if self.early_stopping:
             self._monitor.restore_best(self._network.params)
 
@@ -661,7 +744,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
                     f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                     "and the optimization hasn't converged yet.",
                     ConvergenceWarning,
-                    stacklevel=4,
+                    stacklevel=_caller_level(),
                 )
 
     def _trigger_stopping(self, optimizer):
@@ -736,7 +819,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
                 )
             except KeyboardInterrupt:
                 # keep the last accepted iterate (not a line-search trial point)
-                warnings.warn("Training interrupted by user.", stacklevel=3)
+                warnings.warn("Training interrupted by user.", stacklevel=_caller_level())
                 self.n_iter_ = accepted["nit"]
                 self.loss_ = float(loss_grad(accepted["x"])[0])
                 params[...] = accepted["x"]
@@ -747,7 +830,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
                 f"(status={result.status}): {result.message}\n"
                 "Increase the number of iterations (max_iter) or scale the data.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=_caller_level(),
             )
         self.n_iter_ = min(int(result.nit), self.max_iter)
         self.loss_ = float(result.fun)

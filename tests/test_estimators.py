@@ -439,3 +439,62 @@ def test_partial_fit_with_lbfgs_says_why_it_is_missing(Est):
     assert not hasattr(est, "partial_fit")
     with pytest.raises(AttributeError, match="partial_fit.*stochastic.*solver='lbfgs'"):
         est.partial_fit  # noqa: B018
+
+
+# ------------------------------------------------------ parameters without effect
+_NON_DEFAULT = {
+    "momentum": 0.5, "nesterovs_momentum": False, "beta_1": 0.8, "beta_2": 0.99,
+    "epsilon": 1e-6, "weight_decay": 0.1, "rho": 0.5, "learning_rate": "invscaling",
+    "learning_rate_init": 0.01, "batch_size": 16, "shuffle": False, "early_stopping": True,
+    "n_iter_no_change": 5, "max_grad_norm": 1.0, "max_fun": 100,
+    "validation_fraction": 0.2, "power_t": 0.25, "lr_decay": 0.9, "lr_period": 3,
+    "huber_delta": 2.0,
+}
+_SETTINGS = {
+    "solver": ["lbfgs", "sgd", "adam", "adamw", "rmsprop", "adagrad"],
+    "learning_rate": ["constant", "invscaling", "adaptive", "step", "exponential", "cosine"],
+    "early_stopping": [False, True],
+    "loss": ["squared_error", "poisson", "absolute_error", "huber"],
+}
+
+
+def _inapplicable_cases():
+    from fastbp._multilayer_perceptron import _APPLIES_WITH
+
+    assert set(_APPLIES_WITH) == set(_NON_DEFAULT)
+    for name, (setting, where) in sorted(_APPLIES_WITH.items()):
+        for value in _SETTINGS[setting]:
+            yield pytest.param(name, setting, value, value in where,
+                               id=f"{name}-{setting}={value}")
+
+
+@pytest.mark.parametrize("name, setting, value, applies", list(_inapplicable_cases()))
+def test_a_parameter_without_effect_is_named_in_a_warning(name, setting, value, applies):
+    """Every (parameter, setting) pair of the table: a non-default value warns, naming
+    both, exactly where the setting makes it ineffective; nowhere else."""
+    Est = MLPRegressor if setting == "loss" or name == "huber_delta" else MLPClassifier
+    X, y = _data(Est)
+    y = np.abs(y) if Est is MLPRegressor else y  # poisson needs y >= 0
+    params = {name: _NON_DEFAULT[name], setting: value, "hidden_layer_sizes": (3,),
+              "max_iter": 2, "random_state": 0}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Est(**params).fit(X, y)
+    said = [w for w in caught if str(w.message).startswith(f"{name}=")
+            and "no effect" in str(w.message)]
+    if applies:
+        assert said == []
+    else:
+        assert len(said) == 1 and f"{setting}={value!r}" in str(said[0].message)
+        assert said[0].filename == __file__  # points at the caller's line
+
+
+@pytest.mark.parametrize("params", [
+    {"weight_decay": 0.05, "solver": "adam"},
+    {"learning_rate": "cosine", "solver": "lbfgs"},
+    {"momentum": 0.5, "solver": "adam"},
+])
+def test_the_reported_silent_settings_now_warn(params):
+    X, y = _data(MLPClassifier)
+    with pytest.warns(UserWarning, match="no effect"):
+        MLPClassifier((3,), max_iter=2, **params).fit(X, y)
