@@ -27,7 +27,7 @@ from sklearn.base import (
     is_classifier,
 )
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import accuracy_score, check_scoring, r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_array, check_random_state, column_or_1d
 from sklearn.utils._available_if import _AvailableIfDescriptor
@@ -275,6 +275,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         "lr_period": [None, Interval(Integral, 1, None, closed="left")],
         "init": [StrOptions(set(INITS))],
         "n_threads": [None, Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
+        "scoring": [None, StrOptions({"loss"}), str, callable],
     }
 
     def __init__(
@@ -312,6 +313,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         lr_period,
         init,
         n_threads,
+        scoring,
     ):
         self.activation = activation
         self.solver = solver
@@ -346,6 +348,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         self.lr_period = lr_period
         self.init = init
         self.n_threads = n_threads
+        self.scoring = scoring
 
     # ------------------------------------------------------------------ network state
     def _hidden_sizes(self):
@@ -568,6 +571,10 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         """Validate the network's parameters before any work, and warn about those that
         have no effect with these settings; returns the hidden sizes."""
         _warn_inapplicable(self)
+        if self.scoring is not None and not (
+            isinstance(self.scoring, str) and self.scoring == "loss"
+        ):
+            check_scoring(self, scoring=self.scoring)  # an unknown name raises now
         hidden_layer_sizes = self._hidden_sizes()
         rates = self._dropout_rates(len(hidden_layer_sizes) + 2)
         self._hidden_activations(len(hidden_layer_sizes))
@@ -771,15 +778,27 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
 
     def _update_validation(self, val, hyper):
         """Score and loss on the validation set; with early stopping, keep the best."""
-        score = self._score(val.X, val.y, sample_weight=val.sample_weight)
+        loss = val.loss(self._network, hyper)
+        score = self._validation_score(val, loss)
         self.validation_scores_.append(score)
-        self.validation_loss_curve_.append(val.loss(self._network, hyper))
+        self.validation_loss_curve_.append(loss)
         if self.verbose:
             print(f"Validation score: {score:f}, loss: {self.validation_loss_curve_[-1]:f}")
         self.best_validation_score_ = self._monitor.after_validation(
             score, self.best_validation_score_, self._network.params, self.tol,
             self.early_stopping,
         )
+
+    def _validation_score(self, val, loss):
+        """The score early stopping follows (higher is better): ``score`` by default,
+        the negative validation loss for ``scoring='loss'``, else the scorer's."""
+        if self.scoring is None:
+            return self._score(val.X, val.y, sample_weight=val.sample_weight)
+        if isinstance(self.scoring, str) and self.scoring == "loss":
+            return -loss
+        scorer = check_scoring(self, scoring=self.scoring)
+        weights = {} if val.sample_weight is None else {"sample_weight": val.sample_weight}
+        return float(scorer(self, val.X, val.y, **weights))
 
     # ------------------------------------------------------------------------- L-BFGS
     def _fit_lbfgs(self, X, Y, sample_weight, val, tasks):
@@ -1112,6 +1131,14 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         when the call returns. With fixed ``random_state`` results are bit-identical for
         any thread count except on long reductions (a product over >~1000 rows: big
         batches, lbfgs), where BLAS may round differently with 1 and 2 threads.
+    scoring : str, callable or None, default=None
+        What early stopping follows on the validation set, and what
+        ``validation_scores_`` record (higher is better): None, the estimator's
+        ``score`` (accuracy; scikit-learn's behaviour); 'loss', the negative validation
+        loss (the training loss without penalties or dropout), as HistGradientBoosting
+        does; or any scikit-learn scorer name or callable (e.g. 'neg_log_loss',
+        'roc_auc'). Used only with a validation set (``early_stopping=True`` or
+        ``fit(..., X_val=, y_val=)``).
 
     Attributes
     ----------
@@ -1171,6 +1198,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         lr_period=None,
         init="sklearn",
         n_threads=None,
+        scoring=None,
         loss="log_loss",
         class_weight=None,
     ):
@@ -1208,6 +1236,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             lr_period=lr_period,
             init=init,
             n_threads=n_threads,
+            scoring=scoring,
         )
         self.class_weight = class_weight
 
@@ -1534,6 +1563,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         lr_period=None,
         init="sklearn",
         n_threads=None,
+        scoring=None,
         huber_delta=1.0,
     ):
         super().__init__(
@@ -1570,6 +1600,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             lr_period=lr_period,
             init=init,
             n_threads=n_threads,
+            scoring=scoring,
         )
         self.huber_delta = huber_delta
 

@@ -550,3 +550,41 @@ def test_toolbox_choices_share_one_compiled_epoch_per_dtype():
         MLPClassifier((5,), max_iter=2, class_weight="balanced").fit(Xc.astype(dtype), yc)
     sigs = T.train_epoch.signatures
     assert len(sigs) == 2, sigs  # float64 and float32, nothing else
+
+
+# ------------------------------------------------------------- early-stopping scoring
+@pytest.mark.parametrize(
+    "Est, scoring",
+    [(MLPClassifier, "neg_log_loss"), (MLPClassifier, "roc_auc_ovr"),
+     (MLPRegressor, "neg_mean_absolute_error")],
+)
+def test_validation_scores_follow_a_scorer(Est, scoring):
+    from sklearn.metrics import get_scorer
+
+    X, y = _data(Est)
+    est = Est(hidden_layer_sizes=(5,), max_iter=15, random_state=0, scoring=scoring)
+    est.fit(X[::2], y[::2], X_val=X[1::2], y_val=y[1::2])
+    assert est.validation_scores_[-1] == get_scorer(scoring)(est, X[1::2], y[1::2])
+    assert est.best_validation_score_ == max(est.validation_scores_)
+
+
+@pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor])
+def test_scoring_loss_stops_on_the_validation_loss(Est):
+    X, y = _data(Est)
+    est = Est(hidden_layer_sizes=(5,), max_iter=300, random_state=0, scoring="loss",
+              early_stopping=True, n_iter_no_change=3, learning_rate_init=0.05)
+    est.fit(X, y)
+    np.testing.assert_array_equal(est.validation_scores_, -np.array(est.validation_loss_curve_))
+    assert est.n_iter_ < 300  # stopped by the rule
+    best = int(np.argmax(est.validation_scores_))
+    assert est.n_iter_ - 1 - best > 3  # no improvement over the last n_iter_no_change epochs
+    default = Est(hidden_layer_sizes=(5,), max_iter=5, random_state=0, early_stopping=True)
+    default.fit(X, y)
+    assert not np.allclose(default.validation_scores_, -np.array(default.validation_loss_curve_))
+
+
+@pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor])
+def test_an_unknown_scoring_name_is_an_error_before_training(Est):
+    X, y = _data(Est)
+    with pytest.raises(ValueError, match="'nonsense' is not a valid scoring value"):
+        Est(scoring="nonsense", early_stopping=True).fit(X, y)
