@@ -498,3 +498,45 @@ def test_the_reported_silent_settings_now_warn(params):
     X, y = _data(MLPClassifier)
     with pytest.warns(UserWarning, match="no effect"):
         MLPClassifier((3,), max_iter=2, **params).fit(X, y)
+
+
+# ---------------------------------------------------------- validation scores
+def _score_cases():
+    rng = np.random.default_rng(0)
+    for dtype in (np.float64, np.float32):
+        for outputs in (1, 3):
+            for weighted in (False, True):
+                y = rng.normal(size=(50, outputs)).astype(dtype)
+                pred = (y + rng.normal(scale=0.5, size=y.shape)).astype(dtype)
+                sw = rng.uniform(0.1, 2.0, 50).astype(dtype) if weighted else None
+                if outputs == 1:
+                    y, pred = y.ravel(), pred.ravel()
+                yield y, pred, sw
+    const = np.ones((20, 2))
+    yield const, const + np.r_[0.0, 1.0], None  # a constant column: force_finite
+
+
+def test_validation_r2_and_accuracy_are_scikit_learns_to_the_bit():
+    from sklearn.metrics import accuracy_score, r2_score
+
+    from fastbp._multilayer_perceptron import _accuracy, _r2
+
+    for y, pred, sw in _score_cases():
+        assert _r2(y, pred, sw) == r2_score(y, pred, sample_weight=sw)
+    rng = np.random.default_rng(1)
+    labels = np.array(["a", "b", "c"], dtype=object)
+    for y, pred, sw in [
+        (rng.integers(0, 3, 40), rng.integers(0, 3, 40), None),
+        (labels[rng.integers(0, 3, 40)], labels[rng.integers(0, 3, 40)], rng.uniform(size=40)),
+        (rng.integers(0, 2, (40, 3)), rng.integers(0, 2, (40, 3)), None),
+    ]:
+        assert _accuracy(y, pred, sw) == accuracy_score(y, pred, sample_weight=sw)
+
+
+@BOTH
+def test_validation_scores_are_the_score_of_the_validation_set(Est):
+    X, y = _data(Est)
+    sw = np.linspace(0.5, 1.5, X.shape[0])
+    est = Est(hidden_layer_sizes=(5,), max_iter=10, random_state=0)
+    est.fit(X[::2], y[::2], X_val=X[1::2], y_val=y[1::2], sample_weight_val=sw[1::2])
+    assert est.validation_scores_[-1] == est.score(X[1::2], y[1::2], sample_weight=sw[1::2])
