@@ -36,7 +36,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _callbacks, _config, _interop, _stopping, _threads
+from . import _callbacks, _config, _docstrings, _interop, _stopping, _threads
 from ._network import (
     HIDDEN_ACTIVATIONS,
     INITS,
@@ -1034,6 +1034,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
 
 
 
+@_docstrings.render
 class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     """Multi-layer perceptron classifier, trained by compiled backpropagation.
 
@@ -1060,143 +1061,34 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         set's). 'balanced' is ``n_samples / (n_classes * np.bincount(y))``; a dict maps
         class labels to weights (missing classes weigh 1). Not for multilabel y, and
         'balanced' not in ``partial_fit``.
-    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
-        Number of units in each hidden layer.
-    activation : str or list of str, default='relu'
-        Activation of the hidden layers, one name for all or one per hidden layer:
-        'identity', 'logistic', 'tanh', 'relu', 'leaky_relu' (slope 0.01 for z < 0),
-        'elu' (alpha 1.0: ``exp(z) - 1`` for z < 0), 'softplus' (``log(1 + exp(z))``)
-        or 'gelu' (exact: ``z * Phi(z)``, Phi the standard normal CDF).
-    solver : {'lbfgs', 'sgd', 'adam', 'adamw', 'rmsprop', 'adagrad'}, default='adam'
-        Weight optimizer. 'lbfgs' runs ``scipy.optimize.minimize(method="L-BFGS-B")``
-        on the compiled full-batch loss and gradient. 'adamw' is Adam with decoupled
-        weight decay (``weight_decay``), 'rmsprop' divides by a running root mean square
-        of the gradients (decay ``rho``), 'adagrad' by the root of their running sum;
-        all three use ``epsilon`` in the denominator.
-    alpha : float, default=0.0001
-        Strength of the L2 penalty (divided by the sum of sample weights).
-    batch_size : int or 'auto', default='auto'
-        Minibatch size of the stochastic solvers; 'auto' is ``min(200, n_samples)``.
-    learning_rate : str, default='constant'
-        Step-size schedule of every stochastic solver (scikit-learn applies its three to
-        'sgd' only; with 'constant', the default, nothing differs):
-
-        - 'constant': ``learning_rate_init`` throughout;
-        - 'invscaling': ``learning_rate_init / (t_ + 1) ** power_t`` after each epoch;
-        - 'adaptive': divided by 5 each time the stopping rule would stop, until
-          below 1e-6;
-        - 'step': ``learning_rate_init * lr_decay ** (epoch // lr_period)``;
-        - 'exponential': ``learning_rate_init * lr_decay ** (epoch / lr_period)``;
-        - 'cosine': ``learning_rate_init * (1 + cos(pi * (epoch % lr_period) /
-          lr_period)) / 2`` (annealing with warm restarts every ``lr_period`` epochs).
-
-        ``epoch`` counts the epochs since the optimizer started (0 for the first).
-    learning_rate_init : float, default=0.001
-        Initial step size of the stochastic solvers.
-    power_t : float, default=0.5
-        Exponent of the 'invscaling' schedule.
-    max_iter : int, default=200
-        Maximum number of epochs (stochastic solvers) or iterations (lbfgs).
-    shuffle : bool, default=True
-        Shuffle the samples every epoch (stochastic solvers).
-    random_state : int, RandomState instance or None, default=None
-        Seeds the weight initialisation, the shuffling and the early-stopping split.
-    tol : float, default=1e-4
-        Improvement threshold of the stopping rules (and lbfgs' gradient tolerance).
-    verbose : bool, default=False
-        Print the loss of every epoch.
-    warm_start : bool, default=False
-        Continue from the previous solution.
-    momentum : float, default=0.9
-        Momentum of 'sgd'.
-    nesterovs_momentum : bool, default=True
-        Nesterov's momentum for 'sgd'.
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data and stop when its accuracy stops
-        improving; the best weights are kept.
-    validation_fraction : float, default=0.1
-        Held-out fraction for early stopping.
-    beta_1, beta_2 : float, default=0.9, 0.999
-        Adam's moment decay rates.
-    epsilon : float, default=1e-8
-        Adam's denominator offset.
-    n_iter_no_change : int, default=10
-        Epochs without ``tol`` improvement before stopping.
-    max_fun : int, default=15000
-        Maximum number of loss evaluations of 'lbfgs'.
-    dropout : float or list of float, default=0.0
-        Inverted dropout on the hidden layers, one rate in [0, 1) for all or one per
-        hidden layer: in training each hidden unit is zeroed with this probability and
-        the kept ones are scaled by ``1 / (1 - rate)``; prediction uses the full network.
-        The masks are a hash of (seed, step, layer, row, unit), the seed drawn from
-        ``random_state``: reproducible and independent of the thread count. Stochastic
-        solvers only.
-    l1 : float, default=0.0
-        Strength of an L1 penalty ``l1 * sum |w|`` on the weights (not the biases),
-        divided by the sum of sample weights like ``alpha``'s. Its gradient is
-        ``l1 * sign(w)``: weights shrink towards zero and hover within about a step size
-        of it (a subgradient method, as in Keras or PyTorch, not a proximal one).
-    max_grad_norm : float or None, default=None
-        Clip the global gradient norm (all weights and biases) of every minibatch step
-        to this value: a longer gradient is scaled down to this length. Stochastic
-        solvers only.
-    weight_decay : float, default=0.01
-        Decoupled weight decay of 'adamw': each step first multiplies the weights (not
-        the biases) by ``1 - learning_rate * weight_decay``.
-    rho : float, default=0.9
-        Decay rate of the mean square of 'rmsprop'.
-    lr_decay : float, default=0.5
-        Factor of the 'step' and 'exponential' schedules per ``lr_period`` epochs.
-    lr_period : int or None, default=None
-        Period in epochs of the 'step', 'exponential' and 'cosine' schedules; None
-        means 10 for 'step' and 'exponential' and ``max_iter`` for 'cosine'.
-    init : {'sklearn', 'glorot_uniform', 'glorot_normal', 'he_uniform', 'he_normal'}, \
-            default='sklearn'
-        Initial weights. 'sklearn' is scikit-learn's scheme and draw order (uniform in
-        ``+-sqrt(f / (fan_in + fan_out))``, f = 2 for logistic units, else 6, biases
-        too). The others draw the weights from Glorot's (``fan_in + fan_out``) or He's
-        (``fan_in``) uniform or normal distribution and set the biases to 0.
-
-    n_threads : int or None, default=None
-        BLAS threads of the matrix products in fit and predict (the rest is
-        single-threaded compiled code). None: one thread when the largest product of a
-        batch has fewer than 2**21 multiply-adds (small networks gain nothing from more,
-        and lose much when another process holds a core), else the environment's setting;
-        -1: all usable cores. Never more than the environment allows (a Dask or joblib
-        worker's share, OMP_NUM_THREADS, threadpoolctl limits); the setting is restored
-        when the call returns. With fixed ``random_state`` results are bit-identical for
-        any thread count except on long reductions (a product over >~1000 rows: big
-        batches, lbfgs), where BLAS may round differently with 1 and 2 threads.
-    scoring : str, callable or None, default=None
-        What early stopping follows on the validation set, and what
-        ``validation_scores_`` record (higher is better): None, the estimator's
-        ``score`` (accuracy; scikit-learn's behaviour); 'loss', the negative validation
-        loss (the training loss without penalties or dropout), as HistGradientBoosting
-        does; or any scikit-learn scorer name or callable (e.g. 'neg_log_loss',
-        'roc_auc'). Used only with a validation set (``early_stopping=True`` or
-        ``fit(..., X_val=, y_val=)``).
+$shared_parameters
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-    loss_ : float
-    best_loss_ : float or None
-    loss_curve_ : list of float
-    validation_scores_ : list of float or None
-    validation_loss_curve_ : list of float
-        Loss (no penalty, no dropout) on the validation set after every epoch (lbfgs:
-        every iteration); only when there is a validation set (``early_stopping`` or
-        ``X_val``).
-    best_validation_score_ : float or None
-    t_ : int
-    coefs_ : list of ndarray, views into one flat parameter vector
-    intercepts_ : list of ndarray, views into the same vector
-    n_features_in_ : int
-    feature_names_in_ : ndarray of str
-    n_iter_ : int
-    n_layers_ : int
-    n_outputs_ : int
-    out_activation_ : str
+        The class labels (for multilabel y, the column indices).
+$shared_attributes
+
+    See Also
+    --------
+    MLPRegressor : the same network for regression.
+    sklearn.neural_network.MLPClassifier : the scikit-learn estimator this replaces.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.model_selection import train_test_split
+    >>> from fastbp import MLPClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    >>> clf = MLPClassifier(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=500,
+    ...                     random_state=0).fit(X_train, y_train)
+    >>> clf.predict(X_test[:5])
+    array([2, 1, 0, 2, 0])
+    >>> clf.predict_proba(X_test[:1]).shape
+    (1, 3)
+    >>> round(clf.score(X_test, y_test), 2)
+    0.97
     """
 
     def __init__(
@@ -1520,11 +1412,14 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         return tags
 
 
+@_docstrings.render
 class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     """Multi-layer perceptron regressor, trained by compiled backpropagation.
 
-    A drop-in replacement for :class:`sklearn.neural_network.MLPRegressor` (see
-    :class:`MLPClassifier` for the shared parameters). Differences, both fixes:
+    A drop-in replacement for :class:`sklearn.neural_network.MLPRegressor`: the same
+    parameters, defaults, fitted attributes and methods, and for the same
+    ``random_state`` the same float64 training to rounding error. Differences, both
+    fixes:
 
     - for several outputs, 'squared_error' reports half the squared error *summed* over
       the outputs, the function whose gradient is trained on (scikit-learn reports the
@@ -1533,28 +1428,45 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
 
     Parameters
     ----------
-    loss : {'squared_error', 'poisson', 'absolute_error', 'huber'}, \
-            default='squared_error'
-        Per output, r = prediction - y: 'squared_error' ``r^2 / 2``; 'poisson' the half
-        Poisson deviance with a log link (exp output; needs ``y >= 0``);
-        'absolute_error' ``|r|``; 'huber' ``r^2 / 2`` for ``|r| <= huber_delta``, else
+    loss : str, default='squared_error'
+        'squared_error', 'poisson', 'absolute_error' or 'huber'. Per output, with
+        r = prediction - y: 'squared_error' ``r^2 / 2``; 'poisson' the half Poisson
+        deviance with a log link (exp output; needs ``y >= 0``); 'absolute_error'
+        ``|r|``; 'huber' ``r^2 / 2`` for ``|r| <= huber_delta``, else
         ``huber_delta * (|r| - huber_delta / 2)``.
     huber_delta : float, default=1.0
         Threshold of the 'huber' loss between its quadratic and linear parts, in the
         units of y.
-    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
-    learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
-    warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
-    beta_1, beta_2, epsilon, n_iter_no_change, max_fun, dropout, l1, max_grad_norm,
-    weight_decay, rho, lr_decay, lr_period, init :
-        As in :class:`MLPClassifier`; early stopping scores with R^2.
+$shared_parameters
 
     Attributes
     ----------
-    loss_, best_loss_, loss_curve_, validation_scores_, validation_loss_curve_,
-    best_validation_score_, t_, coefs_, intercepts_, n_features_in_, feature_names_in_,
-    n_iter_, n_layers_, n_outputs_, out_activation_ :
-        As in :class:`MLPClassifier`.
+$shared_attributes
+
+    See Also
+    --------
+    MLPClassifier : the same network for classification.
+    sklearn.neural_network.MLPRegressor : the scikit-learn estimator this replaces.
+
+    Examples
+    --------
+    >>> from sklearn.compose import TransformedTargetRegressor
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn.model_selection import train_test_split
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from fastbp import MLPRegressor
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    >>> net = MLPRegressor(hidden_layer_sizes=(16,), solver="lbfgs", alpha=10.0,
+    ...                    max_iter=2000, random_state=0)
+    >>> # standardise X and y: a network trains badly on targets in the hundreds
+    >>> reg = TransformedTargetRegressor(make_pipeline(StandardScaler(), net),
+    ...                                  transformer=StandardScaler())
+    >>> reg.fit(X_train, y_train).predict(X_test[:3]).shape
+    (3,)
+    >>> round(reg.score(X_test, y_test), 2)
+    0.35
     """
 
     _parameter_constraints: dict = {
