@@ -5,7 +5,14 @@ bias vector: the order of scikit-learn's ``_pack``, so an L-BFGS run sees the sa
 as scikit-learn's. Gradients and optimizer state use the same layout.
 """
 
+from collections import namedtuple
+
 import numpy as np
+
+# The kernels' description of a network: per layer its units, the offsets of its
+# weights and biases in the flat vector, of its block in the activation buffers, and
+# its activation code (numba passes a namedtuple of arrays like a tuple, by field).
+Net = namedtuple("Net", ["units", "coef_off", "icpt_off", "act_off", "act_codes"])
 
 
 class Layout:
@@ -81,7 +88,7 @@ class Layout:
         """
         act_off, size = self.buffer_offsets(rows)
         codes = np.asarray(act_codes, dtype=np.int64)
-        return (self.units, self.coef_off, self.icpt_off, act_off, codes), size
+        return Net(self.units, self.coef_off, self.icpt_off, act_off, codes), size
 
     def cached(self, key, build):
         """``build()``, cached for the last ``key`` asked. Predict keeps its plan here
