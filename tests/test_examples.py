@@ -98,6 +98,7 @@ def test_plot_loss_curves(tmp_path):
 def test_compare_toolbox(tmp_path):
     pytest.importorskip("matplotlib")
     out = run([str(EXAMPLES / "compare_toolbox.py"), "cmp.png"], tmp_path)
+    assert re.search(r"^digits \(\d+ train / \d+ validation rows\), \d+ epochs$", out, re.M)
     for label in ("gelu", "leaky_relu", "adamw (lr", "rmsprop (lr", "adagrad (lr"):
         row = re.search(rf"^{re.escape(label)}.*validation loss (\d+\.\d+)\s+accuracy "
                         r"([01]\.\d{4})$", out, re.M)
