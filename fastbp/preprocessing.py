@@ -6,7 +6,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import FLOAT_DTYPES, check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import FLOAT_DTYPES, check_is_fitted, validate_data
 
 __all__ = ["SoftClipScaler"]
 
@@ -164,9 +164,9 @@ class SoftClipScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         _reject_sparse(X)
-        X = check_array(
-            X, copy=self.copy, dtype=FLOAT_DTYPES, force_writeable=True,
-            ensure_all_finite="allow-nan",
+        X = validate_data(
+            self, X, reset=False, copy=self.copy, dtype=FLOAT_DTYPES,
+            force_writeable=True, ensure_all_finite="allow-nan",
         )
         outside = np.abs(X) > self.clip
         if outside.any():

@@ -95,6 +95,12 @@ def test_inverse_of_the_bound_is_infinite_and_beyond_it_an_error():
         scaler.inverse_transform([[0.0], [2.5]])
 
 
+
+def test_inverse_transform_checks_the_number_of_features():
+    scaler = SoftClipScaler().fit(skewed(p=3))
+    with pytest.raises(ValueError, match=r"2 features.*expecting 3"):
+        scaler.inverse_transform(np.zeros((4, 2)))
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_outliers_land_just_inside_the_bound(dtype):
     X = skewed().astype(dtype)  # the last column's IQR is about 0.01
