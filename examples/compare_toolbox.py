@@ -3,7 +3,9 @@
 Trains fastbp.MLPClassifier on the digits data bundled with scikit-learn with each hidden
 activation (adam) and each optimizer (relu), passing a held-out validation set with
 ``fit(..., X_val=, y_val=)`` so that every epoch records ``validation_loss_curve_``. Saves
-a PNG with two panels of validation-loss curves: the path given as first argument, else
+a PNG of validation-loss curves, one small panel per configuration with the others of
+its group in grey behind (several activations end within a few percent of each other,
+too close to tell apart in one shared panel): the path given as first argument, else
 ``toolbox_comparison.png`` in the current directory. Needs matplotlib. Set
 FASTBP_EXAMPLE_QUICK=1 for a few-second run.
 
@@ -49,25 +51,46 @@ panels = {
     },
 }
 
-fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-print(f"digits: {len(X_train)} train / {len(X_val)} validation rows, {epochs} epochs")
-for ax, (title, configs) in zip(axes, panels.items(), strict=True):
+
+dataset = f"digits ({len(X_train)} train / {len(X_val)} validation rows)"
+print(f"{dataset}, {epochs} epochs")
+curves = {}
+for title, configs in panels.items():
     print(f"\n{title}")
+    curves[title] = {}
     for label, params in configs.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # fixed epochs on purpose
             clf = MLPClassifier(**common, **params).fit(
                 X_train, y_train, X_val=X_val, y_val=y_val
             )
-        curve = clf.validation_loss_curve_
-        ax.plot(range(1, len(curve) + 1), curve, label=label)
+        curves[title][label] = curve = clf.validation_loss_curve_
         print(f"{label:30s} validation loss {curve[-1]:.4f}  "
               f"accuracy {clf.validation_scores_[-1]:.4f}")
-    ax.set_title(title)
-    ax.set_xlabel("epoch")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
-axes[0].set_ylabel("validation log-loss")
-fig.tight_layout()
+
+
+def small_multiples(subfig, title, group):
+    """One small panel per curve, the rest of its group in grey behind it: with seven
+    curves within a few percent of each other, one shared panel is a tangle."""
+    subfig.suptitle(f"{dataset}: {title}, validation log-loss per epoch")
+    axes = subfig.subplots(2, 4, sharex=True, sharey=True)
+    for ax in axes.flat[len(group):]:
+        ax.set_visible(False)
+    for ax, (label, curve) in zip(axes.flat, group.items(), strict=False):
+        for other in group.values():
+            ax.plot(range(1, len(other) + 1), other, color="0.82", linewidth=1)
+        ax.plot(range(1, len(curve) + 1), curve, color="C0", linewidth=2)
+        ax.set_title(f"{label}: {curve[-1]:.3f}", fontsize=9)
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+    columns = axes.shape[1]
+    for ax in axes.flat[max(0, len(group) - columns):len(group)]:  # nothing below them
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_tick_params(labelbottom=True)
+
+
+fig = plt.figure(figsize=(13, 11), layout="constrained")
+for subfig, (title, group) in zip(fig.subfigures(2, 1), curves.items(), strict=True):
+    small_multiples(subfig, title, group)
 fig.savefig(out, dpi=100)
 print(f"\nsaved {out}")

@@ -19,10 +19,16 @@ def readonly(a):
 
 
 def native(a, dtype):
-    """C-contiguous, native byte order, given dtype (a copy only when needed)."""
+    """C-contiguous, native byte order, given dtype (a copy only when needed).
+
+    A value beyond the range of ``dtype`` (float64 into a float32 network) becomes +-inf
+    without a RuntimeWarning: every caller checks finiteness after the cast and raises
+    an error that names the argument, which the warning would only have preceded.
+    """
     if type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous:
         return a  # the common case, checked at a third of the general call's cost
-    return np.ascontiguousarray(a, dtype=np.dtype(dtype).newbyteorder("="))
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(a, dtype=np.dtype(dtype).newbyteorder("="))
 
 
 def kernel_X(X, dtype):
@@ -32,14 +38,31 @@ def kernel_X(X, dtype):
     """
     if type(X) is not np.ndarray and sp.issparse(X):
         X = X.tocsr()
+        data = _in_range(X.data, native(X.data, dtype))
         Xsp = (
             readonly(native(X.indptr, np.int64)),
             readonly(native(X.indices, np.int64)),
-            readonly(native(X.data, dtype)),
+            readonly(data),
         )
         Xd = readonly(np.empty((0, 0), dtype=dtype))
         return Xd, Xsp
-    return readonly(native(X, dtype)), no_sparse(np.dtype(dtype))
+    return readonly(_in_range(X, native(X, dtype))), no_sparse(np.dtype(dtype))
+
+
+def _in_range(values, cast):
+    """``cast``, after checking that narrowing ``values`` to its dtype made no infinity
+    (infinities already in ``values`` are left for the callers' finiteness checks, which
+    name them as such)."""
+    if (
+        cast.dtype.itemsize < values.dtype.itemsize
+        and not np.isfinite(cast).all()
+        and np.isfinite(values).all()
+    ):
+        raise ValueError(
+            f"X has values beyond the range of {cast.dtype}, the network's dtype (set by "
+            "X's on the first fit); scale X or train in float64."
+        )
+    return cast
 
 
 @functools.cache

@@ -98,6 +98,7 @@ def test_plot_loss_curves(tmp_path):
 def test_compare_toolbox(tmp_path):
     pytest.importorskip("matplotlib")
     out = run([str(EXAMPLES / "compare_toolbox.py"), "cmp.png"], tmp_path)
+    assert re.search(r"^digits \(\d+ train / \d+ validation rows\), \d+ epochs$", out, re.M)
     for label in ("gelu", "leaky_relu", "adamw (lr", "rmsprop (lr", "adagrad (lr"):
         row = re.search(rf"^{re.escape(label)}.*validation loss (\d+\.\d+)\s+accuracy "
                         r"([01]\.\d{4})$", out, re.M)
@@ -105,6 +106,23 @@ def test_compare_toolbox(tmp_path):
         assert float(row[2]) > 0.5  # 10 classes: far above chance
     check_png(tmp_path / "cmp.png")
 
+
+def test_robust_outliers(tmp_path):
+    out = run([str(EXAMPLES / "robust_outliers.py"), "--quick"], tmp_path)
+    constant = re.search(r"^test RMSE of the training median: (\d+\.\d)$", out, re.M)
+    assert constant, out
+    rmse = {}
+    for row in re.finditer(r"^(\w+Scaler)\s+(\w+)\s+(squared_error|huber)"
+                           r"\s+(\d+\.\d)\s+(\d+\.\d)\s+(\d+\.\d)$", out, re.M):
+        rmse[row[1], row[2], row[3]] = [float(v) for v in row.group(4, 5, 6)]
+    assert len(rmse) == 6, out
+    clean, x_outliers, _ = rmse["SoftClipScaler", "StandardScaler", "squared_error"]
+    assert clean < float(constant[1])  # a scaled target: better than a constant
+    # the point of the scaler: the missing-value codes in X do not hurt, and the others
+    # (no clip, or a mean and std that the codes move) do worse with them
+    assert x_outliers < 1.05 * clean
+    for x_scaler in ("StandardScaler", "RobustScaler"):
+        assert x_outliers < rmse[x_scaler, "StandardScaler", "squared_error"][1], out
 
 def test_dask_grid_search(tmp_path):
     pytest.importorskip("distributed")
