@@ -180,6 +180,18 @@ def _r2(y_true, y_pred, sample_weight=None):
     return float(np.average(scores))
 
 
+def _in_dtype(values, dtype, name):
+    """``values`` in the network's ``dtype`` (C-contiguous), or a ValueError naming
+    ``name`` if they do not fit in it (float64 values beyond float32's range)."""
+    cast = native(values, dtype)
+    if not np.isfinite(cast).all():
+        raise ValueError(
+            f"{name} has values beyond the range of {np.dtype(dtype)} (the network's "
+            "dtype, set by X's on the first fit); scale them or train in float64."
+        )
+    return cast
+
+
 def _check_fitted(est):
     """``check_is_fitted`` at the cost of a dict lookup when the model is fitted (it is
     a tenth of a one-row predict otherwise)."""
@@ -651,32 +663,15 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
                 )
         # A network keeps the dtype it was created with (warm start, partial_fit).
         dtype = self._network.dtype
-        with np.errstate(over="ignore"):  # out-of-range values are named just below
-            Y = native(y, dtype)
-        if not np.isfinite(Y).all():
-            raise ValueError(
-                f"y has values beyond the range of {dtype} (the network's dtype, set by "
-                "X's on the first fit); scale y or train in float64."
-            )
-        self._check_sample_weight_range(sample_weight, dtype)
+        Y = _in_dtype(y, dtype, "y")
+        if sample_weight is not None:
+            total = float(np.sum(sample_weight, dtype=np.float64))
+            if not total > 0:
+                raise ValueError(
+                    f"sample_weight sums to {total}: the weights must have a positive sum."
+                )
+            _in_dtype(sample_weight, dtype, "sample_weight")
         return X, Y, sample_weight
-
-    @staticmethod
-    def _check_sample_weight_range(sample_weight, dtype):
-        if sample_weight is None:
-            return
-        total = float(np.sum(sample_weight, dtype=np.float64))
-        if not total > 0:
-            raise ValueError(
-                f"sample_weight sums to {total}: the weights must have a positive sum."
-            )
-        with np.errstate(over="ignore"):
-            finite = np.isfinite(np.asarray(sample_weight, dtype=dtype)).all()
-        if not finite:
-            raise ValueError(
-                f"sample_weight has values beyond the range of {dtype} (the network's "
-                "dtype); scale the weights or train in float64."
-            )
 
     def _with_class_weight(self, sample_weight, Y, partial_fit):
         """Sample weights times class weights (classifier; the regressor has none)."""
@@ -692,8 +687,10 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         if sample_weight_val is not None:
             sample_weight_val = _check_sample_weight(sample_weight_val, X_val)
         sample_weight_val = self._with_class_weight(sample_weight_val, Y_val, False)
-        with np.errstate(over="ignore"):
-            Y_val = native(Y_val, self._network.dtype)
+        dtype = self._network.dtype
+        Y_val = _in_dtype(Y_val, dtype, "y_val")
+        if sample_weight_val is not None:
+            _in_dtype(sample_weight_val, dtype, "sample_weight_val")
         return self._validation_set(X_val, Y_val, sample_weight_val)
 
     def _validation_set(self, X_val, Y_val, sw_val):

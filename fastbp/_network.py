@@ -7,7 +7,6 @@ are views into them, and ``predict`` runs the compiled forward pass.
 """
 
 import numpy as np
-import scipy.sparse as sp
 
 from . import _threads
 from ._kernels import activations as _act
@@ -73,22 +72,6 @@ def _hashable(value):
     except TypeError:
         return object()
     return value
-
-
-def _check_range(X, dtype):
-    """A float32 network cannot take float64 values beyond float32's range: casting
-    would turn them into inf and the outputs into NaN."""
-    if dtype != np.float32 or X.dtype != np.float64:
-        return
-    values = X.data if sp.issparse(X) else X
-    limit = np.finfo(np.float32).max
-    if values.size and (values.max() > limit or values.min() < -limit):
-        if not np.isfinite(values).all():
-            return  # infinities: the finiteness check names them (predict_rows)
-        raise ValueError(
-            "X has values beyond the range of float32, the dtype this network was "
-            "trained in; scale X or train the network in float64."
-        )
 
 
 class Network:
@@ -213,7 +196,6 @@ class Network:
         )
         if width != n_inputs:  # kernels do not check bounds
             raise ValueError(f"X has {width} features, but the network takes {n_inputs}.")
-        _check_range(X, dtype)
         if type(X) is np.ndarray and X.dtype == dtype and X.flags.c_contiguous:
             Xd, Xsp = readonly(X), no_sparse(dtype)  # kernel_X's common case, inlined
         else:

@@ -761,9 +761,6 @@ def _fit_beyond_float32(where):
     return lambda: est.partial_fit(X_big, t)  # where == "X": float64 X, float32 network
 
 
-UNNAMED = "the estimator module does not check this argument after its cast yet"
-
-
 @pytest.mark.parametrize(
     "where, pattern",
     [
@@ -772,10 +769,8 @@ UNNAMED = "the estimator module does not check this argument after its cast yet"
         ("X", r"X has values beyond the range of float32"),
         ("X (sparse)", r"X has values beyond the range of float32"),
         ("X_val", r"X has values beyond the range of float32"),
-        pytest.param("y_val", r"y(_val)? has values beyond the range of float32",
-                     marks=pytest.mark.xfail(strict=True, reason=UNNAMED)),
-        pytest.param("sample_weight_val", r"sample_weight(_val)? has values beyond",
-                     marks=pytest.mark.xfail(strict=True, reason=UNNAMED)),
+        ("y_val", r"y_val has values beyond the range of float32"),
+        ("sample_weight_val", r"sample_weight_val has values beyond"),
     ],
 )
 def test_values_beyond_float32_raise_a_named_error_and_no_runtime_warning(
