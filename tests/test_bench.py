@@ -687,10 +687,12 @@ def test_quick_mode_settings_without_torch(monkeypatch, capsys):
     assert main(["bench", "--quick", "--repeats", "2", "--only", "wide"]) == 0
     settings = seen["settings"]
     assert settings.mode == "quick" and not settings.cold_start and not settings.torch
+    assert not settings.jax_large and runner.FULL.jax_large  # JAX on digits only in quick
     assert (settings.repeats, settings.wide_repeats, settings.start_repeats) == (2, 2, 2)
     assert seen["names"] == ["wide"] and seen["torch"] is None
     out = capsys.readouterr().out
     assert "indicative only" in out and "PyTorch comparison: off (not in quick mode)" in out
+    assert "JAX only on digits" in out
 
 
 def test_fastest_peer_is_the_one_with_the_smallest_median():
