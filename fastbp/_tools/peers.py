@@ -21,7 +21,8 @@ Each peer measures the same work as fastbp, from the same inputs:
 
 Every peer is optional: a function returns None when its packages are missing, and
 ``unavailable(peer)`` says why. ``python -m fastbp._tools.peers --workload NAME`` prints
-fastbp against the peers, measured in turns (medians of repeats) with the load average.
+fastbp against the peers, measured in turns (medians of repeats) with the load average;
+``python -m fastbp bench`` times them in its workloads' turns (``vs_peers.py``).
 """
 
 import argparse
