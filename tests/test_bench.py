@@ -15,7 +15,10 @@ from threadpoolctl import threadpool_info
 
 from fastbp.__main__ import main
 from fastbp._tools import bench as workloads
-from fastbp._tools import ceilings, common, processes, report, runner
+from fastbp._tools import ceilings, common, peers, processes, report, runner, vs_peers
+
+HAS_JAX = peers.unavailable("jax") is None
+HAS_ONNX = peers.unavailable("onnxruntime") is None
 
 ROW_KEYS = {
     "workload",
@@ -40,6 +43,9 @@ ROW_KEYS = {
     "verdict",
     "peer",
     "peer_ratio",
+    "peer_samples",
+    "peer_target",
+    "peer_verdict",
 }
 
 
@@ -88,17 +94,50 @@ def check_printed_table(out, digits):
         r"\s+fastest peer$"
     )
     assert re.search(header, out, re.M)
+    peer = r"\S+x vs jax 1 thr, (fastbp|jax) ahead: >= 1.25x (met|missed)" if HAS_JAX else "—"
     digits_line = (
-        r"^digits32\s+\S+ ms/epoch\s+sklearn .+x\s+(\S+)x \((\S+)x\)\s+>= 30x\s+(met|missed)\s+—$"
+        r"^digits32\s+\S+ ms/epoch\s+sklearn .+x\s+(\S+)x \((\S+)x\)\s+>= 30x\s+(met|missed)\s+"
+        + peer + "$"
     )
     cells = re.search(digits_line, out, re.M).groups()[:2]
     assert cells == (f"{digits['ceiling']:.1f}", f"{digits['ceiling_1thread']:.1f}")
     assert re.search(r"^digits32 2 vs 1 thr\s+.+x\s+—\s+>= 1x", out, re.M)
-    assert re.search(r"^wide\s+.+x \(.+x\)\s+—\s+report\s+—$", out, re.M)
+    assert re.search(r"^wide\s+.+x \(.+x\)\s+—\s+report\s+—$", out, re.M)  # tiny: no JAX
+    assert re.search(r"^mc-b32 GEMM fraction\s+\S+ ms/epoch \(1 thr\)\s+GEMM .+>= 0.8", out, re.M)
+    assert re.search(r"^GEMM fraction: numpy's time", out, re.M)
     assert re.search(r"^ceiling \(1 thr\): the most any code doing the same FLOPs", out, re.M)
     assert "indicative only" in out
     assert "vs torch" not in out
 
+
+
+def check_peer_rows(rows):
+    """JAX on digits32's speed-up row (1 thread, in turns with fastbp@1), the GEMM
+    fraction rows, and the reason on the rows without JAX (tiny mode leaves it out of
+    the large workloads)."""
+    by_label = {row["label"]: row for row in rows}
+    digits = by_label["digits32"]
+    if HAS_JAX:
+        med = digits["medians"]
+        assert (digits["peer"], digits["peer_target"]) == ("jax", 1.25)
+        assert digits["peer_ratio"] == pytest.approx(med["jax@1"] / med["fastbp@1"])
+        assert digits["peer_samples"] == pytest.approx([digits["peer_ratio"]])
+        assert digits["peer_verdict"] == ("met" if digits["peer_ratio"] >= 1.25 else "missed")
+    else:
+        assert "jax peer not measured: the jax peer needs" in digits["note"]
+    for name in ("mc-b32", "wide"):
+        assert "jax peer not measured: left out in tiny mode" in by_label[name]["note"]
+    for name, target, fastbp_key in [("digits32", None, "fastbp@1"),
+                                     ("mc-b32", 0.8, "fastbp@1 float32"),
+                                     ("wide", 0.9, "fastbp@1")]:
+        fraction = by_label[f"{name} GEMM fraction"]
+        assert (fraction["metric"], fraction["target"]) == ("fraction", target)
+        med = fraction["medians"]
+        assert set(med) == {fastbp_key, "gemm-epoch@1"}
+        assert fraction["value"] == pytest.approx(med["gemm-epoch@1"] / med[fastbp_key])
+    # digits' 1-thread fastbp samples are the thread row's, not a second configuration
+    assert by_label["digits32 GEMM fraction"]["times"]["fastbp@1"] == (
+        by_label["digits32 2 vs 1 thr"]["times"]["fastbp@1"])
 
 
 def test_json_report_and_table(tmp_path, capsys):
@@ -121,11 +160,14 @@ def test_json_report_and_table(tmp_path, capsys):
     assert [row["label"] for row in rows] == [
         "digits32",
         "digits32 2 vs 1 thr",
+        "digits32 GEMM fraction",
         "mc-b32",
         "mc-b32 2 vs 1 thr",
+        "mc-b32 GEMM fraction",
         "wide GFLOP/s vs GEMM",
         "wide",
         "wide 2 vs 1 thr",
+        "wide GEMM fraction",
     ]
     for row in rows:
         assert set(row) == ROW_KEYS
@@ -141,11 +183,13 @@ def test_json_report_and_table(tmp_path, capsys):
             assert row["met"] == (row["value"] >= row["target"])
         assert len(row["samples"]) == 1 and row["samples"][0] == pytest.approx(row["value"])
         assert row["within_noise"] is False  # one sample is always on one side
-        assert row["torch_ratio"] is None and row["peer"] is None
+        assert row["torch_ratio"] is None
+        assert (row["peer"] is not None) == (HAS_JAX and row["label"] == "digits32")
 
-    digits, digits_threads, mc = rows[0], rows[1], rows[2]
+    digits, digits_threads, mc = rows[0], rows[1], rows[3]
     peak_keys = {f"peak@{n}" for n in ceilings.PeakRates.thread_counts()}
-    assert set(digits["times"]) == {"fastbp", "sklearn"} | peak_keys
+    jax_keys = {"fastbp@1", "jax@1"} if HAS_JAX else set()
+    assert set(digits["times"]) == {"fastbp", "sklearn"} | peak_keys | jax_keys
     med = digits["medians"]
     assert digits["value"] == pytest.approx(med["sklearn"] / med["fastbp"])
     assert digits["target"] == 30
@@ -154,7 +198,8 @@ def test_json_report_and_table(tmp_path, capsys):
         digits_threads["medians"]["fastbp@1"] / digits_threads["medians"]["fastbp@2"]
     )
     assert "sklearn trained on 200 of 400 rows" in mc["note"]
-    gflops, wide, wide_threads = rows[4], rows[5], rows[6]
+    check_peer_rows(rows)
+    gflops, wide, wide_threads = rows[6], rows[7], rows[8]
     assert (gflops["metric"], gflops["target"], wide["target"]) == ("fraction", 0.5, None)
     assert wide_threads["target"] == 1.5 and "gemm@1" in wide_threads["times"]
     flops = ceilings.training_flops([256, 1024, 1024, 10], 512)
@@ -170,12 +215,64 @@ def test_json_report_and_table(tmp_path, capsys):
     check_printed_table(out, digits)
 
 def test_only_keeps_table_order_and_selects(tmp_path):
-    _, result = bench(tmp_path, "--only", "predict,digits64")
-    assert result["workloads"] == ["digits64", "predict"]
-    assert {row["workload"] for row in result["rows"]} == {"digits64", "predict"}
-    predict = result["rows"][2]
-    assert predict["label"] == "predict 1 row" and predict["target"] == 20
-    assert predict["unit"] == "s/call"
+    _, result = bench(tmp_path, "--only", "table,predict-rows,predict")
+    assert result["workloads"] == ["predict", "predict-rows", "table"]
+    assert [row["label"] for row in result["rows"]] == [
+        "predict 1 row", "predict 1 row 2 vs 1 thr", "predict 10000 rows",
+        "predict 10000 rows 2 vs 1 thr", "table 500x90 fit",
+    ]
+    predict, _, rows, _, table = result["rows"]
+    assert (predict["target"], predict["unit"], rows["target"]) == (20, "s/call", None)
+    assert "median of 5 calls" in rows["note"] and "predict_proba" in rows["note"]
+    for row_, target in ((predict, 1.0), (rows, 1.2)):
+        if HAS_ONNX:
+            med = row_["medians"]
+            assert (row_["peer"], row_["peer_target"]) == ("onnxruntime", target)
+            assert row_["peer_ratio"] == pytest.approx(med["onnxruntime@1"] / med["fastbp@1"])
+        else:
+            assert row_["peer"] is None and "onnxruntime peer not" in row_["note"]
+    # the real-table shape: whole fits, both at 1 thread, early stopping on
+    assert (table["metric"], table["target"], table["unit"]) == ("speed-up", 6.0, "s/fit")
+    assert set(table["times"]) == {"fastbp", "sklearn"}
+    assert table["value"] == pytest.approx(
+        table["medians"]["sklearn"] / table["medians"]["fastbp"])
+    assert "early_stopping=True" in table["note"] and "2 epochs" in table["note"]
+
+
+def test_table_fits_stop_early_at_one_thread(monkeypatch):
+    """The real-table workload fits with early stopping on, at one thread (numba and
+    BLAS), for exactly its fixed epochs."""
+    seen = []
+
+    def fake_fit_seconds(cls, params, X, y):
+        seen.append((cls.__module__.split(".")[0], params["early_stopping"],
+                     params["max_iter"], numba.get_num_threads(), X.shape,
+                     round(float(X.mean()), 6), tuple(set(blas_threads().values()))))
+        return 1.0
+
+    monkeypatch.setattr(workloads, "fit_seconds", fake_fit_seconds)
+    settings = runner.Settings(**{**vars(runner.TINY), "repeats": 2})
+    (table,) = workloads.table_workload(settings, None, None)
+    assert table.value == 1.0 and table.samples == [1.0, 1.0]
+    assert len(seen) == 6  # a warm-up and two repeats, each library
+    assert {entry[0] for entry in seen} == {"fastbp", "sklearn"}
+    assert {entry[1:] for entry in seen} == {(True, 2, 1, (500, 90), 0.0, (1,))}
+
+
+def test_peer_columns_show_a_dash_when_the_peers_are_unavailable(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(peers, "unavailable", lambda peer: f"no {peer} here")
+    monkeypatch.setattr(peers, "JaxEpochs", lambda *a, **k: pytest.fail("started JAX"))
+    monkeypatch.setattr(peers, "onnxruntime_peer", lambda *a, **k: pytest.fail("ran onnx"))
+    _, result = bench(tmp_path, "--only", "digits32,predict")
+    out = capsys.readouterr().out
+    rows = {row["label"]: row for row in result["rows"]}
+    assert all(row["peer"] is None and row["peer_verdict"] is None for row in rows.values())
+    assert "jax peer not measured: no jax here" in rows["digits32"]["note"]
+    assert "onnxruntime peer not measured: no onnxruntime here" in rows["predict 1 row"]["note"]
+    assert "jax@1" not in rows["digits32"]["times"]
+    for label in ("digits32", "predict 1 row"):
+        assert re.search(rf"^{label}\s.*\s—$", out, re.M), label
+    assert rows["digits32 GEMM fraction"]["value"] > 0  # numpy's own products still run
 
 
 def test_start_runs_fresh_processes_per_dtype(tmp_path):
@@ -559,13 +656,17 @@ def test_table_explains_every_mark_and_shows_no_peer_as_a_dash(capsys):
     rows[0].reference = "sklearn 1 s/epoch*"
     rows[0].ceiling, rows[0].ceiling_1thread = 9.0, 4.5
     rows[1].peer, rows[1].peer_ratio = "jax", 1.5
+    rows[2].peer, rows[2].peer_ratio, rows[2].peer_target = "onnxruntime", 0.5, 1.2
+    rows[2].peer_samples = [0.4, 0.6]
     report.print_report(rows, torch=None)
     out = capsys.readouterr().out
     table = out.splitlines()[: len(rows) + 1]
     assert table[0].endswith("fastest peer") and table[1].endswith("—")
-    assert table[2].endswith("1.50x vs jax")
+    assert table[2].endswith("1.50x vs jax 1 thr, fastbp ahead: report")
+    assert table[3].endswith("0.50x vs onnxruntime 1 thr, onnxruntime ahead: >= 1.2x missed")
     key = "\n".join(out.splitlines()[len(rows) + 1 :])
-    for mark in ("*:", "ceiling (1 thr):", "within noise:", "report:", "(noisy):", "—:"):
+    for mark in ("*:", "ceiling (1 thr):", "within noise:", "report:", "(noisy):", "—:",
+                 "fastest peer:"):
         assert mark in key, mark
     assert "slowdown:" not in key  # only marks that are in the table
     assert "--details" in key and "per repeat" not in out
@@ -586,7 +687,22 @@ def test_quick_mode_settings_without_torch(monkeypatch, capsys):
     assert main(["bench", "--quick", "--repeats", "2", "--only", "wide"]) == 0
     settings = seen["settings"]
     assert settings.mode == "quick" and not settings.cold_start and not settings.torch
+    assert not settings.jax_large and runner.FULL.jax_large  # JAX on digits only in quick
     assert (settings.repeats, settings.wide_repeats, settings.start_repeats) == (2, 2, 2)
     assert seen["names"] == ["wide"] and seen["torch"] is None
     out = capsys.readouterr().out
     assert "indicative only" in out and "PyTorch comparison: off (not in quick mode)" in out
+    assert "JAX only on digits" in out
+
+
+def test_fastest_peer_is_the_one_with_the_smallest_median():
+    speed = row(target=2.0, samples=[3.0, 3.0], times={"fastbp": [1.0, 2.0]})
+    vs_peers.set_fastest_peer(
+        speed, [1.0, 2.0], {"slow@1": [4.0, 4.0], "jax@1": [1.5, 1.0]}, 1.25
+    )
+    assert (speed.peer, speed.peer_target) == ("jax", 1.25)
+    assert speed.peer_ratio == pytest.approx(1.25 / 1.5)
+    assert speed.peer_samples == pytest.approx([1.5, 0.5])
+    assert speed.peer_verdict == "within noise" and speed.times["jax@1"] == [1.5, 1.0]
+    assert "slow@1" not in speed.times
+    assert report.fmt_peer(speed) == "0.83x vs jax 1 thr, jax ahead: >= 1.25x within noise"

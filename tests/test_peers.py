@@ -192,3 +192,20 @@ def test_command_line_compares_in_turns(tmp_path, capsys):
         f"{name} {size}" for name in ("fastbp", "onnxruntime")
         for size in (f"{peers.PREDICT_ROWS} rows", "1 row")
     }
+
+
+def test_the_child_side_loads_without_fastbp_or_numba():
+    """The JAX child loads peers.py by path: its module-level imports must stay standard
+    library and numpy (the parent-side helpers import fastbp._tools.common lazily)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('child', {peers.__file__!r})\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "print(sorted(m for m in ('numba', 'fastbp', 'sklearn', 'jax') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, cwd=os.path.dirname(peers.__file__))
+    assert out.stdout.strip() == "[]"

@@ -7,9 +7,10 @@ numba cache as it is) and timeraw_cold_start's (with an empty one).
 
 Absolute times depend on the machine and its load: compare them only between runs on one
 machine. The track_* benchmarks are ratios measured side by side in one process, in
-turns: the speed-up over scikit-learn, the wide net's FLOP rate over a GEMM's, and the
-speed-up of 2 threads over 1. ``python -m fastbp bench`` measures the same targets on the
-full-size workloads.
+turns: the speed-up over scikit-learn, the wide net's FLOP rate over a GEMM's, the
+speed-up of 2 threads over 1, and the speed-up over the fastest peer (JAX, onnxruntime;
+skipped where the peer is not installed). ``python -m fastbp bench`` measures the same
+targets on the full-size workloads.
 """
 
 import contextlib
@@ -263,3 +264,45 @@ track_thread_speedup.params = ["digits", "wide"]
 track_thread_speedup.param_names = ["net"]
 track_thread_speedup.unit = "ratio"
 track_thread_speedup.timeout = 300
+
+
+# The speed peers (fastbp._tools.peers): JAX for training, onnxruntime for inference.
+PEER_WORKLOADS = ["digits64", "digits32", "mc-b32", "mc-b200", "wide",
+                  "predict 10000 rows", "predict 1 row"]
+PEER_ROWS = 5_000  # the 50k-row workloads shrink to this many rows: seconds, not minutes
+
+
+def _peers(peer):
+    """fastbp._tools.peers if ``peer`` can be measured; NotImplementedError (asv: skipped)
+    when it is not installed or on commits before the peers existed."""
+    try:
+        from fastbp._tools import peers
+    except ImportError as exc:
+        raise NotImplementedError(f"no fastbp._tools.peers in this commit: {exc}") from exc
+    why = peers.unavailable(peer)
+    if why is not None:
+        raise NotImplementedError(why)
+    return peers
+
+
+def track_speedup_vs_fastest_peer(workload):
+    """The fastest peer's median time over fastbp's, both at 1 thread, measured in turns
+    (above 1: fastbp is faster; the targets: 1.25 on training, 1.2 on 10,000 rows, 1 on
+    one row). Training: JAX epochs against fastbp's fit per epoch (``peers.run_fit``; the
+    50k-row workloads on their first PEER_ROWS rows); predict: a 1-thread onnxruntime
+    session against fastbp's predict_proba on the digits float32 model."""
+    if workload.startswith("predict"):
+        peers = _peers("onnxruntime")
+        medians = peers.run_predict(repeats=5, calls=200, threads=1)["medians"]
+        size = workload.removeprefix("predict ")
+        return medians[f"onnxruntime {size}"]["wall"] / medians[f"fastbp {size}"]["wall"]
+    peers = _peers("jax")
+    rows = None if workload.startswith("digits") else PEER_ROWS
+    medians = peers.run_fit(workload, rows=rows, repeats=5, threads=1)["medians"]
+    return medians["jax"]["wall"] / medians["fastbp"]["wall"]
+
+
+track_speedup_vs_fastest_peer.params = PEER_WORKLOADS
+track_speedup_vs_fastest_peer.param_names = ["workload"]
+track_speedup_vs_fastest_peer.unit = "ratio"
+track_speedup_vs_fastest_peer.timeout = 600

@@ -9,4 +9,5 @@ report     rows, verdicts and the printed table
 plot       the bench's figure
 runner     ``bench``: settings, the run, the machine, JSON and PNG
 peers      JAX (jit + lax.scan epoch) and onnxruntime peers, own-shape GEMM time
+vs_peers   the peers in the bench's turns, at 1 thread: peer column, GEMM fraction rows
 """

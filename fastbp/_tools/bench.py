@@ -1,5 +1,7 @@
 """The workloads of ``python -m fastbp bench``: fastbp against scikit-learn (and PyTorch
-when it is installed) on the speed targets, as ratios measured side by side in one run.
+when it is installed) on the speed targets, and against its speed peers when they are
+installed (JAX for training, onnxruntime for inference, both at 1 thread, and the
+epoch's own matrix products: ``vs_peers.py``), as ratios measured side by side in one run.
 
 Method. Each workload builds a set of *configurations* (an implementation, the rows it
 trains on, a thread count) and times them in turns (``common.interleave``): every one
@@ -12,11 +14,13 @@ by the epochs, fixed costs of ``fit`` included. Where scikit-learn would take mi
 trains on a leading subset of the rows and its time is scaled per row to the full data
 (an epoch's cost is proportional to its rows at a fixed batch size); the row says so.
 
-Threads: the side-by-side comparisons run every library with as many threads as the
-process may use (BLAS through threadpoolctl, numba, torch); the thread-scaling rows time
-fastbp alone at 1 and at 2 threads. Any change of a thread count is undone in ``finally``.
+Threads: the side-by-side comparisons with scikit-learn run every library with as many
+threads as the process may use (BLAS through threadpoolctl, numba, torch); the
+thread-scaling rows time fastbp alone at 1 and at 2 threads; the peers and the
+real-table workload compare at 1 thread. Any change of a thread count is undone in ``finally``.
 """
 
+import contextlib
 import os
 import statistics
 import time
@@ -39,10 +43,12 @@ from .common import (
 )
 from .processes import burner, start_workload
 from .report import Row, per_repeat
+from .vs_peers import TrainingPeers, onnxruntime_config, predict_peer
 
 WIDE_HIDDEN = (1024, 1024)
 MC_HIDDEN = (256, 128)
 BUSY_TARGET = 1.25  # busy-core epoch over the quiet 1-thread epoch
+TABLE_TARGET = 6.0  # sklearn's whole fit over fastbp's, 10k x 90, early stopping
 
 
 def _median(samples, key):
@@ -175,39 +181,55 @@ def speed_rows(workload, label, samples, target, n, sklearn_rows, thread_target,
     return [speed, scaling]
 
 
+def _fit_workload(settings, torch, peaks, shape, extra=None):
+    """Interleave a fit workload's configurations with its peers' (``TrainingPeers``);
+    return ``(samples, peers)``. ``shape`` is ``(name, X, y, hidden, batch_size,
+    epochs, sklearn_rows, repeats, peer_dtype, large)``; ``large`` workloads leave JAX
+    out unless ``settings.jax_large``."""
+    name, X, y, hidden, batch_size, epochs, sklearn_rows, repeats, peer_dtype, large = shape
+    skip_jax = f"left out in {settings.mode} mode" if large and not settings.jax_large else None
+    with contextlib.ExitStack() as stack:  # the JAX process lives through the turns
+        vs = TrainingPeers(stack, name, X, y, hidden, batch_size, epochs, peer_dtype, skip_jax)
+        extra = {**(extra or {}), **peaks.configs(X.dtype), **vs.configs}
+        configs = _fit_configs(X, y, hidden, batch_size, epochs, sklearn_rows, torch, extra)
+        samples = interleave(configs, repeats)
+    peaks.collect(X.dtype, samples)
+    vs.take(samples)
+    return samples, vs
+
+
 def digits_workload(dtype):
-    """digits (1797 x 64), hidden (64,), batch 32: >= 30x sklearn per epoch."""
+    """digits (1797 x 64), hidden (64,), batch 32: >= 30x sklearn per epoch; >= 1.25x
+    JAX at 1 thread."""
 
     def run(settings, torch, peaks):
         X, y = digits(dtype)
-        E = settings.digits_epochs
-        configs = _fit_configs(X, y, (64,), 32, E, len(X), torch, peaks.configs(dtype))
-        samples = interleave(configs, settings.repeats)
-        peaks.collect(dtype, samples)
-        name = f"digits{dtype[-2:]}"
+        E, name = settings.digits_epochs, f"digits{dtype[-2:]}"
+        shape = (name, X, y, (64,), 32, E, len(X), settings.repeats, dtype, False)
+        samples, vs = _fit_workload(settings, torch, peaks, shape)
         rows = speed_rows(name, name, samples, 30, len(X), len(X), 1.0, "s/epoch")
         rows[0].note = f"{E} epoch(s) per fit, all 1797 rows, {dtype}" + rows[0].note
         add_ceiling(rows[0], peaks, dtype, layer_units(X, y, (64,)), len(X))
-        return rows
+        return [*rows, vs.rows(rows[0])]
 
     return run
 
 
 def mc_workload(batch_size, target):
-    """make_classification n x 100, 10 classes, hidden (256, 128), float64."""
+    """make_classification n x 100, 10 classes, hidden (256, 128), float64 against
+    scikit-learn; float32 at 1 thread against JAX (>= 1.25x) and the own-shape GEMM
+    (fraction >= 0.8)."""
 
     def run(settings, torch, peaks):
         n, m = settings.mc_rows, settings.mc_sklearn_rows
         X, y = classification(n, 100)
-        extra = peaks.configs(X.dtype)
-        configs = _fit_configs(X, y, MC_HIDDEN, batch_size, 1, m, torch, extra)
-        samples = interleave(configs, settings.repeats)
-        peaks.collect(X.dtype, samples)
         name = f"mc-b{batch_size}"
+        shape = (name, X, y, MC_HIDDEN, batch_size, 1, m, settings.repeats, "float32", True)
+        samples, vs = _fit_workload(settings, torch, peaks, shape)
         rows = speed_rows(name, name, samples, target, n, min(m, n), 1.0, "s/epoch")
         rows[0].note = f"{n} x 100, 1 epoch per fit" + rows[0].note
         add_ceiling(rows[0], peaks, X.dtype, layer_units(X, y, MC_HIDDEN), n)
-        return rows
+        return [*rows, vs.rows(rows[0])]
 
     return run
 
@@ -242,7 +264,8 @@ def _gflops_row(n, samples, gemm, gemm_shape):
 
 def wide_workload(settings, torch, peaks):
     """n x 256, hidden (1024, 1024), batch 512, float32: the training FLOP rate against a
-    same-run float32 GEMM, the speed-up over 1 thread, and (report) over sklearn."""
+    same-run float32 GEMM, the speed-up over 1 thread, and (report) over sklearn; at 1
+    thread, >= 1.25x JAX and an own-shape GEMM fraction >= 0.9."""
     n, m = settings.wide_rows, settings.wide_sklearn_rows
     X, y = classification(n, 256, "float32")
     A, B, out = gemm_operands()
@@ -250,11 +273,9 @@ def wide_workload(settings, torch, peaks):
     extra = {
         "gemm": (lambda: gemm_seconds(A, B, out, calls), None, usable_cores()),
         "gemm@1": (lambda: gemm_seconds(A, B, out, calls), None, 1),
-        **peaks.configs(X.dtype),
     }
-    configs = _fit_configs(X, y, WIDE_HIDDEN, WIDE_BATCH, 1, m, torch, extra)
-    samples = interleave(configs, settings.wide_repeats)
-    peaks.collect(X.dtype, samples)
+    shape = ("wide", X, y, WIDE_HIDDEN, WIDE_BATCH, 1, m, settings.wide_repeats, "float32", True)
+    samples, vs = _fit_workload(settings, torch, peaks, shape, extra)
 
     gemm = {k: samples.pop(k) for k in ("gemm", "gemm@1")}
     speed, scaling = speed_rows("wide", "wide", samples, None, n, min(m, n), 1.5, "s/epoch")
@@ -264,42 +285,105 @@ def wide_workload(settings, torch, peaks):
     scaling.note = f"numpy's GEMM alone: {gemm_scaling:.2f}x from 1 to 2 threads"
     scaling.times.update(gemm)
     fraction = _gflops_row(n, samples, gemm, (A.shape[0], A.shape[1], B.shape[1]))
-    return [fraction, speed, scaling]
+    return [fraction, speed, scaling, vs.rows(speed)]
 
 
-def predict_workload(settings, torch, peaks):
-    """Latency of predict on one row with a model fitted on digits: >= 20x sklearn."""
-    import warnings
+PREDICT_ROWS = 10_000
+ROWS_CALLS = 5  # calls on the 10,000 rows per sample (their median is the sample)
 
+
+def predict_workload(n_rows, dtype, method, target, peer_target):
+    """``method`` ("predict" or "predict_proba") on ``n_rows`` rows (digits repeated) with
+    a model fitted on digits in ``dtype``: fastbp against sklearn (``target``), and at
+    1 thread against a 1-thread onnxruntime session (``peer_target``)."""
+
+    def run(settings, torch, peaks):
+        import warnings
+
+        from sklearn.neural_network import MLPClassifier as SklearnMLP
+
+        from .. import MLPClassifier as FastbpMLP
+
+        X, y = digits(dtype)
+        params = fit_params((64,), 32, settings.digits_epochs)
+        x = np.resize(X, (n_rows, X.shape[1]))
+        calls = settings.predict_calls if n_rows == 1 else ROWS_CALLS
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            models = {key: cls(**params).fit(X, y)
+                      for key, cls in (("fastbp", FastbpMLP), ("sklearn", SklearnMLP))}
+
+        def latency(predict):
+            return lambda: median_call_seconds(predict, x, calls)
+
+        main = usable_cores()
+        configs = {key: (latency(getattr(est, method)), None, main)
+                   for key, est in models.items()}
+        if torch is not None:
+            configs["torch"] = (latency(_torch_predict(torch, X.shape[1], X.dtype)), None, main)
+        peer, why_not = onnxruntime_config(models["fastbp"], x, calls)
+        fastbp = latency(getattr(models["fastbp"], method))
+        configs = _with_thread_configs(configs, fastbp, None, peer)
+        samples = interleave(configs, settings.repeats)
+        label = "predict 1 row" if n_rows == 1 else f"predict {n_rows} rows"
+        rows = speed_rows(workload_name(n_rows), label, samples, target, 1, 1, 1.0, "s/call")
+        rows[0].note = (f"{method}, median of {calls} calls per sample, digits model, "
+                        f"{dtype}" + rows[0].note)
+        predict_peer(rows[0], samples, why_not, peer_target)
+        return rows
+
+    return run
+
+
+def workload_name(n_rows):
+    return "predict" if n_rows == 1 else "predict-rows"
+
+
+def _torch_predict(torch, n_features, dtype):
+    """An untrained PyTorch net of the digits model's shape, as a predict function."""
+    net = _torch_net(torch, n_features, (64,), 10, getattr(torch, np.dtype(dtype).name))
+
+    def predict(x):
+        with torch.no_grad():
+            return net(torch.from_numpy(x)).argmax(1).numpy()
+
+    return predict
+
+
+def table_workload(settings, torch, peaks):
+    """A real table's shape: n x 90 dense standardised features, hidden (100,), batch
+    200, early stopping on (its validation score every epoch, best weights kept), a
+    fixed number of epochs; whole fits, fastbp against sklearn at 1 thread: >= 6x."""
     from sklearn.neural_network import MLPClassifier as SklearnMLP
+    from sklearn.preprocessing import StandardScaler
 
     from .. import MLPClassifier as FastbpMLP
 
-    X, y = digits()
-    params = fit_params((64,), 32, settings.digits_epochs)
-    x, calls, main = X[:1], settings.predict_calls, usable_cores()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        models = {"fastbp": FastbpMLP(**params).fit(X, y), "sklearn": SklearnMLP(**params)}
-        models["sklearn"].fit(X, y)
+    n, epochs = settings.table_rows, settings.table_epochs
+    X, y = classification(n, 90)
+    X = StandardScaler().fit_transform(X)
+    params = {**fit_params((100,), 200, epochs), "early_stopping": True}
 
-    def latency(predict):
-        return lambda: median_call_seconds(predict, x, calls)
+    def fit(cls):
+        return lambda: fit_seconds(cls, params, X, y)
 
-    configs = {key: (latency(est.predict), None, main) for key, est in models.items()}
-    if torch is not None:
-        net = _torch_net(torch, X.shape[1], (64,), 10, torch.float64)
-
-        def torch_predict(x):
-            with torch.no_grad():
-                return net(torch.from_numpy(x)).argmax(1).numpy()
-
-        configs["torch"] = (latency(torch_predict), None, main)
-    configs = _with_thread_configs(configs, latency(models["fastbp"].predict), None, None)
+    configs = {"fastbp": (fit(FastbpMLP), None, 1), "sklearn": (fit(SklearnMLP), None, 1)}
     samples = interleave(configs, settings.repeats)
-    rows = speed_rows("predict", "predict 1 row", samples, 20, 1, 1, 1.0, "s/call")
-    rows[0].note = f"median of {calls} calls per sample, digits model, float64" + rows[0].note
-    return rows
+    fast, sk = _median(samples, "fastbp"), _median(samples, "sklearn")
+    return [Row(
+        "table",
+        f"table {n}x90 fit",
+        "speed-up",
+        sk / fast,
+        TABLE_TARGET,
+        fmt_seconds(fast) + "/fit",
+        "sklearn " + fmt_seconds(sk) + "/fit",
+        samples,
+        "s/fit",
+        per_repeat(samples["sklearn"], samples["fastbp"]),
+        note=f"{epochs} epochs per whole fit, early_stopping=True (validation_fraction "
+        "0.1), float64, both at 1 thread",
+    )]
 
 
 def busy_workload(settings, torch, peaks):
@@ -349,7 +433,9 @@ RUNNERS = {
     "mc-b32": mc_workload(32, 8),
     "mc-b200": mc_workload(200, 5),
     "wide": wide_workload,
-    "predict": predict_workload,
+    "predict": predict_workload(1, "float64", "predict", 20, 1.0),
+    "predict-rows": predict_workload(PREDICT_ROWS, "float32", "predict_proba", None, 1.2),
+    "table": table_workload,
     "busy": busy_workload,
     "start": start_workload,
 }
@@ -359,7 +445,9 @@ DESCRIPTIONS = {
     "mc-b32": "make_classification 50k x 100, 10 classes, hidden (256,128), batch 32",
     "mc-b200": "make_classification 50k x 100, 10 classes, hidden (256,128), batch 200",
     "wide": "50k x 256, hidden (1024,1024), batch 512, float32",
-    "predict": "predict one row, digits model",
+    "predict": "predict one row, digits model; onnxruntime at 1 thread",
+    "predict-rows": "predict_proba on 10,000 rows, digits model, float32; onnxruntime",
+    "table": "10k x 90 standardised, hidden (100,), batch 200, early stopping, 1 thread",
     "busy": "mc-b200 in float32 with one core taken by a CPU burner",
     "start": "import + first fit in fresh processes (cold and warm numba cache)",
 }

@@ -75,14 +75,28 @@ def fit_seconds(cls, params, X, y):
     return timed_fit(cls, params, X, y)[1]
 
 
-def median_call_seconds(func, x, calls):
-    """Median over ``calls`` single calls ``func(x)``: a latency robust to stray stalls."""
+def timed(func):
+    """``func()``'s wall and CPU seconds (CPU counts every thread of this process)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    func()
+    return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
+
+
+def call_seconds(func, calls):
+    """Seconds per call of ``func()`` over ``calls`` calls: ``wall``, the median (stray
+    stalls dropped), and ``cpu``, the mean (one call is below the CPU clock's reach)."""
     times = []
+    cpu = time.process_time()
     for _ in range(calls):
         start = time.perf_counter()
-        func(x)
+        func()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return {"wall": statistics.median(times), "cpu": (time.process_time() - cpu) / calls}
+
+
+def median_call_seconds(func, x, calls):
+    """Median over ``calls`` single calls ``func(x)``: a latency robust to stray stalls."""
+    return call_seconds(lambda: func(x), calls)["wall"]
 
 
 @contextlib.contextmanager
@@ -195,7 +209,6 @@ def machine_info(torch=None):
             for info in threadpool_info()
         ],
     }
-
 
 
 def print_machine(machine):

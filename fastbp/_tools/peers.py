@@ -21,7 +21,8 @@ Each peer measures the same work as fastbp, from the same inputs:
 
 Every peer is optional: a function returns None when its packages are missing, and
 ``unavailable(peer)`` says why. ``python -m fastbp._tools.peers --workload NAME`` prints
-fastbp against the peers, measured in turns (medians of repeats) with the load average.
+fastbp against the peers, measured in turns (medians of repeats) with the load average;
+``python -m fastbp bench`` times them in its workloads' turns (``vs_peers.py``).
 """
 
 import argparse
@@ -398,18 +399,6 @@ def onnxruntime_peer(estimator, threads=1):
     return run
 
 
-def _latency(func, calls):
-    """Seconds per call of ``func()`` over ``calls`` calls: ``wall``, the median (stray
-    stalls dropped), and ``cpu``, the mean (one call is below the CPU clock's reach)."""
-    times = []
-    cpu = time.process_time()
-    for _ in range(calls):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return {"wall": statistics.median(times), "cpu": (time.process_time() - cpu) / calls}
-
-
 def onnxruntime_predict_seconds(estimator, X, threads=1, repeats=7, calls=1000):
     """onnxruntime's time to run fastbp's ``estimator`` on ``X`` and on one row.
 
@@ -422,12 +411,14 @@ def onnxruntime_predict_seconds(estimator, X, threads=1, repeats=7, calls=1000):
         return None
     _check_positive("repeats", repeats)
     _check_positive("calls", calls)
+    from .common import median_call_seconds  # parent side only: common imports fastbp
+
     X = np.ascontiguousarray(X, dtype=np.float32)
     row = X[:1]
     run(X), run(row)
     return {
-        "rows": _latency(lambda: run(X), repeats)["wall"],
-        "one_row": _latency(lambda: run(row), calls)["wall"],
+        "rows": median_call_seconds(run, X, repeats),
+        "one_row": median_call_seconds(run, row, calls),
     }
 
 
@@ -546,22 +537,20 @@ def _dataset(workload, rows):
     return np.ascontiguousarray(X, dtype=workload.dtype), y
 
 
-def _timed(func):
-    """``func()``'s wall and CPU seconds (CPU counts every thread of this process)."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    func()
-    return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
-
-
 def _interleave(samplers, repeats):
-    """``{name: [sample, ...]}``: the samplers called in turns, ``repeats`` rounds, so a
-    busy neighbour slows them alike. Each sampler returns ``{'wall', 'cpu'}``."""
-    samples = {name: [] for name in samplers}
-    for _ in range(repeats):
-        for name, sampler in samplers.items():
-            samples[name].append(sampler())
+    """``{name: {'wall', 'cpu'}}``: the medians of the samplers (each returning
+    ``{'wall', 'cpu'}``, already warmed up) called in turns, ``repeats`` rounds, so that a
+    busy neighbour slows them alike (``common.interleave``)."""
+    from .common import interleave
+
+    warmed = {name: (sampler, _warmed_up, None) for name, sampler in samplers.items()}
+    samples = interleave(warmed, repeats)
     return {name: {key: statistics.median(s[key] for s in runs) for key in ("wall", "cpu")}
             for name, runs in samples.items()}
+
+
+def _warmed_up():
+    """The warm-up of a sampler whose first, untimed call was made already."""
 
 
 def _fastbp_fit(workload, X, y, epochs, threads):
@@ -582,24 +571,34 @@ def _fastbp_fit(workload, X, y, epochs, threads):
     return est, fit
 
 
-def _fit_peers(workload, X, y, epochs, threads):
-    """fastbp's fit sampler (compiled and warm) and JaxEpochs' arguments, same network."""
+def jax_arguments(estimator, X, y, batch_size, epochs, threads=1):
+    """``JaxEpochs``' keyword arguments: ``estimator``'s network from its current weights,
+    trained on (X, y) in ``X``'s dtype, one seeded row order per epoch (shuffled, as
+    fastbp's default), the targets binarized as scikit-learn's classifier does."""
     from sklearn.preprocessing import LabelBinarizer
 
-    est, fit = _fastbp_fit(workload, X, y, epochs, threads)
-    fit()  # compiles (or loads) the kernels; its weights start the JAX peer
     Y = LabelBinarizer().fit_transform(y)
     rng = np.random.RandomState(0)
-    jax_args = dict(
-        coefs=[np.array(c) for c in est.coefs_], intercepts=[np.array(b) for b in est.intercepts_],
-        X=X, Y=Y.astype(X.dtype), batch_size=workload.batch_size,
+    return dict(
+        coefs=[np.array(c) for c in estimator.coefs_],
+        intercepts=[np.array(b) for b in estimator.intercepts_],
+        X=X, Y=Y.astype(X.dtype), batch_size=batch_size,
         orders=[rng.permutation(X.shape[0]) for _ in range(epochs)],
         loss="log_loss" if Y.shape[1] > 1 else "binary_log_loss",
         dtype=str(X.dtype), threads=threads,
     )
 
+
+def _fit_peers(workload, X, y, epochs, threads):
+    """fastbp's fit sampler (compiled and warm) and JaxEpochs' arguments, same network."""
+    from .common import timed
+
+    est, fit = _fastbp_fit(workload, X, y, epochs, threads)
+    fit()  # compiles (or loads) the kernels; its weights start the JAX peer
+    jax_args = jax_arguments(est, X, y, workload.batch_size, epochs, threads)
+
     def fastbp_sample():
-        return {key: seconds / epochs for key, seconds in _timed(fit).items()}
+        return {key: seconds / epochs for key, seconds in timed(fit).items()}
 
     units = [est.coefs_[0].shape[0]] + [c.shape[1] for c in est.coefs_]
     return fastbp_sample, jax_args, units
@@ -612,8 +611,11 @@ def run_fit(name, rows=None, epochs=None, repeats=5, threads=1):
     (validation, set-up) are in it, as in the bench; a JAX sample is ``epochs`` calls of
     the compiled epoch; a GEMM sample is one epoch's products. Medians of ``repeats``.
     """
-    workload = WORKLOADS[name]
     from threadpoolctl import threadpool_limits
+
+    from .common import timed
+
+    workload = WORKLOADS[name]
 
     rows = rows or workload.rows
     if workload.data == "digits":
@@ -626,7 +628,7 @@ def run_fit(name, rows=None, epochs=None, repeats=5, threads=1):
 
     def gemm_sample():
         with threadpool_limits(limits=threads, user_api="blas"):
-            return _timed(gemm)
+            return timed(gemm)
 
     samplers = {"fastbp": fastbp_sample, "gemm": gemm_sample}
     gemm_sample()  # untimed first call
@@ -645,6 +647,8 @@ def run_fit(name, rows=None, epochs=None, repeats=5, threads=1):
 def run_predict(repeats=5, calls=1000, threads=1):
     """fastbp's ``predict_proba`` against onnxruntime's on the digits32 model: 10,000
     rows (digits repeated) and one row (median of ``calls`` calls per sample)."""
+    from .common import call_seconds, timed
+
     workload = WORKLOADS["digits32"]
     X, y = _dataset(workload, workload.rows)
     est, fit = _fastbp_fit(workload, X, y, workload.epochs, threads)
@@ -658,8 +662,8 @@ def run_predict(repeats=5, calls=1000, threads=1):
     samplers = {}
     for name, predict in candidates.items():
         predict(rows), predict(rows[:1])  # untimed first calls
-        samplers[f"{name} {PREDICT_ROWS} rows"] = lambda p=predict: _timed(lambda: p(rows))
-        samplers[f"{name} 1 row"] = lambda p=predict: _latency(lambda: p(rows[:1]), calls)
+        samplers[f"{name} {PREDICT_ROWS} rows"] = lambda p=predict: timed(lambda: p(rows))
+        samplers[f"{name} 1 row"] = lambda p=predict: call_seconds(lambda: p(rows[:1]), calls)
     result["medians"] = _interleave(samplers, repeats)
     result["load_end"] = os.getloadavg()
     return result

@@ -11,7 +11,8 @@ from .report import fmt_result, fmt_target
 PANELS = (
     (("speed-up",), "speed-ups: fastbp over sklearn, and 2 threads over 1",
      "times faster (log scale)"),
-    (("fraction", "slowdown"), "other ratios: GFLOP/s over a GEMM's; busy-core time over quiet",
+    (("fraction", "slowdown"),
+     "other ratios: GFLOP/s over a GEMM's; own-shape GEMM time over fastbp's; busy over quiet",
      "ratio (log scale)"),
     (("seconds",), "start-up: import + first fit in a fresh process", "seconds"),
 )

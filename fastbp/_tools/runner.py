@@ -40,14 +40,21 @@ class Settings:
     # torch's 2 OpenMP threads stall on every small operation (measured: 0.04 to 4.7 s
     # per digits epoch), which alone can take minutes.
     torch: bool = True
+    table_rows: int = 10_000  # rows of the real-table-shaped workload (90 features)
+    table_epochs: int = 10  # epochs of each of its whole fits
+    # The JAX peer on mc-b32, mc-b200 and wide. Off in --quick: each of them adds a JAX
+    # process, its compile and its 1-thread epochs to the run; digits keeps its peer.
+    jax_large: bool = True
 
 
 # The peak GEMM: OpenBLAS on the 2-core development machine reaches the same GFLOP/s at
 # 512 as at 1024 (float64 43 at 1 thread, 83 at 2; float32 93, 180), in an eighth of
 # the time; 256 is within 10 % of it.
 FULL = Settings("full", 7, 20, 50_000, 10_000, 50_000, 5_000, 5, 1_000, True, 3, 25, 1024)
-QUICK = Settings("quick", 3, 5, 10_000, 2_000, 4_096, 1_024, 3, 200, False, 1, 10, 512, False)
-TINY = Settings("tiny", 1, 1, 400, 200, 512, 512, 1, 5, False, 1, 1, 256)
+QUICK = Settings("quick", 3, 5, 10_000, 2_000, 4_096, 1_024, 3, 200, False, 1, 10, 512, False,
+                 table_epochs=5, jax_large=False)
+TINY = Settings("tiny", 1, 1, 400, 200, 512, 512, 1, 5, False, 1, 1, 256,
+                table_rows=500, table_epochs=2, jax_large=False)
 
 
 def load_torch():
@@ -117,6 +124,7 @@ def _print_mode(settings, torch, args):
         print(
             f"note: {settings.mode} mode uses smaller data and fewer repeats: its numbers "
             "are indicative only; the cold start is skipped"
+            + ("" if settings.jax_large else "; JAX only on digits")
         )
     if torch is None:
         why = (

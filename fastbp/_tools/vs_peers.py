@@ -1,0 +1,126 @@
+"""The bench's comparisons with fastbp's speed peers (``peers.py``), side by side with
+the workload's other configurations, in the same interleaved turns, all at one thread.
+
+Training: the JAX peer (a whole epoch jitted as one ``lax.scan``, in a subprocess pinned
+to one core) trains the same network from the same kind of initial weights over
+``epochs`` shuffled epochs per sample, as fastbp's 1-thread fit does, and numpy's BLAS
+times the matrix products of one epoch of the same shapes (``peers.GemmEpoch``): over
+fastbp's 1-thread epoch that is the workload's own-shape GEMM fraction. Prediction: a
+1-thread onnxruntime session of fastbp's exported model. A peer that is not installed is
+left out and the row's note says why; the table then shows "—" in its peer column.
+"""
+
+import statistics
+
+import numpy as np
+
+from . import peers
+from .ceilings import layer_units
+from .common import fit_params, fit_seconds, fmt_seconds, median_call_seconds, timed
+from .report import Row, per_repeat
+
+JAX_TARGET = 1.25  # fastbp's 1-thread epoch at least this much faster than JAX's
+# own-shape GEMM fraction the issue asks for; digits' tiny products have none (report)
+GEMM_TARGETS = {"mc-b32": 0.8, "mc-b200": 0.8, "wide": 0.9}
+GEMM_KEY, JAX_KEY, ONNX_KEY = "gemm-epoch@1", "jax@1", "onnxruntime@1"
+
+
+def set_fastest_peer(row, fastbp, peer_samples, target):
+    """Put the fastest of ``peer_samples`` (``{name: [seconds]}``, measured in turns with
+    ``fastbp``'s samples) on ``row``: its name, fastbp's speed-up over it (medians and
+    per repeat), ``target``; its samples join the row's."""
+    name = min(peer_samples, key=lambda key: statistics.median(peer_samples[key]))
+    samples = peer_samples[name]
+    row.peer = name.split("@")[0]
+    row.peer_ratio = statistics.median(samples) / statistics.median(fastbp)
+    row.peer_samples = per_repeat(samples, fastbp)
+    row.peer_target = target
+    row.times[name] = samples
+
+
+def _note(row, text):
+    row.note = "; ".join(filter(None, [row.note, text]))
+
+
+class TrainingPeers:
+    """The 1-thread peer configurations of one training workload, then its peer rows.
+
+    ``configs`` go into the workload's ``interleave``; fastbp's side is the workload's
+    own ``fastbp@1`` configuration when its data are in ``dtype`` already, else one of
+    its own on the data in ``dtype`` (key ``fastbp@1 <dtype>``). ``stack`` (an
+    ``ExitStack``) keeps the JAX process alive until the workload is done. ``skip_jax``, a
+    reason, leaves JAX out (``--quick`` on the large workloads); ``why_no_jax`` says why.
+    """
+
+    def __init__(self, stack, name, X, y, hidden, batch_size, epochs, dtype,
+                 skip_jax=None):
+        from .. import MLPClassifier
+
+        self.name, self.configs, self.dtype = name, {}, np.dtype(dtype).name
+        self.fastbp_key = "fastbp@1"
+        if X.dtype != np.dtype(dtype):
+            X = np.ascontiguousarray(X, dtype=dtype)
+            self.fastbp_key = f"fastbp@1 {np.dtype(dtype).name}"
+            params = fit_params(hidden, batch_size, epochs)
+            self.configs[self.fastbp_key] = (
+                lambda: fit_seconds(MLPClassifier, params, X, y) / epochs, None, 1)
+        gemm = peers.GemmEpoch(layer_units(X, y, hidden), len(X), batch_size, X.dtype)
+        self.configs[GEMM_KEY] = (lambda: timed(gemm)["wall"], None, 1)
+        self.why_no_jax = skip_jax or peers.unavailable("jax")
+        if self.why_no_jax is None:
+            # one epoch gives the network its shapes and weights; the peer starts from them
+            start = MLPClassifier(**fit_params(hidden, batch_size, 1), n_threads=1).fit(X, y)
+            arguments = peers.jax_arguments(start, X, y, batch_size, epochs, threads=1)
+            jax = stack.enter_context(peers.JaxEpochs(**arguments))
+            self.configs[JAX_KEY] = (lambda: jax.sample(epochs)["wall"], None, 1)
+
+    def take(self, samples):
+        """Move this comparison's samples out of the workload's ``samples`` (fastbp's
+        ``fastbp@1`` stays there too: the thread-scaling row uses it)."""
+        keep = self.fastbp_key == "fastbp@1"
+        self.samples = {key: samples[key] if key == "fastbp@1" and keep else samples.pop(key)
+                        for key in [self.fastbp_key, *self.configs] if key in samples}
+
+    def rows(self, speed):
+        """Put the fastest peer on the workload's ``speed`` row (``take`` first); return
+        the GEMM fraction row."""
+        fastbp, gemm = self.samples[self.fastbp_key], self.samples[GEMM_KEY]
+        if JAX_KEY in self.samples:
+            set_fastest_peer(speed, fastbp, {JAX_KEY: self.samples[JAX_KEY]}, JAX_TARGET)
+            speed.times[self.fastbp_key] = fastbp
+        else:
+            _note(speed, f"jax peer not measured: {self.why_no_jax}")
+        fraction = statistics.median(gemm) / statistics.median(fastbp)
+        return Row(
+            self.name,
+            f"{self.name} GEMM fraction",
+            "fraction",
+            fraction,
+            GEMM_TARGETS.get(self.name),
+            fmt_seconds(statistics.median(fastbp)) + "/epoch (1 thr)",
+            "GEMM " + fmt_seconds(statistics.median(gemm)) + "/epoch",
+            {self.fastbp_key: fastbp, GEMM_KEY: gemm},
+            "s/epoch",
+            per_repeat(gemm, fastbp),
+            note=f"numpy's time for the matrix products of one epoch over fastbp's epoch, "
+            f"both at 1 thread, {self.dtype}",
+        )
+
+
+def onnxruntime_config(estimator, x, calls):
+    """The 1-thread onnxruntime configuration of a predict workload (``{}`` and the reason
+    when onnxruntime is missing): the median of ``calls`` calls on ``x`` per sample."""
+    why = peers.unavailable("onnxruntime")
+    if why is not None:
+        return {}, why
+    run = peers.onnxruntime_peer(estimator, threads=1)
+    return {ONNX_KEY: (lambda: median_call_seconds(run, x, calls), None, 1)}, None
+
+
+def predict_peer(speed, samples, why_not, target):
+    """Put onnxruntime on a predict workload's ``speed`` row against fastbp at 1 thread."""
+    if ONNX_KEY in samples:
+        set_fastest_peer(speed, samples["fastbp@1"], {ONNX_KEY: samples.pop(ONNX_KEY)}, target)
+        speed.times["fastbp@1"] = samples["fastbp@1"]
+    else:
+        _note(speed, f"onnxruntime peer not measured: {why_not}")
