@@ -1484,7 +1484,9 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         ``validation_loss_curve_`` are then on the standardised target;
         ``validation_scores_`` (R^2, scorers) on y's own scale. Not with
         ``loss='poisson'`` (a ValueError): its log link already models y's scale.
-        :meth:`to_sklearn` folds the scaling into the output layer exactly.
+        :meth:`to_sklearn` folds the scaling into the output layer exactly (its copies
+        of the losses stay standardised; no optimizer state is exported, being that of
+        the standardised problem: scikit-learn's ``partial_fit`` starts a fresh one).
     clip_predictions : float or None, default=None
         Clip predictions to the range of the training targets widened by this margin
         on both sides: ``[min(y) - m * range, max(y) + m * range]`` per output, with
