@@ -5,7 +5,9 @@ Training state converts too where scikit-learn has it (Adam's moments and step c
 SGD's velocities and learning rate), so ``partial_fit`` and ``warm_start`` continue where
 the other left off. Settings that only scikit-learn lacks and that change no prediction
 (another solver, dropout, L1, clipping, a schedule, ...) are replaced by scikit-learn's
-defaults in ``to_sklearn``, with a warning that lists them.
+defaults in ``to_sklearn``, with a warning that lists them. The regressor's target
+scaling folds into the output layer; its clipping cannot be expressed and is dropped,
+with a warning.
 """
 
 import warnings
@@ -25,6 +27,8 @@ FITTED_ATTRIBUTES = (
     "n_iter_", "t_", "loss_", "best_loss_", "validation_scores_", "best_validation_score_",
     "classes_", "_label_binarizer",
 )
+# fastbp parameters handled by the export itself, not merely replaced by a default
+_EXPORTED_OTHERWISE = {"huber_delta", "normalize_y", "clip_predictions"}
 
 
 def _sklearn_class(est):
@@ -80,7 +84,8 @@ def to_sklearn(est, network, hidden, optimizer, attributes):
         params["learning_rate"] = "constant"
     defaults = type(est)().get_params()
     for name, value in est.get_params().items():
-        if name not in sk_params and name != "huber_delta" and _differs(value, defaults[name]):
+        if (name not in sk_params and name not in _EXPORTED_OTHERWISE
+                and _differs(value, defaults[name])):
             replaced[name] = value
     if replaced:
         warnings.warn(
@@ -89,16 +94,39 @@ def to_sklearn(est, network, hidden, optimizer, attributes):
             UserWarning,
             stacklevel=3,
         )
+    if "prediction_bounds_" in est.__dict__:
+        warnings.warn(
+            f"scikit-learn's MLPRegressor cannot clip its predictions: the exported "
+            f"estimator's will not be clipped (clip_predictions={est.clip_predictions!r}, "
+            f"bounds {est.prediction_bounds_.tolist()}); clip them yourself, e.g. "
+            "np.clip(pred, *bounds).",
+            UserWarning,
+            stacklevel=3,
+        )
     sk = cls(**params)
     sk.coefs_ = [np.array(c, dtype=np.float64) for c in network.coefs]
     sk.intercepts_ = [np.array(b, dtype=np.float64) for b in network.intercepts]
+    scaled = "target_scale_" in est.__dict__
+    if scaled:
+        _fold_target_scaling(sk, est.target_mean_, est.target_scale_)
     for name, value in attributes.items():
         setattr(sk, name, _copy(value))
     if isinstance(getattr(est, "loss_curve_", None), list):
         sk.loss_curve_ = list(est.loss_curve_)
-    if optimizer is not None and optimizer.solver == params["solver"] == est.solver:
+    # a scaled network's optimizer state belongs to the scaled problem, not sk's
+    same_solver = optimizer is not None and optimizer.solver == params["solver"] == est.solver
+    if same_solver and not scaled:
         _export_optimizer(network, optimizer, sk)
     return sk
+
+
+def _fold_target_scaling(sk, mean, scale):
+    """Fold ``y = output * scale + mean`` into the (identity) output layer of ``sk``:
+    its weights and bias times the scale, plus the mean; the same function, affine."""
+    scale = np.asarray(scale, dtype=np.float64)
+    sk.coefs_[-1] *= scale
+    sk.intercepts_[-1] *= scale
+    sk.intercepts_[-1] += np.asarray(mean, dtype=np.float64)
 
 
 def _export_optimizer(network, optimizer, sk):

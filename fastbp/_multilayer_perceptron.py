@@ -273,7 +273,7 @@ def training_objective(estimator, X, y, sample_weight=None):
     )
     network = est._network
     network = network.with_params(network.params.astype(np.float64))
-    data = KernelData(X, Y, sample_weight, np.float64)
+    data = KernelData(X, est._kernel_targets(Y), sample_weight, np.float64)
     hyper = Hyperparameters(est.get_params(deep=False), network.loss, np.float64)
     f = Trainer().objective(network, data, hyper, est._act_codes())
     return f, network.params.copy()
@@ -495,6 +495,8 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             )
         if "_params" in state:  # fastbp <= 0.2.0.dev0
             _migrate_format_1(state)
+        for name, value in _defaults(type(self)).items():
+            state.setdefault(name, value)  # parameters added since it was pickled
         super().__setstate__(state)
         if "_network" in state:
             self._set_network(self._network)
@@ -671,11 +673,21 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
                     f"sample_weight sums to {total}: the weights must have a positive sum."
                 )
             _in_dtype(sample_weight, dtype, "sample_weight")
+        self._fit_target_transform(Y, sample_weight, first_pass)
         return X, Y, sample_weight
 
     def _with_class_weight(self, sample_weight, Y, partial_fit):
         """Sample weights times class weights (classifier; the regressor has none)."""
         return sample_weight
+
+    # ---------------------------------------- target hooks (MLPRegressor overrides them)
+    def _fit_target_transform(self, Y, sample_weight, first_pass):
+        """Learn from the training targets what training and prediction map them by
+        (the regressor's target scaling and prediction bounds); nothing here."""
+
+    def _kernel_targets(self, Y):
+        """The targets as the loss kernels see them (the regressor's scaled ones)."""
+        return Y
 
     # ------------------------------------------------------------------ validation set
     def _given_validation_set(self, X_val, y_val, sample_weight_val):
@@ -695,7 +707,8 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
 
     def _validation_set(self, X_val, Y_val, sw_val):
         return Validation(
-            self._network, X_val, Y_val, sw_val, self._validation_targets(Y_val),
+            self._network, X_val, self._kernel_targets(Y_val), sw_val,
+            self._validation_targets(Y_val),
             self._act_codes(),
         )
 
@@ -718,7 +731,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         drop = self._dropout_rates(self.n_layers_)
         if drop.any():
             self._trainer.draw_dropout_seed(self._random_state)
-        data = KernelData(X, Y, sample_weight, self._network.dtype)
+        data = KernelData(X, self._kernel_targets(Y), sample_weight, self._network.dtype)
         with _threads.limited(_threads.policy(self.n_threads, batch_size, self._network.units)):
             try:
                 self._run_epochs(data, batch_size, hyper, drop, incremental, val, tasks)
@@ -836,7 +849,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
     # ------------------------------------------------------------------------- L-BFGS
     def _fit_lbfgs(self, X, Y, sample_weight, val, tasks):
         network, hyper = self._network, self._hyperparameters()
-        data = KernelData(X, Y, sample_weight, network.dtype)
+        data = KernelData(X, self._kernel_targets(Y), sample_weight, network.dtype)
         loss_grad = self._trainer.objective(network, data, hyper, self._act_codes())
         params = network.params
         if val is not None:
@@ -969,7 +982,9 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         Training settings scikit-learn lacks that change no prediction (another solver,
         dropout, l1, max_grad_norm, a schedule, init, class_weight, or the absolute_error
         and huber losses, whose output is linear like squared_error's) are replaced by
-        scikit-learn's defaults, with a UserWarning listing them.
+        scikit-learn's defaults, with a UserWarning listing them. The regressor's
+        ``normalize_y`` is folded into the output layer (same predictions);
+        ``clip_predictions`` cannot be expressed and is dropped with a UserWarning.
 
         Raises
         ------
@@ -1409,6 +1424,26 @@ $shared_attributes
         return tags
 
 
+def _target_scaling(Y, sample_weight):
+    """``(mean, scale)`` of each column of ``Y``, weighted like ``np.average``, in Y's
+    dtype (the sums in float64). A column whose values of positive weight are all equal
+    gets scale 1: dividing by a rounding-error standard deviation would blow noise up."""
+    Y64 = Y.astype(np.float64)
+    mean = np.average(Y64, axis=0, weights=sample_weight)
+    scale = np.sqrt(np.average((Y64 - mean) ** 2, axis=0, weights=sample_weight))
+    kept = Y64 if sample_weight is None else Y64[np.asarray(sample_weight) > 0]
+    scale[(np.ptp(kept, axis=0) == 0) | (scale == 0)] = 1.0
+    return mean.astype(Y.dtype), scale.astype(Y.dtype)
+
+
+def _prediction_bounds(Y, margin):
+    """``[[low], [high]]`` per column of ``Y``: its range widened by ``margin`` times
+    the range on both sides."""
+    low, high = Y.min(axis=0), Y.max(axis=0)
+    spread = margin * (high - low)
+    return np.stack([low - spread, high + spread]).astype(Y.dtype)
+
+
 @_docstrings.render
 class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     """Multi-layer perceptron regressor, trained by compiled backpropagation.
@@ -1433,11 +1468,46 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         ``huber_delta * (|r| - huber_delta / 2)``.
     huber_delta : float, default=1.0
         Threshold of the 'huber' loss between its quadratic and linear parts, in the
-        units of y.
+        units of y (with ``normalize_y=True``, of the standardised y: standard
+        deviations).
+    normalize_y : bool, default=False
+        Standardise each output of y before training (as scikit-learn's
+        GaussianProcessRegressor does): the network learns ``(y - target_mean_) /
+        target_scale_``, mean and standard deviation weighted by ``sample_weight`` like
+        ``np.average``, and ``predict`` maps its outputs back. Targets in the hundreds,
+        or a few extreme ones, then no longer dominate the first steps. The scaling is
+        fitted once per network, by the first ``fit`` (on all its rows, before the
+        early-stopping hold-out) or the first ``partial_fit`` batch, and kept by
+        ``warm_start`` and later ``partial_fit`` calls: a batch's own mean is not the
+        data's. ``loss_``, ``loss_curve_``, ``best_loss_`` and
+        ``validation_loss_curve_`` are then on the standardised target;
+        ``validation_scores_`` (R^2, scorers) on y's own scale. Not with
+        ``loss='poisson'`` (a ValueError): its log link already models y's scale.
+        :meth:`to_sklearn` folds the scaling into the output layer exactly (its copies
+        of the losses stay standardised; no optimizer state is exported, being that of
+        the standardised problem: scikit-learn's ``partial_fit`` starts a fresh one).
+    clip_predictions : float or None, default=None
+        Clip predictions to the range of the training targets widened by this margin
+        on both sides: ``[min(y) - m * range, max(y) + m * range]`` per output, with
+        ``m = clip_predictions`` and ``range = max(y) - min(y)`` (0 clips to the range
+        itself); None does not clip. The bounds (``prediction_bounds_``) are fitted
+        with the scaling, once per network; they apply in ``predict``, ``score`` and
+        the validation scores (not the losses). scikit-learn's MLP cannot clip:
+        :meth:`to_sklearn` exports the network with a UserWarning that its predictions
+        will not be clipped.
 $shared_parameters
 
     Attributes
     ----------
+    target_mean_ : ndarray of shape (n_outputs_,)
+        The (weighted) mean of each output of the training y; only with
+        ``normalize_y=True``.
+    target_scale_ : ndarray of shape (n_outputs_,)
+        The (weighted) standard deviation of each output of the training y, 1 for an
+        output whose values are all equal; only with ``normalize_y=True``.
+    prediction_bounds_ : ndarray of shape (2, n_outputs_)
+        The lowest (row 0) and highest (row 1) prediction of each output; only when
+        ``clip_predictions`` is not None.
 $shared_attributes
 
     See Also
@@ -1470,6 +1540,8 @@ $shared_attributes
         **BaseMultilayerPerceptron._parameter_constraints,
         "loss": [StrOptions({"squared_error", "poisson", "absolute_error", "huber"})],
         "huber_delta": [Interval(Real, 0, None, closed="neither")],
+        "normalize_y": ["boolean"],
+        "clip_predictions": [None, Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(
@@ -1510,6 +1582,8 @@ $shared_attributes
         n_threads=None,
         scoring=None,
         huber_delta=1.0,
+        normalize_y=False,
+        clip_predictions=None,
     ):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -1548,6 +1622,51 @@ $shared_attributes
             scoring=scoring,
         )
         self.huber_delta = huber_delta
+        self.normalize_y = normalize_y
+        self.clip_predictions = clip_predictions
+
+    # ------------------------------------------------ target scaling and clipping
+    def _check_network_parameters(self):
+        if self.normalize_y and self.loss == "poisson":
+            raise ValueError(
+                "normalize_y=True cannot be used with loss='poisson': its log link "
+                "predicts exp(output) > 0 on y's own scale, which centring y would "
+                "break. Use normalize_y=False with loss='poisson'."
+            )
+        return super()._check_network_parameters()
+
+    def _fit_target_transform(self, Y, sample_weight, first_pass):
+        """The target scaling and prediction bounds: fitted on the first pass of a
+        network, kept (and checked unchanged) by warm start and partial_fit."""
+        if not first_pass:
+            self._check_target_settings_unchanged()
+            return
+        for name in ("target_mean_", "target_scale_", "prediction_bounds_"):
+            self.__dict__.pop(name, None)
+        if self.normalize_y:
+            self.target_mean_, self.target_scale_ = _target_scaling(Y, sample_weight)
+        if self.clip_predictions is not None:
+            self.prediction_bounds_ = _prediction_bounds(Y, self.clip_predictions)
+        self._clip_margin = self.clip_predictions
+
+    def _check_target_settings_unchanged(self):
+        fitted = {
+            "normalize_y": "target_scale_" in self.__dict__,
+            "clip_predictions": self.__dict__.get("_clip_margin"),
+        }
+        for name, value in fitted.items():
+            if not _same(getattr(self, name), value):
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r}, but this network was first fitted "
+                    f"with {name}={value!r}: what it learns from y is fitted once per "
+                    "network and kept by warm_start and partial_fit. Set it back, or "
+                    "fit with warm_start=False to start afresh."
+                )
+
+    def _kernel_targets(self, Y):
+        if "target_scale_" not in self.__dict__:
+            return Y
+        return (Y - self.target_mean_) / self.target_scale_
 
     def _encode_validation_targets(self, y_val, n_val):
         y_val = check_array(y_val, ensure_2d=False, dtype=_config.FLOAT_DTYPES,
@@ -1605,6 +1724,15 @@ $shared_attributes
         return self._predictions(self._forward_pass_fast(X, check_input=check_input))
 
     def _predictions(self, y_pred):
+        """Predictions from the network's outputs (a fresh array, mapped in place):
+        back from the scaled target, then clipped, as fitted."""
+        scale = self.__dict__.get("target_scale_")
+        if scale is not None:
+            y_pred *= scale
+            y_pred += self.target_mean_
+        bounds = self.__dict__.get("prediction_bounds_")
+        if bounds is not None:
+            np.clip(y_pred, bounds[0], bounds[1], out=y_pred)
         return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
 
     def _score(self, X, y, sample_weight=None):

@@ -17,7 +17,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 # the sample-weight equivalence check a deterministic solver (classifier) or a loose
 # tolerance (regressor), because a stochastic fit of duplicated rows differs from a fit
 # with weight 2 by its minibatch composition.
-ESTIMATORS = [MLPClassifier(max_iter=100), MLPRegressor(max_iter=100)]
+ESTIMATORS = [
+    MLPClassifier(max_iter=100),
+    MLPRegressor(max_iter=100),
+    # the opt-in target options change what fit learns and predict returns
+    MLPRegressor(max_iter=100, normalize_y=True, clip_predictions=0.1),
+]
 PER_CHECK_PARAMS = {
     MLPClassifier: {"check_sample_weight_equivalence_on_dense_data": dict(solver="lbfgs")},
     MLPRegressor: {
@@ -39,7 +44,10 @@ def _cases():
             params = PER_CHECK_PARAMS[type(estimator)].get(name)
             if params:
                 est = clone(est).set_params(**params)
-            yield pytest.param(est, check, id=f"{type(estimator).__name__}-{name}")
+            kind = type(estimator).__name__
+            if estimator.get_params().get("normalize_y"):
+                kind += "-targetoptions"
+            yield pytest.param(est, check, id=f"{kind}-{name}")
 
 
 @pytest.mark.parametrize("estimator, check", list(_cases()))

@@ -1,5 +1,6 @@
 """Conversion to and from scikit-learn's MLP, and export to ONNX through it."""
 
+import warnings
 
 import numpy as np
 import pytest
@@ -89,6 +90,37 @@ def test_to_sklearn_lists_the_training_settings_it_replaces():
         assert name in message
     assert (sk.loss, sk.solver, sk.learning_rate) == ("squared_error", "adam", "constant")
     np.testing.assert_allclose(sk.predict(X), est.predict(X), rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("n_outputs", [1, 3])
+def test_to_sklearn_folds_the_target_scaling_into_the_output_layer(n_outputs):
+    X, y = make_regression(120, 5, n_targets=n_outputs, noise=1.0, random_state=0)
+    y = 300 * y + 1e4  # far from the unit scale: the folding is visible
+    est = MLPRegressor(hidden_layer_sizes=(6,), activation="tanh", normalize_y=True,
+                       max_iter=10, random_state=0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing replaced, nothing dropped
+        sk = est.to_sklearn()
+    np.testing.assert_allclose(sk.predict(X), est.predict(X), rtol=1e-12, atol=0)
+    assert not hasattr(sk, "_optimizer")  # its state was of the scaled problem
+    sk.partial_fit(X, y)  # a fresh optimizer: sk trains on, on y's own scale
+    assert np.isfinite(sk.loss_)
+
+
+def test_to_sklearn_warns_that_clipping_is_dropped():
+    X, y = _data(MLPRegressor)
+    params = dict(hidden_layer_sizes=(6,), normalize_y=True, max_iter=20, random_state=0)
+    est = MLPRegressor(clip_predictions=0.0, **params).fit(X, y)
+    with pytest.warns(UserWarning, match="will not be clipped") as record:
+        sk = est.to_sklearn()
+    assert len(record) == 1 and "clip_predictions=0.0" in str(record[0].message)
+    X_far = 4 * X
+    unclipped = MLPRegressor(**params).fit(X, y).predict(X_far)
+    assert (unclipped > est.prediction_bounds_[1]).any()
+    np.testing.assert_allclose(sk.predict(X_far), unclipped, rtol=1e-12)
+    np.testing.assert_array_equal(
+        est.predict(X_far), np.clip(unclipped, *est.prediction_bounds_.ravel())
+    )
 
 
 @pytest.mark.parametrize("params, match", [
