@@ -19,6 +19,7 @@ from ._workspace import chunk_rows, kernel_rows, kernel_X, no_dropout, no_sparse
 HIDDEN_ACTIVATIONS = tuple(_act.HIDDEN_CODES)
 INITS = ("sklearn", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal")
 
+_NO_DROP = no_dropout()  # one shared read-only instance
 _CODE_OF_LOSS = {name: code for code, name in _loss.NAMES.items()}
 
 
@@ -190,7 +191,7 @@ class Network:
         # Buffers of its own per call (threads sharing a fitted model must not write
         # into the same memory); the plan (offsets, threads; read only) is cached, since
         # one-row latency is mostly overheads.
-        net, size, threads, n_inputs = self.layout.cached(
+        net, size, threads, n_inputs, n_outputs = self.layout.cached(
             ("predict", chunk, _hashable(activation), n_threads, raw),
             lambda: self._inference_plan(chunk, activation, n_threads, raw),
         )
@@ -202,18 +203,18 @@ class Network:
             Xd, Xsp = kernel_X(X, dtype)
         act = np.empty(size, dtype=dtype)
         xbuf = np.empty(chunk * n_inputs if Xd.size else 0, dtype=dtype)
-        out = np.empty((n, int(self.layout.units[-1])), dtype=dtype)
+        out = np.empty((n, n_outputs), dtype=dtype)
         finite = True
         if n:
             with _threads.limited(threads):
                 finite = predict_rows(
-                    self.params, net, Xd, Xsp, kernel_rows(n), chunk, act, xbuf, no_dropout(), out
+                    self.params, net, Xd, Xsp, kernel_rows(n), chunk, act, xbuf, _NO_DROP, out
                 )
         return out, finite
 
     def _inference_plan(self, chunk, activation, n_threads, raw):
-        """``(net, activation buffer size, BLAS threads, input width)`` of predicting
-        ``chunk`` rows at a time."""
+        """``(net, activation buffer size, BLAS threads, input width, output width)`` of
+        predicting ``chunk`` rows at a time."""
         units = self.layout.units
         hidden = hidden_activations(
             activation, self.n_layers - 2, tuple(int(u) for u in units[1:-1])
@@ -223,7 +224,7 @@ class Network:
         # them): no thread bookkeeping for them
         few = chunk * int(units.max()) ** 2 < _threads.TINY_PRODUCT
         threads = None if few else _threads.policy(n_threads, chunk, units)
-        return net, size, threads, int(units[0])
+        return net, size, threads, int(units[0]), int(units[-1])
 
     # ---------------------------------------------------------------------- pickling
     def __getstate__(self):
