@@ -24,9 +24,9 @@ from numba.core import event
 # formatting). Measured as the CPU time between numba's "numba:compile" events, one
 # digits fit (or predict) per kernel in a fresh process with an empty NUMBA_CACHE_DIR.
 GROUPS = {
-    "train_epoch": ("training", 12),
+    "train_epoch": ("training", 13),
     "predict_rows": ("prediction", 5),
-    "mean_loss": ("validation-loss", 2),
+    "mean_loss": ("validation-loss", 1),
     "full_loss_grad": ("L-BFGS objective", 2),
 }
 KERNEL_PACKAGE = "fastbp._kernels."

@@ -2,13 +2,15 @@
 
 Run it once after installing (``python -m fastbp warmup``), or before starting workers
 (Dask, joblib): every later process then loads the machine code from the cache instead
-of compiling it again (about 10 s of CPU per dtype).
+of compiling it again (per dtype, about 13 s of CPU for a first fit, 20 s for every
+kernel, on the 2-core development machine).
 
-The dtypes are compiled one after the other. Measured on the 2-core development machine:
-two threads take as long as one (numba holds one compiler lock for a whole compile), and
-two processes cost 27% more CPU (each initialises numba's compiler and compiles the
-shared callees), were no faster on a busy machine, and would write the same index files
-of numba's cache at once (numba's cache does not lock them, so one entry can be lost).
+The dtypes are compiled one after the other. On the 2-core development machine (one
+run each, load average 6-7, empty cache): two threads took as long as one (99 vs 104 s;
+numba holds one compiler lock for a whole compile), and two processes cost 27% more CPU
+(49.5 vs 39.1 s: each initialises numba's compiler) and were no faster (127 s). Two
+processes would also write the same index files of numba's cache at once, which numba
+does not lock: one of two entries can be lost.
 """
 
 import sys
