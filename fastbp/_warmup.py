@@ -5,10 +5,11 @@ Run it once after installing (``python -m fastbp warmup``), or before starting w
 of compiling it again (per dtype, about 13 s of CPU for a first fit, 20 s for every
 kernel, on the 2-core development machine).
 
-The dtypes are compiled one after the other. On the 2-core development machine (one
-run each, load average 6-7, empty cache): two threads took as long as one (99 vs 104 s;
-numba holds one compiler lock for a whole compile), and two processes cost 27% more CPU
-(49.5 vs 39.1 s: each initialises numba's compiler) and were no faster (127 s). Two
+The dtypes are compiled one after the other. On the 2-core development machine (shared,
+empty cache each time): two threads took as long as one (99 vs 104 s at load average 7;
+numba holds one compiler lock for a whole compile), and two processes, one per dtype,
+were slower in both of two alternating pairs at load average 2-3 (52.4 and 34.8 s
+against 48.7 and 32.4 s) for 13-20% more CPU (each initialises numba's compiler). Two
 processes would also write the same index files of numba's cache at once, which numba
 does not lock: one of two entries can be lost.
 """
