@@ -1,5 +1,7 @@
 """fastbp: compiled backpropagation for dense neural networks, scikit-learn's interface."""
 
+from . import _compile_notice
+from ._compile_notice import CompileWarning
 from ._multilayer_perceptron import MLPClassifier, MLPRegressor
 from ._warmup import warm_up
 from .gradcheck import check_gradients
@@ -8,6 +10,7 @@ from .preprocessing import SoftClipScaler
 __version__ = "0.2.0.dev0"
 
 __all__ = [
+    "CompileWarning",
     "MLPClassifier",
     "MLPRegressor",
     "SoftClipScaler",
@@ -15,3 +18,7 @@ __all__ = [
     "warm_up",
     "__version__",
 ]
+
+# Kernels compile on their first call, never at import: installed here, the listener is
+# in place before any of them can compile.
+_compile_notice.install()

@@ -9,15 +9,12 @@ the stopping rules. Nothing here calls a kernel.
 import copy
 import functools
 import inspect
-import os
-import sys
 import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.optimize
-import sklearn
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -36,7 +33,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _callbacks, _config, _docstrings, _interop, _stopping, _threads
+from . import _callbacks, _caller, _config, _docstrings, _interop, _stopping, _threads
 from ._network import (
     HIDDEN_ACTIVATIONS,
     INITS,
@@ -66,21 +63,6 @@ _NON_FINITE_MSG = (
     "Solver produced non-finite parameter weights. The input data may contain large "
     "values and need to be preprocessed."
 )
-
-
-_LIBRARIES = (
-    os.path.dirname(os.path.abspath(__file__)) + os.sep,
-    os.path.dirname(os.path.abspath(sklearn.__file__)) + os.sep,
-)
-
-
-def _caller_level():
-    """``stacklevel`` of a warning issued by the function calling this one that makes
-    it point at the user's line: the first frame outside fastbp and scikit-learn."""
-    frame, level = sys._getframe(2), 2
-    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARIES):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 _ADAPTIVE_SOLVERS = {"adam", "adamw", "rmsprop", "adagrad"}
@@ -125,7 +107,7 @@ def _warn_inapplicable(est):
             f"{name}={params[name]!r} has no effect with {setting}={params[setting]!r}: "
             f"it applies only with {setting} in {sorted(where, key=str)}.",
             UserWarning,
-            stacklevel=_caller_level(),
+            stacklevel=_caller.stacklevel(),
         )
 
 
@@ -725,7 +707,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than sample size. It is going to "
                 "be clipped",
-                stacklevel=_caller_level(),
+                stacklevel=_caller.stacklevel(),
             )
         batch_size = batch_rows(self.batch_size, X.shape[0])
         drop = self._dropout_rates(self.n_layers_)
@@ -739,7 +721,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
                 # Ctrl-C reaches Python between two compiled epochs: the weights are
                 # those of a whole epoch (or, with early stopping, the best ones below).
                 tasks.abandon()
-                warnings.warn("Training interrupted by user.", stacklevel=_caller_level())
+                warnings.warn("Training interrupted by user.", stacklevel=_caller.stacklevel())
         if self.early_stopping:
             self._monitor.restore_best(self._network.params)
 
@@ -797,7 +779,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
                     f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                     "and the optimization hasn't converged yet.",
                     ConvergenceWarning,
-                    stacklevel=_caller_level(),
+                    stacklevel=_caller.stacklevel(),
                 )
 
     def _trigger_stopping(self, optimizer):
@@ -884,7 +866,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
                 )
             except KeyboardInterrupt:
                 # keep the last accepted iterate (not a line-search trial point)
-                warnings.warn("Training interrupted by user.", stacklevel=_caller_level())
+                warnings.warn("Training interrupted by user.", stacklevel=_caller.stacklevel())
                 self.n_iter_ = accepted["nit"]
                 self.loss_ = float(loss_grad(accepted["x"])[0])
                 params[...] = accepted["x"]
@@ -895,7 +877,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
                 f"(status={result.status}): {result.message}\n"
                 "Increase the number of iterations (max_iter) or scale the data.",
                 ConvergenceWarning,
-                stacklevel=_caller_level(),
+                stacklevel=_caller.stacklevel(),
             )
         self.n_iter_ = min(int(result.nit), self.max_iter)
         self.loss_ = float(result.fun)

@@ -2,35 +2,100 @@
 
 Run it once after installing (``python -m fastbp warmup``), or before starting workers
 (Dask, joblib): every later process then loads the machine code from the cache instead
-of compiling it again (about 10 s of CPU per dtype).
+of compiling it again (per dtype, about 13 s of CPU for a first fit, 20 s for every
+kernel, on the 2-core development machine).
+
+The dtypes are compiled one after the other. On the 2-core development machine (shared,
+empty cache each time): two threads took as long as one (99 vs 104 s at load average 7;
+numba holds one compiler lock for a whole compile), and two processes, one per dtype,
+were slower in both of two alternating pairs at load average 2-3 (52.4 and 34.8 s
+against 48.7 and 32.4 s) for 13-20% more CPU (each initialises numba's compiler). Two
+processes would also write the same index files of numba's cache at once, which numba
+does not lock: one of two entries can be lost.
 """
 
+import sys
 import time
 import warnings
 
 import numpy as np
 
+from ._compile_notice import GROUPS, CompileWarning
 
-def warm_up(dtypes=(np.float64, np.float32)):
+
+def _steps():
+    """(kernel group, entry kernel, call) in an order where each call reaches one more
+    entry kernel of ``_kernels.train``; a call takes X in the dtype to compile."""
+    from . import MLPClassifier, MLPRegressor
+
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=40)
+    labels = np.arange(40) % 3
+    clf = MLPClassifier((4,), max_iter=2, random_state=0)
+
+    def training(X):
+        clf.fit(X, labels)
+
+    def prediction(X):
+        clf.predict(X)
+
+    def validation_loss(X):
+        MLPClassifier((4,), max_iter=2, early_stopping=True, random_state=0).fit(X, labels)
+
+    def lbfgs(X):
+        MLPRegressor(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=2).fit(X, target)
+
+    calls = {"train_epoch": training, "predict_rows": prediction,
+             "mean_loss": validation_loss, "full_loss_grad": lbfgs}
+    return [(GROUPS[kernel][0], kernel, calls[kernel]) for kernel in calls]
+
+
+def _compiles(kernel):
+    """How many signatures of entry kernel ``kernel`` this process compiled or loaded."""
+    from ._kernels import train
+
+    stats = getattr(train, kernel).stats
+    return sum(stats.cache_misses.values()), sum(stats.cache_hits.values())
+
+
+def _outcome(before, after):
+    misses, hits = (a - b for a, b in zip(after, before, strict=True))
+    if misses:
+        return "compiled"
+    return "loaded from the cache" if hits else "already in memory"
+
+
+def warm_up(dtypes=(np.float64, np.float32), verbose=True):
     """Fit and predict tiny models through every kernel entry point, in each dtype.
+
+    With ``verbose``, prints on stderr, for each dtype and kernel group, whether it was
+    compiled or loaded from numba's cache and the seconds it took, then the total.
 
     Returns the seconds spent (compiling, or loading from the cache when warm).
     """
     from sklearn.exceptions import ConvergenceWarning
 
-    from . import MLPClassifier, MLPRegressor
+    from ._kernels import train
+
+    def say(text, end="\n"):
+        if verbose:
+            print(text, end=end, file=sys.stderr, flush=True)
 
     start = time.perf_counter()
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(40, 3))
-    y = np.arange(40) % 3
+    X = np.random.default_rng(1).normal(size=(40, 3))
+    steps = _steps()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", CompileWarning)  # these lines say it instead
         for dtype in dtypes:
-            Xd = X.astype(dtype)
-            # the epoch, the validation loss and predict; then L-BFGS' full objective
-            MLPClassifier((4,), max_iter=2, early_stopping=True, random_state=0).fit(
-                Xd, y
-            ).predict(Xd)
-            MLPRegressor(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=2).fit(Xd, X[:, 0])
-    return time.perf_counter() - start
+            name = np.dtype(dtype).name
+            for group, kernel, call in steps:
+                say(f"fastbp warm-up: {name} {group} kernels ({kernel})... ", end="")
+                before, t0 = _compiles(kernel), time.perf_counter()
+                call(X.astype(dtype))
+                seconds = time.perf_counter() - t0
+                say(f"{_outcome(before, _compiles(kernel))} in {seconds:.2f} s")
+    total = time.perf_counter() - start
+    cache = getattr(train.train_epoch._cache, "_cache_path", None)
+    say(f"fastbp warm-up: {total:.1f} s in all; numba's cache: {cache or 'off'}")
+    return total

@@ -1,0 +1,109 @@
+"""The one-line notice, on stderr, that fastbp is compiling its kernels in this process.
+
+numba compiles a kernel on its first call unless its on-disk cache already holds it; the
+first fit in a fresh environment then spends seconds with nothing on screen. numba's
+``"numba:compile"`` event fires exactly when a dispatcher misses its cache and is about
+to compile (a cache load fires nothing), so a listener on it says so before the wait,
+once per float dtype, and costs nothing in a process that loads from the cache.
+
+The notice is a warning, not a log record: Python prints warnings by default, and
+``warnings.filterwarnings("ignore", category=fastbp.CompileWarning)``, ``-W`` or pytest's
+filters silence it, as they do scikit-learn's ConvergenceWarning.
+"""
+
+import threading
+import warnings
+
+from numba.core import event
+
+from . import _caller
+
+# What each entry kernel of ``_kernels.train`` is for, and the CPU seconds it took to
+# compile with an empty cache on the 2-core development machine (numba 0.68, LLVM,
+# callees included: the training kernel compiles the forward, backward, loss and
+# optimizer code that the later ones reuse; prediction pulls in numba's shape-error
+# formatting). Measured as the CPU time between numba's "numba:compile" events, one
+# digits fit (or predict) per kernel in a fresh process with an empty NUMBA_CACHE_DIR.
+GROUPS = {
+    "train_epoch": ("training", 13),
+    "predict_rows": ("prediction", 5),
+    "mean_loss": ("validation-loss", 1),
+    "full_loss_grad": ("L-BFGS objective", 2),
+}
+KERNEL_PACKAGE = "fastbp._kernels."
+
+class CompileWarning(UserWarning):
+    """fastbp is compiling its kernels (once per dtype; numba then caches them on disk).
+
+    Silence it with ``warnings.filterwarnings("ignore", category=fastbp.CompileWarning)``;
+    avoid the compile itself with ``python -m fastbp warmup`` (or ``fastbp.warm_up()``)
+    when building an image or a CI cache.
+    """
+
+
+def _dtype_of(args):
+    """The float dtype name of a kernel's first array argument, or None."""
+    for arg in args:
+        dtype = getattr(arg, "dtype", None)
+        if dtype is not None and str(dtype).startswith("float"):
+            return str(dtype)
+    return None
+
+
+def message(kernel, dtype, cache_dir):
+    """The text of the notice for entry kernel ``kernel`` (a function name)."""
+    what, seconds = GROUPS.get(kernel, (kernel, None))
+    cost = f"about {seconds} s of CPU" if seconds else "a few seconds"
+    if cache_dir is None:
+        where = ("numba's on-disk cache is off here (no writable directory: set "
+                 "NUMBA_CACHE_DIR), so every new process compiles them again")
+    else:
+        where = (f"once: numba caches the machine code in {cache_dir}, and later "
+                 "processes load it in a fraction of a second")
+    return (f"fastbp is compiling its {what} kernels for {dtype} ({cost}), {where}. "
+            "To compile ahead of time (images, containers, CI), run `python -m fastbp "
+            "warmup`. Silence this notice with warnings.filterwarnings('ignore', "
+            "category=fastbp.CompileWarning).")
+
+
+class _Listener(event.Listener):
+    """Warns when one of fastbp's kernels is about to compile, once per dtype."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.told = set()  # dtypes already announced in this process
+
+    def on_start(self, ev):
+        dispatcher = ev.data["dispatcher"]
+        func = dispatcher.py_func
+        if not func.__module__.startswith(KERNEL_PACKAGE):
+            return
+        dtype = _dtype_of(ev.data["args"])
+        with self._lock:
+            if dtype is None or dtype in self.told:
+                return
+            self.told.add(dtype)
+        cache_dir = getattr(dispatcher._cache, "_cache_path", None)
+        try:
+            warnings.warn(message(func.__name__, dtype, cache_dir), CompileWarning,
+                          stacklevel=_caller.stacklevel())
+        except CompileWarning:
+            # An "error" filter would abort the compile that the notice announces (and
+            # a cold cache would then fail fits that pass on a warm one): a notice
+            # never changes what the fit does.
+            pass
+
+    def on_end(self, ev):
+        pass
+
+
+_listener = None
+
+
+def install():
+    """Register the listener with numba (once per process); returns it."""
+    global _listener
+    if _listener is None:
+        _listener = _Listener()
+        event.register("numba:compile", _listener)
+    return _listener

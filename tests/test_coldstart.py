@@ -1,0 +1,131 @@
+"""A first fit in a fresh environment: the notice that fastbp compiles, and the warm-up.
+
+The notice tests run in subprocesses with their own NUMBA_CACHE_DIR: one that compiles
+(about 12 s of CPU) and one that loads the cache it left behind.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+from numba import types
+from numba.core.event import Event, EventStatus
+
+import fastbp
+from fastbp import _compile_notice
+from fastbp._kernels import train
+
+ROOT = str(Path(fastbp.__file__).resolve().parents[1])
+NOTICE = "fastbp is compiling"
+
+# A stochastic fit (compiles the training kernels), an L-BFGS fit (compiles one more
+# entry kernel, in the same dtype) and a second stochastic fit (compiles nothing).
+THREE_FITS = """
+    import warnings
+    import numpy as np
+    import fastbp
+    from sklearn.exceptions import ConvergenceWarning
+    from fastbp._kernels import train
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    X = np.random.default_rng(0).normal(size=(60, 4))
+    y = np.arange(60) % 2
+    fastbp.MLPClassifier((5,), max_iter=1).fit(X, y)
+    fastbp.MLPClassifier((5,), solver="lbfgs", max_iter=2).fit(X, y)
+    fastbp.MLPClassifier((5,), max_iter=1).fit(X, y)
+    print(sum(sum(getattr(train, k).stats.cache_misses.values())
+              for k in ("train_epoch", "full_loss_grad")))
+"""
+
+
+def _three_fits(cache_dir):
+    """Runs THREE_FITS in a fresh interpreter; returns (stderr, kernels compiled)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env.update(NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(THREE_FITS)], env=env,
+                          capture_output=True, text=True, timeout=900, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stderr, int(proc.stdout.split()[-1])
+
+
+@pytest.fixture(scope="module")
+def cold_cache(tmp_path_factory):
+    """An empty numba cache filled by THREE_FITS; the stderr and compile count of that run."""
+    cache = tmp_path_factory.mktemp("numba-cache")
+    return cache, *_three_fits(cache)
+
+
+def test_a_process_that_compiles_says_so_once(cold_cache):
+    cache, stderr, compiled = cold_cache
+    assert compiled == 2  # the premise: both entry kernels compiled in that process
+    assert stderr.count(NOTICE) == 1, stderr
+    notice = next(line for line in stderr.splitlines() if NOTICE in line)
+    assert "CompileWarning" in notice and "training kernels for float64" in notice
+    assert str(cache) in notice and "python -m fastbp warmup" in notice
+    # it points at the caller's line, not at numba's compiler
+    assert notice.startswith("<string>:10:"), notice
+
+
+def test_a_process_that_loads_the_cache_says_nothing(cold_cache):
+    cache = cold_cache[0]
+    stderr, compiled = _three_fits(cache)
+    assert compiled == 0  # the premise: everything came from the cache
+    assert NOTICE not in stderr, stderr
+
+
+def _compile_event(dtype, dispatcher=train.train_epoch):
+    args = (types.Array(dtype, 1, "C"), types.int64)
+    return Event("numba:compile", EventStatus.START,
+                 data={"dispatcher": dispatcher, "args": args, "return_type": None})
+
+
+def test_notice_once_per_dtype_for_fastbp_kernels_only():
+    from numba import njit
+
+    listener = _compile_notice._Listener()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        listener.on_start(_compile_event(types.float32, njit(lambda a, n: n)))  # not ours
+        for dtype in (types.float32, types.float32, types.float64):
+            listener.on_start(_compile_event(dtype, train.predict_rows))
+    assert [w.category for w in caught] == [fastbp.CompileWarning] * 2
+    first, second = (str(w.message) for w in caught)
+    assert "prediction kernels for float32" in first
+    assert "for float64" in second
+
+
+def test_notice_can_be_silenced_and_never_raises():
+    for action in ("ignore", "error"):
+        listener = _compile_notice._Listener()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.simplefilter(action, fastbp.CompileWarning)
+            listener.on_start(_compile_event(types.float64))  # "error": no exception
+        assert caught == []
+        assert listener.told == {"float64"}
+
+
+def test_notice_without_a_cache_says_every_process_compiles():
+    text = _compile_notice.message("mean_loss", "float32", None)
+    assert "validation-loss kernels for float32" in text
+    assert "every new process compiles" in text and "NUMBA_CACHE_DIR" in text
+
+
+def test_warm_up_reports_each_kernel_group_and_the_total(capsys):
+    seconds = fastbp.warm_up()
+    lines = capsys.readouterr().err.strip().splitlines()
+    groups = [group for group, _ in _compile_notice.GROUPS.values()]
+    outcome = r"(compiled|loaded from the cache|already in memory) in \d+\.\d\d s"
+    expected = [rf"fastbp warm-up: {dtype} {group} kernels \(\w+\)\.\.\. {outcome}"
+                for dtype in ("float64", "float32") for group in groups]
+    assert len(lines) == len(expected) + 1, lines
+    for pattern, line in zip(expected, lines[:-1], strict=True):
+        assert re.fullmatch(pattern, line), line
+    assert re.fullmatch(rf"fastbp warm-up: {seconds:.1f} s in all; numba's cache: .+",
+                        lines[-1]), lines[-1]
+    fastbp.warm_up(verbose=False)
+    assert capsys.readouterr().err == ""
