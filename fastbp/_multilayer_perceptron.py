@@ -7,8 +7,6 @@ the stopping rules. Nothing here calls a kernel.
 """
 
 import copy
-import functools
-import inspect
 import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -33,7 +31,16 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _callbacks, _caller, _config, _docstrings, _interop, _stopping, _threads
+from . import (
+    _callbacks,
+    _caller,
+    _config,
+    _docstrings,
+    _interop,
+    _parameters,
+    _stopping,
+    _threads,
+)
 from ._network import (
     HIDDEN_ACTIVATIONS,
     INITS,
@@ -63,103 +70,6 @@ _NON_FINITE_MSG = (
     "Solver produced non-finite parameter weights. The input data may contain large "
     "values and need to be preprocessed."
 )
-
-
-_ADAPTIVE_SOLVERS = {"adam", "adamw", "rmsprop", "adagrad"}
-# Parameters that only some settings use: (the setting, the values it applies with). A
-# value other than the default anywhere else has no effect, and fit says so.
-_APPLIES_WITH = {
-    "momentum": ("solver", {"sgd"}),
-    "nesterovs_momentum": ("solver", {"sgd"}),
-    "beta_1": ("solver", {"adam", "adamw"}),
-    "beta_2": ("solver", {"adam", "adamw"}),
-    "epsilon": ("solver", _ADAPTIVE_SOLVERS),
-    "weight_decay": ("solver", {"adamw"}),
-    "rho": ("solver", {"rmsprop"}),
-    "learning_rate": ("solver", set(STOCHASTIC_SOLVERS)),
-    "learning_rate_init": ("solver", set(STOCHASTIC_SOLVERS)),
-    "batch_size": ("solver", set(STOCHASTIC_SOLVERS)),
-    "shuffle": ("solver", set(STOCHASTIC_SOLVERS)),
-    "early_stopping": ("solver", set(STOCHASTIC_SOLVERS)),
-    "n_iter_no_change": ("solver", set(STOCHASTIC_SOLVERS)),
-    "max_grad_norm": ("solver", set(STOCHASTIC_SOLVERS)),
-    "max_fun": ("solver", {"lbfgs"}),
-    "validation_fraction": ("early_stopping", {True}),
-    "power_t": ("learning_rate", {"invscaling"}),
-    "lr_decay": ("learning_rate", {"step", "exponential"}),
-    "lr_period": ("learning_rate", {"step", "exponential", "cosine"}),
-    "huber_delta": ("loss", {"huber"}),
-}
-
-
-def _warn_inapplicable(est):
-    """Warn about each parameter set away from its default where it has no effect
-    (``weight_decay`` with adam, a schedule with lbfgs, ...), naming the setting that
-    makes it so: scikit-learn's rule for inapplicable parameters."""
-    params = est.get_params(deep=False)
-    defaults = _defaults(type(est))
-    for name, (setting, where) in _APPLIES_WITH.items():
-        if name not in params or params[setting] in where:
-            continue
-        if _same(params[name], defaults[name]):
-            continue
-        warnings.warn(
-            f"{name}={params[name]!r} has no effect with {setting}={params[setting]!r}: "
-            f"it applies only with {setting} in {sorted(where, key=str)}.",
-            UserWarning,
-            stacklevel=_caller.stacklevel(),
-        )
-
-
-@functools.cache
-def _defaults(cls):
-    return {
-        name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
-        if p.default is not inspect.Parameter.empty
-    }
-
-
-def _same(value, default):
-    try:
-        return bool(value == default)
-    except (TypeError, ValueError):  # arrays and other unhashables compare oddly
-        return False
-
-
-def _accuracy(y_true, y_pred, sample_weight=None):
-    """scikit-learn's ``accuracy_score`` without its input checks (about a millisecond a
-    call, a sixth of a small fit scoring its validation set every epoch): the same
-    operations on the same arrays, so the same value. Multilabel: subset accuracy."""
-    if y_true.ndim == 2:
-        score = ~(np.asarray(y_true) != y_pred).any(axis=1)
-    else:
-        score = y_true == y_pred
-    return float(np.average(score, weights=sample_weight))
-
-
-def _r2(y_true, y_pred, sample_weight=None):
-    """scikit-learn's ``r2_score`` (uniform average over the outputs) without its input
-    checks: the same operations in the same order and dtype, so the same value."""
-    extra = () if sample_weight is None else (sample_weight,)
-    dtype = np.result_type(y_true, y_pred, *extra)
-    dtype = dtype if np.issubdtype(dtype, np.floating) else np.float64
-    y_true = np.asarray(y_true, dtype=dtype).reshape(y_true.shape[0], -1)
-    y_pred = np.asarray(y_pred, dtype=dtype).reshape(y_pred.shape[0], -1)
-    if y_true.shape[0] < 2:
-        return float("nan")  # undefined; a validation set has two rows at least
-    weight = 1.0
-    if sample_weight is not None:
-        sample_weight = np.asarray(sample_weight, dtype=dtype)
-        weight = sample_weight[:, None]
-    numerator = np.sum(weight * (y_true - y_pred) ** 2, axis=0)
-    centred = y_true - np.average(y_true, axis=0, weights=sample_weight)
-    denominator = np.sum(weight * centred**2, axis=0)
-    scores = np.ones(y_true.shape[1], dtype=numerator.dtype)
-    nonzero = numerator != 0
-    valid = nonzero & (denominator != 0)
-    scores[valid] = 1 - numerator[valid] / denominator[valid]
-    scores[nonzero & (denominator == 0)] = 0.0  # scikit-learn's force_finite
-    return float(np.average(scores))
 
 
 def _in_dtype(values, dtype, name):
@@ -477,7 +387,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             )
         if "_params" in state:  # fastbp <= 0.2.0.dev0
             _migrate_format_1(state)
-        for name, value in _defaults(type(self)).items():
+        for name, value in _parameters.defaults(type(self)).items():
             state.setdefault(name, value)  # parameters added since it was pickled
         super().__setstate__(state)
         if "_network" in state:
@@ -602,7 +512,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
     def _check_network_parameters(self):
         """Validate the network's parameters before any work, and warn about those that
         have no effect with these settings; returns the hidden sizes."""
-        _warn_inapplicable(self)
+        _parameters.warn_inapplicable(self)
         if self.scoring is not None and not (
             isinstance(self.scoring, str) and self.scoring == "loss"
         ):
@@ -1306,7 +1216,7 @@ $shared_attributes
         return self._label_binarizer.inverse_transform(y_pred, threshold=threshold)
 
     def _score(self, X, y, sample_weight=None):
-        return self._score_with_function(X, y, sample_weight, _accuracy)
+        return self._score_with_function(X, y, sample_weight, _stopping.accuracy)
 
     @available_if(_stochastic_solver)
     @_fit_context(prefer_skip_nested_validation=True)
@@ -1637,7 +1547,7 @@ $shared_attributes
             "clip_predictions": self.__dict__.get("_clip_margin"),
         }
         for name, value in fitted.items():
-            if not _same(getattr(self, name), value):
+            if not _parameters.same(getattr(self, name), value):
                 raise ValueError(
                     f"{name}={getattr(self, name)!r}, but this network was first fitted "
                     f"with {name}={value!r}: what it learns from y is fitted once per "
@@ -1718,7 +1628,7 @@ $shared_attributes
         return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
 
     def _score(self, X, y, sample_weight=None):
-        return self._score_with_function(X, y, sample_weight, _r2)
+        return self._score_with_function(X, y, sample_weight, _stopping.r2)
 
     @available_if(_stochastic_solver)
     @_fit_context(prefer_skip_nested_validation=True)

@@ -1,5 +1,6 @@
-"""The stopping rules of the stochastic solvers: the held-out validation set, the count
-of epochs without improvement, and the best weights (scikit-learn's rules)."""
+"""The stopping rules of the stochastic solvers: the held-out validation set, the default
+validation scores, the count of epochs without improvement, and the best weights
+(scikit-learn's rules)."""
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -27,6 +28,42 @@ def holdout(n_samples, validation_fraction, random_state, stratify=None):
             "of your dataset."
         )
     return train_rows, val_rows
+
+
+def accuracy(y_true, y_pred, sample_weight=None):
+    """scikit-learn's ``accuracy_score`` without its input checks (about a millisecond a
+    call, a sixth of a small fit scoring its validation set every epoch): the same
+    operations on the same arrays, so the same value. Multilabel: subset accuracy."""
+    if y_true.ndim == 2:
+        score = ~(np.asarray(y_true) != y_pred).any(axis=1)
+    else:
+        score = y_true == y_pred
+    return float(np.average(score, weights=sample_weight))
+
+
+def r2(y_true, y_pred, sample_weight=None):
+    """scikit-learn's ``r2_score`` (uniform average over the outputs) without its input
+    checks: the same operations in the same order and dtype, so the same value."""
+    extra = () if sample_weight is None else (sample_weight,)
+    dtype = np.result_type(y_true, y_pred, *extra)
+    dtype = dtype if np.issubdtype(dtype, np.floating) else np.float64
+    y_true = np.asarray(y_true, dtype=dtype).reshape(y_true.shape[0], -1)
+    y_pred = np.asarray(y_pred, dtype=dtype).reshape(y_pred.shape[0], -1)
+    if y_true.shape[0] < 2:
+        return float("nan")  # undefined; a validation set has two rows at least
+    weight = 1.0
+    if sample_weight is not None:
+        sample_weight = np.asarray(sample_weight, dtype=dtype)
+        weight = sample_weight[:, None]
+    numerator = np.sum(weight * (y_true - y_pred) ** 2, axis=0)
+    centred = y_true - np.average(y_true, axis=0, weights=sample_weight)
+    denominator = np.sum(weight * centred**2, axis=0)
+    scores = np.ones(y_true.shape[1], dtype=numerator.dtype)
+    nonzero = numerator != 0
+    valid = nonzero & (denominator != 0)
+    scores[valid] = 1 - numerator[valid] / denominator[valid]
+    scores[nonzero & (denominator == 0)] = 0.0  # scikit-learn's force_finite
+    return float(np.average(scores))
 
 
 class Monitor:

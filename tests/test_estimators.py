@@ -459,10 +459,10 @@ _SETTINGS = {
 
 
 def _inapplicable_cases():
-    from fastbp._multilayer_perceptron import _APPLIES_WITH
+    from fastbp._parameters import APPLIES_WITH
 
-    assert set(_APPLIES_WITH) == set(_NON_DEFAULT)
-    for name, (setting, where) in sorted(_APPLIES_WITH.items()):
+    assert set(APPLIES_WITH) == set(_NON_DEFAULT)
+    for name, (setting, where) in sorted(APPLIES_WITH.items()):
         for value in _SETTINGS[setting]:
             yield pytest.param(name, setting, value, value in where,
                                id=f"{name}-{setting}={value}")
@@ -519,7 +519,8 @@ def _score_cases():
 def test_validation_r2_and_accuracy_are_scikit_learns_to_the_bit():
     from sklearn.metrics import accuracy_score, r2_score
 
-    from fastbp._multilayer_perceptron import _accuracy, _r2
+    from fastbp._stopping import accuracy as _accuracy
+    from fastbp._stopping import r2 as _r2
 
     for y, pred, sw in _score_cases():
         assert _r2(y, pred, sw) == r2_score(y, pred, sample_weight=sw)
