@@ -114,17 +114,22 @@ def finalize_gradient(params, grads, n_coefs, alpha, l1, sw_sum, want_norm):
     """
     sq = sum_of_squares(params, n_coefs)
     l1_norm = 0.0
+    # The per-parameter arithmetic runs in the parameters' dtype (see optimizers); the
+    # norms, which only enter the reported loss, accumulate in float64.
+    cast = params.dtype.type
+    a, total, zero = cast(alpha), cast(sw_sum), cast(0.0)
     # Separate loops per case keep each one plain and vectorisable.
     if l1 == 0.0:
         for j in range(n_coefs):
-            grads[j] = (grads[j] + alpha * params[j]) / sw_sum
+            grads[j] = (grads[j] + a * params[j]) / total
     else:
+        lam, one = cast(l1), cast(1.0)
         for j in range(n_coefs):
             w = params[j]
             l1_norm += abs(w)
-            s = 1.0 if w > 0 else (-1.0 if w < 0 else 0.0)
-            grads[j] = (grads[j] + alpha * w + l1 * s) / sw_sum
+            s = one if w > zero else (-one if w < zero else zero)
+            grads[j] = (grads[j] + a * w + lam * s) / total
     for j in range(n_coefs, params.shape[0]):
-        grads[j] /= sw_sum
+        grads[j] /= total
     grad_sq = sum_of_squares(grads, grads.shape[0]) if want_norm else 0.0
     return sq, l1_norm, grad_sq
