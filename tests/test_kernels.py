@@ -12,16 +12,19 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from fastbp._config import JIT_OPTIONS
 from fastbp._kernels import activations as A
 from fastbp._kernels import losses as L
 from fastbp._kernels import optimizers as O
 from fastbp._kernels import train as T
 from fastbp._kernels.activations import activate
 from fastbp._kernels.backward import backward_batch, finalize_gradient, sum_of_squares
+from fastbp._kernels.dropout import apply as dropout_apply
 from fastbp._kernels.dropout import batch_key
 from fastbp._kernels.forward import forward_batch
 from fastbp._kernels.losses import loss_and_delta
@@ -515,6 +518,38 @@ def test_step_dispatches_every_optimizer(dtype, solver):
     assert_close(params, flat_of(want_p), dtype)
     assert_close(state[0], flat_of(want_0), dtype)
     assert_close(state[1], flat_of(want_1), dtype)
+
+
+def float32_ir(kernel, *args):
+    """LLVM IR of a fresh (uncached: the cache keeps no IR) float32 compilation."""
+    fresh = numba.njit(**dict(JIT_OPTIONS, cache=False))(kernel.py_func)
+    fresh(*args)
+    (ir,) = fresh.overloads.values()
+    return ir.library.get_llvm_str()
+
+
+def test_float32_kernels_compute_in_float32():
+    """A float32 network's per-element work (optimizer rules, activations, dropout)
+    never widens a float32 to float64: numba promotes ``float32 op float64-scalar`` to
+    float64, so one unrounded hyperparameter or literal would run the loop in float64
+    (``fpext float ... to double`` in the IR) at half the SIMD width."""
+    v = np.linspace(0.5, 1.5, 40, dtype=np.float32)
+    Z = v.reshape(8, 5)
+    key = batch_key(1, 2)
+    cases = {
+        "sgd": (sgd_step, (v, v.copy(), 0.5, v.copy(), 0.1, 0.9, True)),
+        "adam": (adam_step, (v, v.copy(), 0.5, v.copy(), v.copy(), 3, 1e-3, 0.9, 0.999,
+                             1e-8)),
+        "adamw decay": (O.decay_weights, (v, 10, 0.1, 0.01)),
+        "rmsprop": (rmsprop_step, (v, v.copy(), 0.5, v.copy(), 0.1, 0.9, 1e-8)),
+        "adagrad": (adagrad_step, (v, v.copy(), 0.5, v.copy(), 0.1, 1e-8)),
+        "activate": (activate, (Z.copy(), A.TANH, Z.copy())),  # every code: one function
+        "dropout": (dropout_apply, (Z.copy(), Z.copy(), 0.3, key, 1)),
+    }
+    for name, (kernel, args) in cases.items():
+        ir = float32_ir(kernel, *args)
+        assert "<16 x float>" in ir or "<8 x float>" in ir, f"{name}: not vectorised"
+        assert "fpext float" not in ir, f"{name}: float32 widened to float64"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
