@@ -553,14 +553,20 @@ def test_float32_kernels_compute_in_float32():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_sum_of_squares_partial_sums(dtype):
-    """The 8-way partial sums of the L2 norm: every length (full blocks of 8 and the
-    tail) and a prefix only."""
+def test_sum_of_squares(dtype):
+    """The squared norm of a prefix, every length (whole SIMD blocks and tails),
+    accumulated in float64 even for float32 entries, the same on every call."""
     rng = np.random.default_rng(3)
-    a = rng.standard_normal(41).astype(dtype)
-    for n in range(42):
+    a = rng.standard_normal(77).astype(dtype)
+    for n in range(78):
         assert_close(sum_of_squares(a, n), math.fsum(a[:n].astype(np.float64) ** 2), dtype)
     assert sum_of_squares(a, 0) == 0.0
+    # float32 sums would lose the ones next to 1e8 (its float32 spacing is 8)
+    big = np.ones(1001, dtype=dtype)
+    big[0] = 1e4
+    assert sum_of_squares(big, big.shape[0]) == 1e8 + 1000
+    long = rng.standard_normal(10_000).astype(dtype)
+    assert sum_of_squares(long, 10_000) == sum_of_squares(long, 10_000)
 
 
 # --------------------------------------------------------------------------------- predict
