@@ -576,11 +576,13 @@ def test_sum_of_squares(dtype):
 def test_predict_rows(dtype, sparse, loss_code):
     pb = make_problem(dtype, loss_code, A.RELU, n=23, sparse=sparse, seed=70 + loss_code)
     coefs, intercepts = naive_params(pb)
-    for order in (np.arange(pb.n), pb.rng.permutation(pb.n)):
+    # consecutive rows (multiplied in place in dense X), from 0 or not, and any others
+    orders = (np.arange(pb.n), np.arange(5, 19), np.array([7]), pb.rng.permutation(pb.n))
+    for order in orders:
         for chunk in (4, 23):
             ws = Workspace(pb.layout, pb.ws.net[4], chunk, dtype, dense=not sparse,
                            train=False)
-            out = np.full((pb.n, 3), np.nan, dtype=dtype)
+            out = np.full((order.shape[0], 3), np.nan, dtype=dtype)
             finite = predict_rows(pb.params, ws.net, pb.Xk, pb.Xsp,
                                   readonly(order.astype(np.int64)), chunk, ws.act, ws.xbuf,
                                   no_dropout(), out)
