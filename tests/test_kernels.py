@@ -441,7 +441,7 @@ def test_sgd_step(dtype, nesterov, gscale):
     want_p, want_v = naive.sgd_step(split(layout, params), split(layout, grads * gscale),
                                     split(layout, velocity), lr, momentum, nesterov)
     g_before = grads.copy()
-    sgd_step(params, grads, gscale, velocity, lr, momentum, nesterov)
+    sgd_step(params, grads, (gscale, 0, 0.0, 1.0), velocity, lr, momentum, nesterov)
     assert_close(params, flat_of(want_p), dtype)
     assert_close(velocity, flat_of(want_v), dtype)
     assert np.array_equal(grads, g_before)
@@ -461,7 +461,7 @@ def test_adam_step(dtype, t):
         split(layout, params), split(layout, grads), split(layout, m), split(layout, v),
         t, lr, b1, b2, eps,
     )
-    adam_step(params, grads, 1.0, m, v, t, lr, b1, b2, eps)
+    adam_step(params, grads, (1.0, 0, 0.0, 1.0), m, v, t, lr, b1, b2, eps)
     assert_close(params, flat_of(want_p), dtype)
     assert_close(m, flat_of(want_m), dtype)
     assert_close(v, flat_of(want_v), dtype)
@@ -480,18 +480,21 @@ def test_rmsprop_and_adagrad_steps(dtype):
         args = (split(layout, p), split(layout, grads * gscale), split(layout, a), lr)
         if kernel == "rmsprop":
             want_p, want_a = naive.rmsprop_step(*args, rho, eps)
-            rmsprop_step(p, grads, gscale, a, lr, rho, eps)
+            rmsprop_step(p, grads, (gscale, 0, 0.0, 1.0), a, lr, rho, eps)
         else:
             want_p, want_a = naive.adagrad_step(*args, eps)
-            adagrad_step(p, grads, gscale, a, lr, eps)
+            adagrad_step(p, grads, (gscale, 0, 0.0, 1.0), a, lr, eps)
         assert_close(p, flat_of(want_p), dtype)
         assert_close(a, flat_of(want_a), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("solver", list(O.CODES))
-def test_step_dispatches_every_optimizer(dtype, solver):
-    """``step`` runs the rule its code names (adamw: decayed weights, biases kept)."""
+@pytest.mark.parametrize("fused", [False, True], ids=["final", "raw"])
+def test_step_dispatches_every_optimizer(dtype, solver, fused):
+    """``step`` runs the rule its code names (adamw: decayed weights, biases kept), on
+    a finished gradient or on raw sums that it finishes itself (``form``: the L2 term
+    on the weights only, the division by the weight sum, the clipping factor)."""
     rng = np.random.default_rng(63)
     layout = Layout([5, 4, 3, 2])
     n = layout.n_params
@@ -499,6 +502,11 @@ def test_step_dispatches_every_optimizer(dtype, solver):
     state = (0.1 * rng.random(size=(2, n))).astype(dtype)
     lr, mom, b1, b2, eps, rho, wd, t = 1e-2, 0.9, 0.9, 0.999, 1e-8, 0.9, 0.1, 4
     P, G = split(layout, params), split(layout, grads)
+    form = (1.0, layout.n_coefs, 0.0, 1.0)
+    if fused:
+        form = (0.7, layout.n_coefs, 0.05, 6.0)
+        G = [(g + 0.05 * w) / 6.0 * 0.7 for g, w in zip(G[:3], P[:3], strict=True)]
+        G += [g / 6.0 * 0.7 for g in split(layout, grads)[3:]]
     S0, S1 = split(layout, state[0]), split(layout, state[1])
     if solver == "sgd":
         want_p, want_0 = naive.sgd_step(P, G, S0, lr, mom, True)
@@ -513,8 +521,7 @@ def test_step_dispatches_every_optimizer(dtype, solver):
     else:
         want_p, want_0 = naive.adagrad_step(P, G, S0, lr, eps)
         want_1 = S1
-    step(O.CODES[solver], params, grads, 1.0, state, t, lr, mom, True, b1, b2, eps, rho, wd,
-         layout.n_coefs)
+    step(O.CODES[solver], params, grads, form, state, t, lr, mom, True, b1, b2, eps, rho, wd)
     assert_close(params, flat_of(want_p), dtype)
     assert_close(state[0], flat_of(want_0), dtype)
     assert_close(state[1], flat_of(want_1), dtype)
@@ -536,13 +543,13 @@ def test_float32_kernels_compute_in_float32():
     v = np.linspace(0.5, 1.5, 40, dtype=np.float32)
     Z = v.reshape(8, 5)
     key = batch_key(1, 2)
+    form = (0.5, 10, 1e-4, 3.0)  # raw sums: L2 term, weight sum, clipping factor
     cases = {
-        "sgd": (sgd_step, (v, v.copy(), 0.5, v.copy(), 0.1, 0.9, True)),
-        "adam": (adam_step, (v, v.copy(), 0.5, v.copy(), v.copy(), 3, 1e-3, 0.9, 0.999,
-                             1e-8)),
-        "adamw decay": (O.decay_weights, (v, 10, 0.1, 0.01)),
-        "rmsprop": (rmsprop_step, (v, v.copy(), 0.5, v.copy(), 0.1, 0.9, 1e-8)),
-        "adagrad": (adagrad_step, (v, v.copy(), 0.5, v.copy(), 0.1, 1e-8)),
+        "sgd": (sgd_step, (v, v.copy(), form, v.copy(), 0.1, 0.9, True)),
+        "adamw": (adam_step, (v, v.copy(), form, v.copy(), v.copy(), 3, 1e-3, 0.9, 0.999,
+                              1e-8, 0.99)),
+        "rmsprop": (rmsprop_step, (v, v.copy(), form, v.copy(), 0.1, 0.9, 1e-8)),
+        "adagrad": (adagrad_step, (v, v.copy(), form, v.copy(), 0.1, 1e-8)),
         "activate": (activate, (Z.copy(), A.TANH, Z.copy())),  # every code: one function
         "dropout": (dropout_apply, (Z.copy(), Z.copy(), 0.3, key, 1)),
     }
@@ -778,7 +785,7 @@ def allocates(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_si
 rng = np.random.default_rng(0)
 out = {}
 for dtype in (np.float64, np.float32):
-    for sparse in (False, True):
+    for sparse, toolbox in ((False, True), (True, True), (False, False)):
         for solver in O.CODES:
             n, batch = 40, 7
             layout = Layout([5, 6, 4, 3])
@@ -790,12 +797,13 @@ for dtype in (np.float64, np.float32):
             sw = readonly(rng.uniform(0.5, 2, n).astype(dtype))
             ws = Workspace(layout, [0, 9, 7, 4], batch, dtype, dense=not sparse)
             hp = np.zeros(T.N_HP)
-            # every toolbox feature on: l1, clipping, weight decay, dropout (below)
+            # every toolbox feature on: l1, clipping, weight decay, dropout (below); or
+            # off: the step then finishes the gradient itself (the other path)
             hp[[T.HP_LR, T.HP_MOMENTUM, T.HP_BETA_1, T.HP_BETA_2, T.HP_EPSILON,
                 T.HP_ALPHA, T.HP_CLIP_EPS, T.HP_L1, T.HP_MAX_GRAD_NORM, T.HP_WEIGHT_DECAY,
                 T.HP_RHO, T.HP_HUBER_DELTA]] = [1e-3, 0.9, 0.9, 0.999, 1e-8, 1e-4,
-                                                 np.finfo(dtype).eps, 1e-4, 0.5, 0.01,
-                                                 0.9, 1.0]
+                                                 np.finfo(dtype).eps, 1e-4 * toolbox,
+                                                 0.5 * toolbox, 0.01, 0.9, 1.0]
             ihp = np.zeros(T.N_IHP, dtype=np.int64)
             ihp[T.IHP_SOLVER] = O.CODES[solver]
             ihp[T.IHP_NESTEROV] = 1
@@ -820,7 +828,8 @@ for dtype in (np.float64, np.float32):
             c = stats()
             T.train_epoch(*args)
             d = stats()
-            key = f"{np.dtype(dtype).name}-{'csr' if sparse else 'dense'}-{solver}"
+            key = (f"{np.dtype(dtype).name}-{'csr' if sparse else 'dense'}-{solver}"
+                   f"{'' if toolbox else '-plain'}")
             out[key] = {"noop": (b - a).tolist(), "epoch": (d - c).tolist(),
                         "allocates": (f - e).tolist(),
                         "finite": bool(np.isfinite(params).all())}
@@ -835,7 +844,7 @@ def test_train_epoch_does_not_allocate_in_steady_state():
     assert proc.returncode == 0, proc.stderr
     line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")][-1]
     results = json.loads(line[len("RESULT "):])
-    assert len(results) == 4 * len(O.CODES)
+    assert len(results) == 6 * len(O.CODES)
     counters = ["alloc", "free", "mi_alloc", "mi_free"]
     for key, r in results.items():
         assert r["finite"], key

@@ -16,7 +16,7 @@ from numba import njit
 from .._config import JIT_OPTIONS
 from . import dropout
 from . import optimizers as opt
-from .backward import backward_batch, finalize_gradient
+from .backward import backward_batch, finalize_gradient, sum_of_squares
 from .forward import block_view, coef_view, forward_batch, forward_layers
 from .losses import loss_and_delta
 
@@ -67,6 +67,7 @@ def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_
     n_coefs = net[2][0]
     alpha, l1, max_norm = hp[HP_ALPHA], hp[HP_L1], hp[HP_MAX_GRAD_NORM]
     solver = ihp[IHP_SOLVER]
+    fused = max_norm == 0.0 and l1 == 0.0
     total = 0.0
     last = order[:0]
     for start in range(0, n, batch_size):
@@ -79,18 +80,23 @@ def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_
         )
         if sw_sum == 0.0:
             continue
-        sq, l1_norm, grad_sq = finalize_gradient(params, grads, n_coefs, alpha, l1, sw_sum,
-                                                 max_norm > 0.0)
+        if fused:  # the step adds the L2 term and divides (optimizers: ``form``)
+            sq, l1_norm = sum_of_squares(params, n_coefs), 0.0
+            form = (1.0, n_coefs, alpha, sw_sum)
+        else:  # clipping needs the whole final gradient's norm before the step
+            sq, l1_norm, grad_sq = finalize_gradient(params, grads, n_coefs, alpha, l1,
+                                                     sw_sum, max_norm > 0.0)
+            gscale = 1.0
+            if max_norm > 0.0 and grad_sq > max_norm * max_norm:
+                gscale = max_norm / math.sqrt(grad_sq)
+            form = (gscale, n_coefs, 0.0, 1.0)
         total += (loss_sum / sw_sum + 0.5 * alpha * sq / sw_sum
                   + l1 * l1_norm / sw_sum) * (stop - start)
-        gscale = 1.0
-        if max_norm > 0.0 and grad_sq > max_norm * max_norm:
-            gscale = max_norm / math.sqrt(grad_sq)
         last = rows
         ihp[IHP_T] += 1
-        opt.step(solver, params, grads, gscale, state, ihp[IHP_T], hp[HP_LR],
+        opt.step(solver, params, grads, form, state, ihp[IHP_T], hp[HP_LR],
                  hp[HP_MOMENTUM], ihp[IHP_NESTEROV] != 0, hp[HP_BETA_1], hp[HP_BETA_2],
-                 hp[HP_EPSILON], hp[HP_RHO], hp[HP_WEIGHT_DECAY], n_coefs)
+                 hp[HP_EPSILON], hp[HP_RHO], hp[HP_WEIGHT_DECAY])
     # Weights can grow finite but so large that the outputs overflow: check the outputs
     # of the last minibatch after the last step (a fraction of one step's work, and no
     # other compiled function to load at the first fit).
