@@ -8,7 +8,8 @@ import numpy as np
 # LLVM fast-math flags for every kernel. `nnan` and `ninf` are deliberately absent:
 # divergence shows up as NaN/inf in the loss or the weights, and the estimators must
 # see it to stop and raise. `reassoc` is absent too, so that a kernel's result does not
-# depend on how the compiler vectorised a reduction (parity with scikit-learn).
+# depend on how the compiler vectorised a reduction (parity with scikit-learn); the one
+# exception, the squared norm behind the reported L2 term, says why in backward.py.
 FASTMATH = {"nsz", "arcp", "contract"}
 
 # Every kernel is compiled with the on-disk cache, so that a second process does not

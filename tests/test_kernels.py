@@ -12,16 +12,19 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from fastbp._config import JIT_OPTIONS
 from fastbp._kernels import activations as A
 from fastbp._kernels import losses as L
 from fastbp._kernels import optimizers as O
 from fastbp._kernels import train as T
 from fastbp._kernels.activations import activate
 from fastbp._kernels.backward import backward_batch, finalize_gradient, sum_of_squares
+from fastbp._kernels.dropout import apply as dropout_apply
 from fastbp._kernels.dropout import batch_key
 from fastbp._kernels.forward import forward_batch
 from fastbp._kernels.losses import loss_and_delta
@@ -438,7 +441,7 @@ def test_sgd_step(dtype, nesterov, gscale):
     want_p, want_v = naive.sgd_step(split(layout, params), split(layout, grads * gscale),
                                     split(layout, velocity), lr, momentum, nesterov)
     g_before = grads.copy()
-    sgd_step(params, grads, gscale, velocity, lr, momentum, nesterov)
+    sgd_step(params, grads, (gscale, 0, 0.0, 1.0), velocity, lr, momentum, nesterov)
     assert_close(params, flat_of(want_p), dtype)
     assert_close(velocity, flat_of(want_v), dtype)
     assert np.array_equal(grads, g_before)
@@ -458,7 +461,7 @@ def test_adam_step(dtype, t):
         split(layout, params), split(layout, grads), split(layout, m), split(layout, v),
         t, lr, b1, b2, eps,
     )
-    adam_step(params, grads, 1.0, m, v, t, lr, b1, b2, eps)
+    adam_step(params, grads, (1.0, 0, 0.0, 1.0), m, v, t, lr, b1, b2, eps)
     assert_close(params, flat_of(want_p), dtype)
     assert_close(m, flat_of(want_m), dtype)
     assert_close(v, flat_of(want_v), dtype)
@@ -477,18 +480,21 @@ def test_rmsprop_and_adagrad_steps(dtype):
         args = (split(layout, p), split(layout, grads * gscale), split(layout, a), lr)
         if kernel == "rmsprop":
             want_p, want_a = naive.rmsprop_step(*args, rho, eps)
-            rmsprop_step(p, grads, gscale, a, lr, rho, eps)
+            rmsprop_step(p, grads, (gscale, 0, 0.0, 1.0), a, lr, rho, eps)
         else:
             want_p, want_a = naive.adagrad_step(*args, eps)
-            adagrad_step(p, grads, gscale, a, lr, eps)
+            adagrad_step(p, grads, (gscale, 0, 0.0, 1.0), a, lr, eps)
         assert_close(p, flat_of(want_p), dtype)
         assert_close(a, flat_of(want_a), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("solver", list(O.CODES))
-def test_step_dispatches_every_optimizer(dtype, solver):
-    """``step`` runs the rule its code names (adamw: decayed weights, biases kept)."""
+@pytest.mark.parametrize("fused", [False, True], ids=["final", "raw"])
+def test_step_dispatches_every_optimizer(dtype, solver, fused):
+    """``step`` runs the rule its code names (adamw: decayed weights, biases kept), on
+    a finished gradient or on raw sums that it finishes itself (``form``: the L2 term
+    on the weights only, the division by the weight sum, the clipping factor)."""
     rng = np.random.default_rng(63)
     layout = Layout([5, 4, 3, 2])
     n = layout.n_params
@@ -496,6 +502,11 @@ def test_step_dispatches_every_optimizer(dtype, solver):
     state = (0.1 * rng.random(size=(2, n))).astype(dtype)
     lr, mom, b1, b2, eps, rho, wd, t = 1e-2, 0.9, 0.9, 0.999, 1e-8, 0.9, 0.1, 4
     P, G = split(layout, params), split(layout, grads)
+    form = (1.0, layout.n_coefs, 0.0, 1.0)
+    if fused:
+        form = (0.7, layout.n_coefs, 0.05, 6.0)
+        G = [(g + 0.05 * w) / 6.0 * 0.7 for g, w in zip(G[:3], P[:3], strict=True)]
+        G += [g / 6.0 * 0.7 for g in split(layout, grads)[3:]]
     S0, S1 = split(layout, state[0]), split(layout, state[1])
     if solver == "sgd":
         want_p, want_0 = naive.sgd_step(P, G, S0, lr, mom, True)
@@ -510,22 +521,59 @@ def test_step_dispatches_every_optimizer(dtype, solver):
     else:
         want_p, want_0 = naive.adagrad_step(P, G, S0, lr, eps)
         want_1 = S1
-    step(O.CODES[solver], params, grads, 1.0, state, t, lr, mom, True, b1, b2, eps, rho, wd,
-         layout.n_coefs)
+    step(O.CODES[solver], params, grads, form, state, t, lr, mom, True, b1, b2, eps, rho, wd)
     assert_close(params, flat_of(want_p), dtype)
     assert_close(state[0], flat_of(want_0), dtype)
     assert_close(state[1], flat_of(want_1), dtype)
 
 
+def float32_ir(kernel, *args):
+    """LLVM IR of a fresh (uncached: the cache keeps no IR) float32 compilation."""
+    fresh = numba.njit(**dict(JIT_OPTIONS, cache=False))(kernel.py_func)
+    fresh(*args)
+    (ir,) = fresh.overloads.values()
+    return ir.library.get_llvm_str()
+
+
+def test_float32_kernels_compute_in_float32():
+    """A float32 network's per-element work (optimizer rules, activations, dropout)
+    never widens a float32 to float64: numba promotes ``float32 op float64-scalar`` to
+    float64, so one unrounded hyperparameter or literal would run the loop in float64
+    (``fpext float ... to double`` in the IR) at half the SIMD width."""
+    v = np.linspace(0.5, 1.5, 40, dtype=np.float32)
+    Z = v.reshape(8, 5)
+    key = batch_key(1, 2)
+    form = (0.5, 10, 1e-4, 3.0)  # raw sums: L2 term, weight sum, clipping factor
+    cases = {
+        "sgd": (sgd_step, (v, v.copy(), form, v.copy(), 0.1, 0.9, True)),
+        "adamw": (adam_step, (v, v.copy(), form, v.copy(), v.copy(), 3, 1e-3, 0.9, 0.999,
+                              1e-8, 0.99)),
+        "rmsprop": (rmsprop_step, (v, v.copy(), form, v.copy(), 0.1, 0.9, 1e-8)),
+        "adagrad": (adagrad_step, (v, v.copy(), form, v.copy(), 0.1, 1e-8)),
+        "activate": (activate, (Z.copy(), A.TANH, Z.copy())),  # every code: one function
+        "dropout": (dropout_apply, (Z.copy(), Z.copy(), 0.3, key, 1)),
+    }
+    for name, (kernel, args) in cases.items():
+        ir = float32_ir(kernel, *args)
+        assert "<16 x float>" in ir or "<8 x float>" in ir, f"{name}: not vectorised"
+        assert "fpext float" not in ir, f"{name}: float32 widened to float64"
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_sum_of_squares_partial_sums(dtype):
-    """The 8-way partial sums of the L2 norm: every length (full blocks of 8 and the
-    tail) and a prefix only."""
+def test_sum_of_squares(dtype):
+    """The squared norm of a prefix, every length (whole SIMD blocks and tails),
+    accumulated in float64 even for float32 entries, the same on every call."""
     rng = np.random.default_rng(3)
-    a = rng.standard_normal(41).astype(dtype)
-    for n in range(42):
+    a = rng.standard_normal(77).astype(dtype)
+    for n in range(78):
         assert_close(sum_of_squares(a, n), math.fsum(a[:n].astype(np.float64) ** 2), dtype)
     assert sum_of_squares(a, 0) == 0.0
+    # float32 sums would lose the ones next to 1e8 (its float32 spacing is 8)
+    big = np.ones(1001, dtype=dtype)
+    big[0] = 1e4
+    assert sum_of_squares(big, big.shape[0]) == 1e8 + 1000
+    long = rng.standard_normal(10_000).astype(dtype)
+    assert sum_of_squares(long, 10_000) == sum_of_squares(long, 10_000)
 
 
 # --------------------------------------------------------------------------------- predict
@@ -535,11 +583,13 @@ def test_sum_of_squares_partial_sums(dtype):
 def test_predict_rows(dtype, sparse, loss_code):
     pb = make_problem(dtype, loss_code, A.RELU, n=23, sparse=sparse, seed=70 + loss_code)
     coefs, intercepts = naive_params(pb)
-    for order in (np.arange(pb.n), pb.rng.permutation(pb.n)):
+    # consecutive rows (multiplied in place in dense X), from 0 or not, and any others
+    orders = (np.arange(pb.n), np.arange(5, 19), np.array([7]), pb.rng.permutation(pb.n))
+    for order in orders:
         for chunk in (4, 23):
             ws = Workspace(pb.layout, pb.ws.net[4], chunk, dtype, dense=not sparse,
                            train=False)
-            out = np.full((pb.n, 3), np.nan, dtype=dtype)
+            out = np.full((order.shape[0], 3), np.nan, dtype=dtype)
             finite = predict_rows(pb.params, ws.net, pb.Xk, pb.Xsp,
                                   readonly(order.astype(np.int64)), chunk, ws.act, ws.xbuf,
                                   no_dropout(), out)
@@ -735,7 +785,7 @@ def allocates(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_si
 rng = np.random.default_rng(0)
 out = {}
 for dtype in (np.float64, np.float32):
-    for sparse in (False, True):
+    for sparse, toolbox in ((False, True), (True, True), (False, False)):
         for solver in O.CODES:
             n, batch = 40, 7
             layout = Layout([5, 6, 4, 3])
@@ -747,12 +797,13 @@ for dtype in (np.float64, np.float32):
             sw = readonly(rng.uniform(0.5, 2, n).astype(dtype))
             ws = Workspace(layout, [0, 9, 7, 4], batch, dtype, dense=not sparse)
             hp = np.zeros(T.N_HP)
-            # every toolbox feature on: l1, clipping, weight decay, dropout (below)
+            # every toolbox feature on: l1, clipping, weight decay, dropout (below); or
+            # off: the step then finishes the gradient itself (the other path)
             hp[[T.HP_LR, T.HP_MOMENTUM, T.HP_BETA_1, T.HP_BETA_2, T.HP_EPSILON,
                 T.HP_ALPHA, T.HP_CLIP_EPS, T.HP_L1, T.HP_MAX_GRAD_NORM, T.HP_WEIGHT_DECAY,
                 T.HP_RHO, T.HP_HUBER_DELTA]] = [1e-3, 0.9, 0.9, 0.999, 1e-8, 1e-4,
-                                                 np.finfo(dtype).eps, 1e-4, 0.5, 0.01,
-                                                 0.9, 1.0]
+                                                 np.finfo(dtype).eps, 1e-4 * toolbox,
+                                                 0.5 * toolbox, 0.01, 0.9, 1.0]
             ihp = np.zeros(T.N_IHP, dtype=np.int64)
             ihp[T.IHP_SOLVER] = O.CODES[solver]
             ihp[T.IHP_NESTEROV] = 1
@@ -777,7 +828,8 @@ for dtype in (np.float64, np.float32):
             c = stats()
             T.train_epoch(*args)
             d = stats()
-            key = f"{np.dtype(dtype).name}-{'csr' if sparse else 'dense'}-{solver}"
+            key = (f"{np.dtype(dtype).name}-{'csr' if sparse else 'dense'}-{solver}"
+                   f"{'' if toolbox else '-plain'}")
             out[key] = {"noop": (b - a).tolist(), "epoch": (d - c).tolist(),
                         "allocates": (f - e).tolist(),
                         "finite": bool(np.isfinite(params).all())}
@@ -792,7 +844,7 @@ def test_train_epoch_does_not_allocate_in_steady_state():
     assert proc.returncode == 0, proc.stderr
     line = [s for s in proc.stdout.splitlines() if s.startswith("RESULT ")][-1]
     results = json.loads(line[len("RESULT "):])
-    assert len(results) == 4 * len(O.CODES)
+    assert len(results) == 6 * len(O.CODES)
     counters = ["alloc", "free", "mi_alloc", "mi_free"]
     for key, r in results.items():
         assert r["finite"], key

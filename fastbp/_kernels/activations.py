@@ -59,63 +59,69 @@ def activate(Z, code, dZ):
     """
     n, m = Z.shape
     grad = dZ.shape[0] > 0
+    # Constants in Z's dtype: numba promotes float32 op float64 to float64 (see
+    # optimizers), which would run a float32 network's activations in float64.
+    cast = Z.dtype.type
+    zero, half, one = cast(0.0), cast(0.5), cast(1.0)
     if code == IDENTITY:
         if grad:
-            dZ[:, :] = 1.0
+            dZ[:, :] = one
     elif code == LOGISTIC:
         for i in range(n):
             for j in range(m):
                 z = Z[i, j]
                 # two branches keep exp() from overflowing on either side
-                if z >= 0:
-                    a = 1.0 / (1.0 + math.exp(-z))
+                if z >= zero:
+                    a = one / (one + math.exp(-z))
                 else:
                     e = math.exp(z)
-                    a = e / (1.0 + e)
+                    a = e / (one + e)
                 Z[i, j] = a
                 if grad:
-                    dZ[i, j] = a * (1.0 - a)
+                    dZ[i, j] = a * (one - a)
     elif code == TANH:
         for i in range(n):
             for j in range(m):
                 a = math.tanh(Z[i, j])
                 Z[i, j] = a
                 if grad:
-                    dZ[i, j] = 1.0 - a * a
+                    dZ[i, j] = one - a * a
     elif code == RELU:
         for i in range(n):
             for j in range(m):
                 z = Z[i, j]
-                if z > 0:  # NaN fails both tests and propagates
-                    d = 1.0
-                elif z <= 0:
-                    Z[i, j] = 0.0
-                    d = 0.0
+                if z > zero:  # NaN fails both tests and propagates
+                    d = one
+                elif z <= zero:
+                    Z[i, j] = zero
+                    d = zero
                 else:
                     d = z
                 if grad:
                     dZ[i, j] = d
     elif code == LEAKY_RELU:
+        slope = cast(LEAKY_RELU_SLOPE)
         for i in range(n):
             for j in range(m):
                 z = Z[i, j]
-                if z < 0:
-                    Z[i, j] = LEAKY_RELU_SLOPE * z
-                    d = LEAKY_RELU_SLOPE
+                if z < zero:
+                    Z[i, j] = slope * z
+                    d = slope
                 else:
-                    d = 1.0
+                    d = one
                 if grad:
                     dZ[i, j] = d
     elif code == ELU:
+        elu_alpha = cast(ELU_ALPHA)
         for i in range(n):
             for j in range(m):
                 z = Z[i, j]
-                if z < 0:
+                if z < zero:
                     # expm1 keeps the small-|z| values accurate
-                    Z[i, j] = ELU_ALPHA * math.expm1(z)
-                    d = ELU_ALPHA * math.exp(z)
+                    Z[i, j] = elu_alpha * math.expm1(z)
+                    d = elu_alpha * math.exp(z)
                 else:
-                    d = 1.0
+                    d = one
                 if grad:
                     dZ[i, j] = d
     elif code == SOFTPLUS:
@@ -124,24 +130,25 @@ def activate(Z, code, dZ):
                 z = Z[i, j]
                 # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow for large |z|
                 e = math.exp(-abs(z))
-                Z[i, j] = max(z, 0.0) + math.log1p(e)
+                Z[i, j] = max(z, zero) + math.log1p(e)
                 if grad:  # logistic(z), in its overflow-free form
-                    dZ[i, j] = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
+                    dZ[i, j] = one / (one + e) if z >= zero else e / (one + e)
     elif code == GELU:
+        inv_sqrt2, inv_sqrt_2pi = cast(_INV_SQRT2), cast(_INV_SQRT_2PI)
         for i in range(n):
             for j in range(m):
                 z = Z[i, j]
-                cdf = 0.5 * (1.0 + math.erf(z * _INV_SQRT2))
+                cdf = half * (one + math.erf(z * inv_sqrt2))
                 Z[i, j] = z * cdf
                 if grad:
-                    dZ[i, j] = cdf + z * _INV_SQRT_2PI * math.exp(-0.5 * z * z)
+                    dZ[i, j] = cdf + z * inv_sqrt_2pi * math.exp(-half * z * z)
     elif code == SOFTMAX:
         for i in range(n):
             zmax = Z[i, 0]
             for j in range(1, m):
                 if Z[i, j] > zmax:
                     zmax = Z[i, j]
-            total = 0.0
+            total = zero
             for j in range(m):
                 e = math.exp(Z[i, j] - zmax)
                 Z[i, j] = e

@@ -76,29 +76,23 @@ def backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact):
             multiply(D_prev, block_view(dact, net, layer - 1, n))
 
 
-@njit(**JIT_OPTIONS)
-def sum_of_squares(a, n):
-    """``sum(a[:n] ** 2)`` in 8 partial sums.
+# The one kernel allowed to reassociate (see _config.FASTMATH): a sum of squares kept
+# for the reported loss and for gradient clipping, accumulated in float64. Reassociated,
+# LLVM sums it in SIMD lanes: measured 3.6 us instead of 16 us for 58,000 float32 weights
+# (8 hand-written partial sums stayed scalar). The lanes depend only on the compiled
+# code, so the result is the same on every run on a given machine; between machines it
+# may differ in the last bits, which no parity test can see.
+_REASSOC_OPTIONS = dict(JIT_OPTIONS, fastmath=JIT_OPTIONS["fastmath"] | {"reassoc"})
 
-    One running sum is a chain of dependent additions (about 4 cycles each; fastmath
-    here does not allow reassociation): it was a tenth of a digits minibatch step.
-    Independent sums overlap; their order is fixed, so the result still depends on
-    nothing but ``a``.
-    """
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-    n8 = n - n % 8
-    for j in range(0, n8, 8):
-        s0 += a[j] * a[j]
-        s1 += a[j + 1] * a[j + 1]
-        s2 += a[j + 2] * a[j + 2]
-        s3 += a[j + 3] * a[j + 3]
-        s4 += a[j + 4] * a[j + 4]
-        s5 += a[j + 5] * a[j + 5]
-        s6 += a[j + 6] * a[j + 6]
-        s7 += a[j + 7] * a[j + 7]
-    for j in range(n8, n):
-        s0 += a[j] * a[j]
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+@njit(**_REASSOC_OPTIONS)
+def sum_of_squares(a, n):
+    """``sum(a[:n] ** 2)`` in float64 (float32 entries widened first)."""
+    s = 0.0
+    for j in range(n):
+        x = np.float64(a[j])
+        s += x * x
+    return s
 
 
 @njit(**JIT_OPTIONS)
@@ -114,17 +108,22 @@ def finalize_gradient(params, grads, n_coefs, alpha, l1, sw_sum, want_norm):
     """
     sq = sum_of_squares(params, n_coefs)
     l1_norm = 0.0
+    # The per-parameter arithmetic runs in the parameters' dtype (see optimizers); the
+    # norms, which only enter the reported loss, accumulate in float64.
+    cast = params.dtype.type
+    a, total, zero = cast(alpha), cast(sw_sum), cast(0.0)
     # Separate loops per case keep each one plain and vectorisable.
     if l1 == 0.0:
         for j in range(n_coefs):
-            grads[j] = (grads[j] + alpha * params[j]) / sw_sum
+            grads[j] = (grads[j] + a * params[j]) / total
     else:
+        lam, one = cast(l1), cast(1.0)
         for j in range(n_coefs):
             w = params[j]
             l1_norm += abs(w)
-            s = 1.0 if w > 0 else (-1.0 if w < 0 else 0.0)
-            grads[j] = (grads[j] + alpha * w + l1 * s) / sw_sum
+            s = one if w > zero else (-one if w < zero else zero)
+            grads[j] = (grads[j] + a * w + lam * s) / total
     for j in range(n_coefs, params.shape[0]):
-        grads[j] /= sw_sum
+        grads[j] /= total
     grad_sq = sum_of_squares(grads, grads.shape[0]) if want_norm else 0.0
     return sq, l1_norm, grad_sq

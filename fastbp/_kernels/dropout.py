@@ -47,14 +47,15 @@ def apply(A, dA, p, key, layer):
     multiplies by mask * f'(z) in one product. ``key`` comes from ``batch_key``.
     """
     n, m = A.shape
-    scale = 1.0 / (1.0 - p)
+    scale = A.dtype.type(1.0 / (1.0 - p))  # A's dtype: no float64 pass over float32
+    zero = A.dtype.type(0.0)
     base = mix(key ^ mix(np.uint64(layer)))
     for i in range(n):
         for j in range(m):
             u = unit(mix(base + np.uint64(i * m + j) * _GOLDEN))
             if u < p:
-                A[i, j] = 0.0
-                dA[i, j] = 0.0
+                A[i, j] = zero
+                dA[i, j] = zero
             else:
                 A[i, j] *= scale
                 dA[i, j] *= scale

@@ -88,16 +88,24 @@ def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key):
     ``drop[l]`` (masks from ``key``, see ``dropout.batch_key``; an empty ``drop`` means
     no dropout). Inference passes an empty ``dact``: no derivatives, no dropout.
     """
-    units, act_codes = net[0], net[4]
-    n_layers = units.shape[0]
     n = rows.shape[0]
-    train = dact.shape[0] > 0
     Z = block_view(act, net, 1, n)
     if Xsp[0].shape[0] > 0:
         csr_rows_dot(Xsp[0], Xsp[1], Xsp[2], rows, coef_view(params, net, 0), Z)
     else:
         A0 = gather_rows(X, rows, xbuf)
         np.dot(A0, coef_view(params, net, 0), Z)
+    return forward_layers(params, net, n, act, dact, drop, key)
+
+
+@njit(**JIT_OPTIONS)
+def forward_layers(params, net, n, act, dact, drop, key):
+    """The rest of the forward pass of ``n`` rows whose first product ``X W_0`` is in
+    the first block of ``act`` (see ``forward_batch``): returns the output block."""
+    units, act_codes = net[0], net[4]
+    n_layers = units.shape[0]
+    train = dact.shape[0] > 0
+    Z = block_view(act, net, 1, n)
     for layer in range(1, n_layers):
         if layer > 1:
             Z = block_view(act, net, layer, n)

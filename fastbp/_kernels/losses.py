@@ -91,11 +91,16 @@ def loss_and_delta(P, Y, rows, sw, code, clip_eps, huber_delta, D):
     """
     n, k = P.shape
     weighted = sw.shape[0] > 0
+    # The delta is computed in P's dtype (constants cast: numba would promote float32
+    # op float64 to float64); the loss and weight sums accumulate in float64.
+    cast = P.dtype.type
+    zero, one, two = cast(0.0), cast(1.0), cast(2.0)
+    hd = cast(huber_delta)
     loss_sum = 0.0
     sw_sum = 0.0
     for i in range(n):
         r = rows[i]
-        w = sw[r] if weighted else 1.0
+        w = sw[r] if weighted else one
         li = 0.0
         if code == HINGE:
             c = 0
@@ -107,7 +112,7 @@ def loss_and_delta(P, Y, rows, sw, code, clip_eps, huber_delta, D):
                 if j != c and P[i, j] > P[i, jmax]:
                     jmax = j
             for j in range(k):
-                D[i, j] = 0.0
+                D[i, j] = zero
             margin = 1.0 + P[i, jmax] - P[i, c]
             if margin > 0:
                 li = margin
@@ -135,21 +140,21 @@ def loss_and_delta(P, Y, rows, sw, code, clip_eps, huber_delta, D):
                         li -= (1.0 - y) * math.log(1.0 - pc)
                 elif code == ABSOLUTE_ERROR:
                     li += abs(d)
-                    d = 1.0 if d > 0 else (-1.0 if d < 0 else 0.0)
+                    d = one if d > zero else (-one if d < zero else zero)
                 elif code == HUBER:
-                    if abs(d) <= huber_delta:
+                    if abs(d) <= hd:
                         li += 0.5 * d * d
                     else:
                         li += huber_delta * (abs(d) - 0.5 * huber_delta)
-                        d = huber_delta if d > 0 else -huber_delta
+                        d = hd if d > zero else -hd
                 else:  # BINARY_HINGE
-                    s = 2.0 * y - 1.0
-                    term = 1.0 - s * p
-                    if term > 0:
+                    s = two * y - one
+                    term = one - s * p
+                    if term > zero:
                         li += term
                         d = -s
                     else:
-                        d = 0.0
+                        d = zero
                 D[i, j] = d * w
         loss_sum += w * li
         sw_sum += w

@@ -1,8 +1,22 @@
 """Fused in-place optimizer updates over the flat parameter vector.
 
-Each update reads the gradient as ``grads[j] * gscale`` (``gscale`` < 1 when the global
-gradient norm is clipped, else exactly 1) and keeps its state in the rows of ``state``
-(2 x n_params). ``step`` selects the rule by integer code.
+Each update reads the gradient through ``form = (gscale, n_coefs, alpha, total)`` as
+``(grads[j] + alpha * params[j]) / total * gscale`` (the alpha term on the first
+``n_coefs`` entries, the weights, only; see ``final_gradient``): ``train_epoch`` hands
+the raw gradient sums with the L2 penalty and the weight sum, which saves a whole pass
+over the parameters (``backward.finalize_gradient``), or a finished gradient with
+``(gscale, 0, 0.0, 1.0)``, ``gscale`` < 1 when the global norm is clipped. The state
+lives in the rows of ``state`` (2 x n_params). ``step`` selects the rule by integer code.
+
+The scalar hyperparameters arrive as float64; each rule first combines them in float64
+(``1 - beta_1``, Adam's bias-corrected step size) and rounds the results once to the
+parameters' dtype (``params.dtype.type``), so that the loop over the parameters runs in
+that dtype: numba promotes ``float32 * float64`` to float64, and without the rounding a
+float32 network's update ran in float64 (half the SIMD lanes, plus conversions). In
+float64 the rounding is the identity. The rounded values get new names: numba gives a
+variable one type, and a float64 argument reassigned a float32 would stay float64.
+(scikit-learn on float32 coefs keeps its state in float32 too; only its Adam divides in
+float64, its step size being a NumPy float64 scalar.)
 """
 
 import math
@@ -21,74 +35,95 @@ CODES = {"sgd": SGD, "adam": ADAM, "adamw": ADAMW, "rmsprop": RMSPROP, "adagrad"
 
 
 @njit(**JIT_OPTIONS)
-def sgd_step(params, grads, gscale, velocity, lr, momentum, nesterov):
+def final_gradient(grads, params, j, n_coefs, alpha, total, gscale):
+    """Entry ``j`` of the gradient the rules step along (see the module docstring);
+    ``alpha``, ``total`` and ``gscale`` already in the parameters' dtype.
+
+    The weight is read for biases too (times 0): a load under a condition kept LLVM
+    from vectorising the loops that call this."""
+    a = alpha if j < n_coefs else alpha - alpha  # a zero of the same type
+    return (grads[j] + a * params[j]) / total * gscale
+
+
+@njit(**JIT_OPTIONS)
+def sgd_step(params, grads, form, velocity, lr, momentum, nesterov):
     """SGD with (Nesterov) momentum: v <- mu v - lr g; w <- w + v (or + mu v - lr g)."""
+    cast = params.dtype.type
+    gs, nc, a, tot = cast(form[0]), form[1], cast(form[2]), cast(form[3])
+    step_size, mu = cast(lr), cast(momentum)
     for j in range(params.shape[0]):
-        g = grads[j] * gscale
-        v = momentum * velocity[j] - lr * g
+        g = final_gradient(grads, params, j, nc, a, tot, gs)
+        v = mu * velocity[j] - step_size * g
         velocity[j] = v
         if nesterov:
-            params[j] += momentum * v - lr * g
+            params[j] += mu * v - step_size * g
         else:
             params[j] += v
 
 
 @njit(**JIT_OPTIONS)
-def adam_step(params, grads, gscale, m, v, t, lr_init, beta_1, beta_2, epsilon):
+def adam_step(params, grads, form, m, v, t, lr_init, beta_1, beta_2, epsilon, decay=1.0):
     """Adam step number ``t`` (1-based), bias correction folded into the step size
-    (scikit-learn's form: ``w -= lr_t m / (sqrt(v) + eps)``)."""
-    lr = lr_init * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
+    (scikit-learn's form: ``w -= lr_t m / (sqrt(v) + eps)``).
+
+    ``decay`` < 1 is AdamW's decoupled weight decay, ``w <- w * decay`` before the step,
+    on the weights only (the first ``form[1]`` entries; biases are not decayed, like
+    the L2 and L1 terms), in the same pass: the L2 term reads the undecayed weight."""
+    cast = params.dtype.type
+    gs, nc, a, tot = cast(form[0]), form[1], cast(form[2]), cast(form[3])
+    step_size = cast(lr_init * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t))
+    eps, keep, one = cast(epsilon), cast(decay), cast(1.0)
+    b1, c1, b2, c2 = cast(beta_1), cast(1.0 - beta_1), cast(beta_2), cast(1.0 - beta_2)
     for j in range(params.shape[0]):
-        g = grads[j] * gscale
-        mj = beta_1 * m[j] + (1.0 - beta_1) * g
-        vj = beta_2 * v[j] + (1.0 - beta_2) * (g * g)
+        g = final_gradient(grads, params, j, nc, a, tot, gs)
+        mj = b1 * m[j] + c1 * g
+        vj = b2 * v[j] + c2 * (g * g)
         m[j] = mj
         v[j] = vj
-        params[j] += -lr * mj / (math.sqrt(vj) + epsilon)
+        w = params[j] * (keep if j < nc else one)
+        params[j] = w + -step_size * mj / (math.sqrt(vj) + eps)
 
 
 @njit(**JIT_OPTIONS)
-def decay_weights(params, n_coefs, lr, weight_decay):
-    """AdamW's decoupled weight decay: ``w <- w (1 - lr * weight_decay)``, weights only
-    (the first ``n_coefs`` entries; biases are not decayed, like the L2 and L1 terms)."""
-    factor = 1.0 - lr * weight_decay
-    for j in range(n_coefs):
-        params[j] *= factor
-
-
-@njit(**JIT_OPTIONS)
-def rmsprop_step(params, grads, gscale, v, lr, rho, epsilon):
+def rmsprop_step(params, grads, form, v, lr, rho, epsilon):
     """RMSprop: v <- rho v + (1 - rho) g^2; w <- w - lr g / (sqrt(v) + eps)."""
+    cast = params.dtype.type
+    gs, nc, a, tot = cast(form[0]), form[1], cast(form[2]), cast(form[3])
+    step_size, eps = cast(lr), cast(epsilon)
+    r, c = cast(rho), cast(1.0 - rho)
     for j in range(params.shape[0]):
-        g = grads[j] * gscale
-        vj = rho * v[j] + (1.0 - rho) * (g * g)
+        g = final_gradient(grads, params, j, nc, a, tot, gs)
+        vj = r * v[j] + c * (g * g)
         v[j] = vj
-        params[j] -= lr * g / (math.sqrt(vj) + epsilon)
+        params[j] -= step_size * g / (math.sqrt(vj) + eps)
 
 
 @njit(**JIT_OPTIONS)
-def adagrad_step(params, grads, gscale, acc, lr, epsilon):
+def adagrad_step(params, grads, form, acc, lr, epsilon):
     """Adagrad: G <- G + g^2; w <- w - lr g / (sqrt(G) + eps)."""
+    cast = params.dtype.type
+    gs, nc, a, tot = cast(form[0]), form[1], cast(form[2]), cast(form[3])
+    step_size, eps = cast(lr), cast(epsilon)
     for j in range(params.shape[0]):
-        g = grads[j] * gscale
-        a = acc[j] + g * g
-        acc[j] = a
-        params[j] -= lr * g / (math.sqrt(a) + epsilon)
+        g = final_gradient(grads, params, j, nc, a, tot, gs)
+        acc_j = acc[j] + g * g
+        acc[j] = acc_j
+        params[j] -= step_size * g / (math.sqrt(acc_j) + eps)
 
 
 @njit(**JIT_OPTIONS)
-def step(code, params, grads, gscale, state, t, lr, momentum, nesterov, beta_1, beta_2,
-         epsilon, rho, weight_decay, n_coefs):
+def step(code, params, grads, form, state, t, lr, momentum, nesterov, beta_1, beta_2,
+         epsilon, rho, weight_decay):
     """One update of optimizer ``code``; ``t`` is the 1-based step number (Adam's bias
-    correction)."""
+    correction), ``form`` as in the module docstring."""
     if code == SGD:
-        sgd_step(params, grads, gscale, state[0], lr, momentum, nesterov)
+        sgd_step(params, grads, form, state[0], lr, momentum, nesterov)
     elif code == ADAM:
-        adam_step(params, grads, gscale, state[0], state[1], t, lr, beta_1, beta_2, epsilon)
+        adam_step(params, grads, form, state[0], state[1], t, lr, beta_1, beta_2, epsilon)
     elif code == ADAMW:
-        decay_weights(params, n_coefs, lr, weight_decay)
-        adam_step(params, grads, gscale, state[0], state[1], t, lr, beta_1, beta_2, epsilon)
+        adam_step(params, grads, form, state[0], state[1], t, lr, beta_1, beta_2, epsilon,
+                  1.0 - lr * weight_decay)
     elif code == RMSPROP:
-        rmsprop_step(params, grads, gscale, state[0], lr, rho, epsilon)
+        rmsprop_step(params, grads, form, state[0], lr, rho, epsilon)
     else:  # ADAGRAD
-        adagrad_step(params, grads, gscale, state[0], lr, epsilon)
+        adagrad_step(params, grads, form, state[0], lr, epsilon)

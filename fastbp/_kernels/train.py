@@ -10,13 +10,14 @@ Buffers (allocated once per fit by the caller, see ``fastbp._workspace``):
 
 import math
 
+import numpy as np
 from numba import njit
 
 from .._config import JIT_OPTIONS
 from . import dropout
 from . import optimizers as opt
-from .backward import backward_batch, finalize_gradient
-from .forward import block_view, forward_batch
+from .backward import backward_batch, finalize_gradient, sum_of_squares
+from .forward import block_view, coef_view, forward_batch, forward_layers
 from .losses import loss_and_delta
 
 # Slots of the float64 hyperparameter vector ``hp``. HP_MAX_GRAD_NORM 0 means no clipping.
@@ -66,6 +67,7 @@ def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_
     n_coefs = net[2][0]
     alpha, l1, max_norm = hp[HP_ALPHA], hp[HP_L1], hp[HP_MAX_GRAD_NORM]
     solver = ihp[IHP_SOLVER]
+    fused = max_norm == 0.0 and l1 == 0.0
     total = 0.0
     last = order[:0]
     for start in range(0, n, batch_size):
@@ -78,18 +80,23 @@ def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_
         )
         if sw_sum == 0.0:
             continue
-        sq, l1_norm, grad_sq = finalize_gradient(params, grads, n_coefs, alpha, l1, sw_sum,
-                                                 max_norm > 0.0)
+        if fused:  # the step adds the L2 term and divides (optimizers: ``form``)
+            sq, l1_norm = sum_of_squares(params, n_coefs), 0.0
+            form = (1.0, n_coefs, alpha, sw_sum)
+        else:  # clipping needs the whole final gradient's norm before the step
+            sq, l1_norm, grad_sq = finalize_gradient(params, grads, n_coefs, alpha, l1,
+                                                     sw_sum, max_norm > 0.0)
+            gscale = 1.0
+            if max_norm > 0.0 and grad_sq > max_norm * max_norm:
+                gscale = max_norm / math.sqrt(grad_sq)
+            form = (gscale, n_coefs, 0.0, 1.0)
         total += (loss_sum / sw_sum + 0.5 * alpha * sq / sw_sum
                   + l1 * l1_norm / sw_sum) * (stop - start)
-        gscale = 1.0
-        if max_norm > 0.0 and grad_sq > max_norm * max_norm:
-            gscale = max_norm / math.sqrt(grad_sq)
         last = rows
         ihp[IHP_T] += 1
-        opt.step(solver, params, grads, gscale, state, ihp[IHP_T], hp[HP_LR],
+        opt.step(solver, params, grads, form, state, ihp[IHP_T], hp[HP_LR],
                  hp[HP_MOMENTUM], ihp[IHP_NESTEROV] != 0, hp[HP_BETA_1], hp[HP_BETA_2],
-                 hp[HP_EPSILON], hp[HP_RHO], hp[HP_WEIGHT_DECAY], n_coefs)
+                 hp[HP_EPSILON], hp[HP_RHO], hp[HP_WEIGHT_DECAY])
     # Weights can grow finite but so large that the outputs overflow: check the outputs
     # of the last minibatch after the last step (a fraction of one step's work, and no
     # other compiled function to load at the first fit).
@@ -163,6 +170,33 @@ def mean_loss(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps, hub
 
 
 @njit(**JIT_OPTIONS)
+def all_finite(X, order):
+    """Whether the rows ``order`` of dense X hold only finite values.
+
+    Counts non-finite entries row by row instead of returning at the first: the count
+    is a plain integer sum that LLVM vectorises, an early exit is not."""
+    m = X.shape[1]
+    for i in range(order.shape[0]):
+        r = order[i]
+        bad = 0
+        for j in range(m):
+            bad += not math.isfinite(X[r, j])
+        if bad:
+            return False
+    return True
+
+
+@njit(**JIT_OPTIONS)
+def is_range(order):
+    """Whether ``order`` is ``order[0], order[0] + 1, ...`` (predict's usual rows)."""
+    n = order.shape[0]
+    steps = 0
+    for i in range(1, n):
+        steps += order[i] - order[i - 1] != 1
+    return steps == 0
+
+
+@njit(**JIT_OPTIONS)
 def predict_rows(params, net, X, Xsp, order, chunk, act, xbuf, no_drop, out):
     """Output activations for the rows ``order`` of X, written into ``out`` (inference:
     no dropout; ``no_drop`` is an empty float64 array).
@@ -170,17 +204,25 @@ def predict_rows(params, net, X, Xsp, order, chunk, act, xbuf, no_drop, out):
     Returns False if dense X has a non-finite value in those rows (``out`` is then
     garbage): predict's fast path leaves that check to this pass over the rows, which
     costs less than numpy's in Python on small inputs. Sparse X is not checked.
+
+    Consecutive rows of dense X (predict's case) are multiplied in place, not copied
+    into ``xbuf`` first.
     """
     n = order.shape[0]
     key = dropout.batch_key(0, 0)
-    for i in range(n if X.size else 0):
-        r = order[i]
-        for j in range(X.shape[1]):
-            if not math.isfinite(X[r, j]):
-                return False
+    dense = X.size > 0
+    if dense and not all_finite(X, order):
+        return False
+    direct = dense and n > 0 and is_range(order)
+    W0 = coef_view(params, net, 0)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        P = forward_batch(params, net, X, Xsp, order[start:stop], act, xbuf, act[:0],
-                          no_drop, key)
+        if direct:
+            Z = block_view(act, net, 1, stop - start)
+            np.dot(X[order[0] + start : order[0] + stop], W0, Z)
+            P = forward_layers(params, net, stop - start, act, act[:0], no_drop, key)
+        else:
+            P = forward_batch(params, net, X, Xsp, order[start:stop], act, xbuf, act[:0],
+                              no_drop, key)
         out[start:stop] = P
     return True
