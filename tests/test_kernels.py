@@ -74,7 +74,7 @@ def assert_close(got, want, dtype, scale=None):
 
 def block(buf, ws, layer, n):
     """The ``n x units[layer]`` block of ``layer`` in a workspace buffer (Python side)."""
-    units, act_off = ws.net[0], ws.net[3]
+    units, act_off = ws.net.units, ws.net.act_off
     a, m = int(act_off[layer]), int(units[layer])
     return buf[a : a + n * m].reshape(n, m)
 
@@ -365,7 +365,7 @@ def test_backward_batch_and_finalize(dtype, sparse, hidden, weighted):
 
 # ------------------------------------------------------------------- full objective (lbfgs)
 def run_full_loss_grad(pb, chunk, order, alpha, l1=0.0):
-    ws = Workspace(pb.layout, pb.ws.net[4], chunk, pb.dtype, dense=pb.Xsp[0].shape[0] == 0)
+    ws = Workspace(pb.layout, pb.ws.net.act_codes, chunk, pb.dtype, dense=pb.Xsp[0].shape[0] == 0)
     grads = np.full(pb.layout.n_params, np.nan, dtype=pb.dtype)
     scratch = np.full(pb.layout.n_params, np.nan, dtype=pb.dtype)
     value = full_loss_grad(pb.params, grads, scratch, ws.net, pb.Xk, pb.Xsp, pb.Yk, pb.swk,
@@ -402,7 +402,7 @@ def test_full_loss_grad(dtype, sparse, loss_code, weighted):
     assert_close(v, value, dtype)
     assert_close(g, want, dtype)
     # the validation loss: the data term alone, forward only
-    ws = Workspace(pb.layout, pb.ws.net[4], 6, dtype, dense=not sparse, train=False)
+    ws = Workspace(pb.layout, pb.ws.net.act_codes, 6, dtype, dense=not sparse, train=False)
     got = mean_loss(pb.params, ws.net, pb.Xk, pb.Xsp, pb.Yk, pb.swk, perm, 6, pb.loss_code,
                     pb.clip_eps, HUBER_DELTA, ws.act, ws.delta, ws.xbuf, no_dropout())
     data_only, _, _ = naive.objective(coefs, intercepts, pb.X64, pb.Y64, pb.hidden, pb.loss,
@@ -587,7 +587,7 @@ def test_predict_rows(dtype, sparse, loss_code):
     orders = (np.arange(pb.n), np.arange(5, 19), np.array([7]), pb.rng.permutation(pb.n))
     for order in orders:
         for chunk in (4, 23):
-            ws = Workspace(pb.layout, pb.ws.net[4], chunk, dtype, dense=not sparse,
+            ws = Workspace(pb.layout, pb.ws.net.act_codes, chunk, dtype, dense=not sparse,
                            train=False)
             out = np.full((order.shape[0], 3), np.nan, dtype=dtype)
             finite = predict_rows(pb.params, ws.net, pb.Xk, pb.Xsp,
@@ -605,7 +605,7 @@ def test_predict_rows_reports_non_finite_dense_input(dtype, bad):
     """predict's fast path relies on this report instead of checking X in Python: any
     asked-for row, in any chunk, counts; rows not asked for do not."""
     pb = make_problem(dtype, LOSSES[0], A.RELU, n=23, seed=71)
-    ws = Workspace(pb.layout, pb.ws.net[4], 4, dtype, dense=True, train=False)
+    ws = Workspace(pb.layout, pb.ws.net.act_codes, 4, dtype, dense=True, train=False)
     out = np.empty((pb.n, 3), dtype=dtype)
     for r, j in [(0, 0), (22, pb.X64.shape[1] - 1), (13, 1)]:
         X = pb.Xk.copy()

@@ -55,7 +55,7 @@ def backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact):
     before the L2 term and the division by the weight sum (see ``finalize_gradient``).
     ``delta`` blocks of the hidden layers are overwritten.
     """
-    units = net[0]
+    units = net.units
     n_layers = units.shape[0]
     n = rows.shape[0]
     for layer in range(n_layers - 1, 0, -1):

@@ -1,7 +1,7 @@
 """Forward pass of one batch: matrix product + bias + activation, into preallocated blocks.
 
-The network travels as the tuple ``net = (units, coef_off, icpt_off, act_off, act_codes)``
-built by ``fastbp._layout.Layout.net``. X travels as a dense 2-D array plus a CSR triple
+The network travels as the namedtuple ``net`` (``units``, ``coef_off``, ``icpt_off``,
+``act_off``, ``act_codes``) built by ``fastbp._layout.Layout.net``. X travels as a dense 2-D array plus a CSR triple
 ``(indptr, indices, data)``; exactly one of the two is non-empty.
 """
 
@@ -16,7 +16,7 @@ from .activations import activate
 @njit(**JIT_OPTIONS)
 def coef_view(flat, net, layer):
     """Weights from layer ``layer`` to ``layer + 1`` (fan_in x fan_out view of flat)."""
-    units, coef_off = net[0], net[1]
+    units, coef_off = net.units, net.coef_off
     a = coef_off[layer]
     return flat[a : a + units[layer] * units[layer + 1]].reshape(
         (units[layer], units[layer + 1])
@@ -26,7 +26,7 @@ def coef_view(flat, net, layer):
 @njit(**JIT_OPTIONS)
 def icpt_view(flat, net, layer):
     """Bias of layer ``layer + 1`` (view of flat)."""
-    units, icpt_off = net[0], net[2]
+    units, icpt_off = net.units, net.icpt_off
     a = icpt_off[layer]
     return flat[a : a + units[layer + 1]]
 
@@ -34,7 +34,7 @@ def icpt_view(flat, net, layer):
 @njit(**JIT_OPTIONS)
 def block_view(buf, net, layer, n):
     """The ``n x units[layer]`` block of layer ``layer >= 1`` in a workspace buffer."""
-    units, act_off = net[0], net[3]
+    units, act_off = net.units, net.act_off
     a = act_off[layer]
     return buf[a : a + n * units[layer]].reshape((n, units[layer]))
 
@@ -102,7 +102,7 @@ def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key):
 def forward_layers(params, net, n, act, dact, drop, key):
     """The rest of the forward pass of ``n`` rows whose first product ``X W_0`` is in
     the first block of ``act`` (see ``forward_batch``): returns the output block."""
-    units, act_codes = net[0], net[4]
+    units, act_codes = net.units, net.act_codes
     n_layers = units.shape[0]
     train = dact.shape[0] > 0
     Z = block_view(act, net, 1, n)

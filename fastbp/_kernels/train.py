@@ -40,7 +40,7 @@ def batch_loss_grad(params, grads, net, X, Xsp, Y, sw, rows, loss_code, clip_eps
     Returns ``(loss_sum, sw_sum)`` (see ``losses.loss_and_delta``).
     """
     n = rows.shape[0]
-    n_layers = net[0].shape[0]
+    n_layers = net.units.shape[0]
     P = forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key)
     D = block_view(delta, net, n_layers - 1, n)
     loss_sum, sw_sum = loss_and_delta(P, Y, rows, sw, loss_code, clip_eps, huber_delta, D)
@@ -64,7 +64,7 @@ def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_
     accumulated loss), where batch_loss includes the penalty terms.
     """
     n = order.shape[0]
-    n_coefs = net[2][0]
+    n_coefs = net.icpt_off[0]
     alpha, l1, max_norm = hp[HP_ALPHA], hp[HP_L1], hp[HP_MAX_GRAD_NORM]
     solver = ihp[IHP_SOLVER]
     fused = max_norm == 0.0 and l1 == 0.0
@@ -123,7 +123,7 @@ def full_loss_grad(params, grads, scratch, net, X, Xsp, Y, sw, order, chunk, los
     and returns the loss. Returns NaN if the sample weights sum to zero.
     """
     n = order.shape[0]
-    n_coefs = net[2][0]
+    n_coefs = net.icpt_off[0]
     key = dropout.batch_key(0, 0)
     loss_sum = 0.0
     sw_sum = 0.0
@@ -153,7 +153,7 @@ def mean_loss(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps, hub
     """Weighted mean loss (no penalty, no dropout) over the rows ``order``: the
     validation loss. NaN if the sample weights sum to zero."""
     n = order.shape[0]
-    n_layers = net[0].shape[0]
+    n_layers = net.units.shape[0]
     loss_sum = 0.0
     sw_sum = 0.0
     for start in range(0, n, chunk):
@@ -224,5 +224,9 @@ def predict_rows(params, net, X, Xsp, order, chunk, act, xbuf, no_drop, out):
         else:
             P = forward_batch(params, net, X, Xsp, order[start:stop], act, xbuf, act[:0],
                               no_drop, key)
-        out[start:stop] = P
+        # an explicit copy: the slice assignment compiles numba's shape-error reporting,
+        # seconds of a cold first predict for a check that cannot fail here
+        for i in range(P.shape[0]):
+            for j in range(P.shape[1]):
+                out[start + i, j] = P[i, j]
     return True
