@@ -166,7 +166,7 @@ def training_objective(estimator, X, y, sample_weight=None):
     network = est._network
     network = network.with_params(network.params.astype(np.float64))
     data = KernelData(X, est._kernel_targets(Y), sample_weight, np.float64)
-    hyper = Hyperparameters(est.get_params(deep=False), network.loss, np.float64)
+    hyper = est._hyperparameters(np.float64)
     f = Trainer().objective(network, data, hyper, est._act_codes())
     return f, network.params.copy()
 
@@ -357,9 +357,11 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
     def _loss_code_for(self):
         return loss_code(self.loss, self._binary_outputs())
 
-    def _hyperparameters(self):
+    def _hyperparameters(self, dtype=None):
         network = self._network
-        return Hyperparameters(self.get_params(deep=False), network.loss, network.dtype)
+        params = {name: getattr(self, name) for name in Hyperparameters.PARAMETERS
+                  if hasattr(self, name)}  # get_params' signature inspection costs more
+        return Hyperparameters(params, network.loss, dtype or network.dtype)
 
     def __sklearn_is_fitted__(self):
         # check_is_fitted's hook: a dict lookup instead of scanning every attribute
@@ -443,7 +445,15 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         state = self.__getstate__()
         for name in _callbacks.CALLBACK_ATTRIBUTES:  # live objects: kept, not copied
             state.pop(name, None)
+        # A fit draws from a new RandomState made from an int or None random_state,
+        # never from the previous fit's, which needs no copy (a quarter of a small fit's
+        # fixed cost); a user's RandomState instance is copied.
+        rng = None
+        if not isinstance(self.random_state, np.random.RandomState):
+            rng = state.pop("_random_state", None)
         saved = copy.deepcopy(state)
+        if rng is not None:
+            saved["_random_state"] = rng
         try:
             yield
         except Exception:

@@ -39,15 +39,15 @@ def warn_inapplicable(est):
     """Warn about each parameter set away from its default where it has no effect
     (``weight_decay`` with adam, a schedule with lbfgs, ...), naming the setting that
     makes it so: scikit-learn's rule for inapplicable parameters."""
-    params = est.get_params(deep=False)
-    default = defaults(type(est))
+    default = defaults(type(est))  # (get_params costs 60 us; these few getattr less)
     for name, (setting, where) in APPLIES_WITH.items():
-        if name not in params or params[setting] in where:
+        if name not in default or getattr(est, setting) in where:
             continue
-        if same(params[name], default[name]):
+        value = getattr(est, name)
+        if same(value, default[name]):
             continue
         warnings.warn(
-            f"{name}={params[name]!r} has no effect with {setting}={params[setting]!r}: "
+            f"{name}={value!r} has no effect with {setting}={getattr(est, setting)!r}: "
             f"it applies only with {setting} in {sorted(where, key=str)}.",
             UserWarning,
             stacklevel=_caller.stacklevel(),

@@ -62,11 +62,18 @@ class Hyperparameters:
     Parameters
     ----------
     params : dict
-        The estimator's parameters (``get_params()``).
+        The estimator's parameters named in ``PARAMETERS`` (``huber_delta`` may be
+        missing: 1.0).
     loss : int
         The network's loss code.
     dtype : the network's dtype.
     """
+
+    PARAMETERS = (
+        "solver", "learning_rate", "learning_rate_init", "power_t", "lr_decay",
+        "lr_period", "max_iter", "alpha", "l1", "huber_delta", "momentum", "beta_1",
+        "beta_2", "epsilon", "max_grad_norm", "weight_decay", "rho", "nesterovs_momentum",
+    )
 
     def __init__(self, params, loss, dtype):
         self.solver = params["solver"]

@@ -1,8 +1,9 @@
 """Forward pass of one batch: matrix product + bias + activation, into preallocated blocks.
 
 The network travels as the namedtuple ``net`` (``units``, ``coef_off``, ``icpt_off``,
-``act_off``, ``act_codes``) built by ``fastbp._layout.Layout.net``. X travels as a dense 2-D array plus a CSR triple
-``(indptr, indices, data)``; exactly one of the two is non-empty.
+``act_off``, ``act_codes``) built by ``fastbp._layout.Layout.net``. X travels as a dense
+2-D array plus a CSR triple ``(indptr, indices, data)``; exactly one of the two is
+non-empty.
 """
 
 import numpy as np
