@@ -25,8 +25,8 @@ from . import _caller
 # formatting). Measured as the CPU time between numba's "numba:compile" events, one
 # digits fit (or predict) per kernel in a fresh process with an empty NUMBA_CACHE_DIR.
 GROUPS = {
-    "train_epoch": ("training", 13),
-    "predict_rows": ("prediction", 5),
+    "train_epoch": ("training", 12),
+    "predict_rows": ("prediction", 2),
     "mean_loss": ("validation-loss", 1),
     "full_loss_grad": ("L-BFGS objective", 2),
 }
