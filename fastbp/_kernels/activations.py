@@ -57,16 +57,61 @@ def activate(Z, code, dZ):
     If ``dZ`` is non-empty (same shape as ``Z``) it receives f'(z). Output-only codes
     (softmax, exp) never write ``dZ``: their derivative is part of the loss's delta.
     """
+    if code == SOFTMAX or code == EXP:
+        _output_only(Z, code)
+    elif code == IDENTITY or code == RELU or code == LEAKY_RELU:
+        _piecewise_linear(Z, code, dZ)
+    else:
+        _smooth(Z, code, dZ)
+
+
+@njit(**JIT_OPTIONS)
+def _piecewise_linear(Z, code, dZ):
+    """identity, relu, leaky_relu in place; f'(z) into a non-empty ``dZ``."""
     n, m = Z.shape
     grad = dZ.shape[0] > 0
     # Constants in Z's dtype: numba promotes float32 op float64 to float64 (see
     # optimizers), which would run a float32 network's activations in float64.
     cast = Z.dtype.type
-    zero, half, one = cast(0.0), cast(0.5), cast(1.0)
+    zero, one = cast(0.0), cast(1.0)
     if code == IDENTITY:
         if grad:
             dZ[:, :] = one
-    elif code == LOGISTIC:
+    elif code == RELU:
+        for i in range(n):
+            for j in range(m):
+                z = Z[i, j]
+                if z > zero:  # NaN fails both tests and propagates
+                    d = one
+                elif z <= zero:
+                    Z[i, j] = zero
+                    d = zero
+                else:
+                    d = z
+                if grad:
+                    dZ[i, j] = d
+    else:  # LEAKY_RELU
+        slope = cast(LEAKY_RELU_SLOPE)
+        for i in range(n):
+            for j in range(m):
+                z = Z[i, j]
+                if z < zero:
+                    Z[i, j] = slope * z
+                    d = slope
+                else:
+                    d = one
+                if grad:
+                    dZ[i, j] = d
+
+
+@njit(**JIT_OPTIONS)
+def _smooth(Z, code, dZ):
+    """logistic, tanh, elu, softplus, gelu in place; f'(z) into a non-empty ``dZ``."""
+    n, m = Z.shape
+    grad = dZ.shape[0] > 0
+    cast = Z.dtype.type  # constants in Z's dtype (see _piecewise_linear)
+    zero, half, one = cast(0.0), cast(0.5), cast(1.0)
+    if code == LOGISTIC:
         for i in range(n):
             for j in range(m):
                 z = Z[i, j]
@@ -86,31 +131,6 @@ def activate(Z, code, dZ):
                 Z[i, j] = a
                 if grad:
                     dZ[i, j] = one - a * a
-    elif code == RELU:
-        for i in range(n):
-            for j in range(m):
-                z = Z[i, j]
-                if z > zero:  # NaN fails both tests and propagates
-                    d = one
-                elif z <= zero:
-                    Z[i, j] = zero
-                    d = zero
-                else:
-                    d = z
-                if grad:
-                    dZ[i, j] = d
-    elif code == LEAKY_RELU:
-        slope = cast(LEAKY_RELU_SLOPE)
-        for i in range(n):
-            for j in range(m):
-                z = Z[i, j]
-                if z < zero:
-                    Z[i, j] = slope * z
-                    d = slope
-                else:
-                    d = one
-                if grad:
-                    dZ[i, j] = d
     elif code == ELU:
         elu_alpha = cast(ELU_ALPHA)
         for i in range(n):
@@ -133,7 +153,7 @@ def activate(Z, code, dZ):
                 Z[i, j] = max(z, zero) + math.log1p(e)
                 if grad:  # logistic(z), in its overflow-free form
                     dZ[i, j] = one / (one + e) if z >= zero else e / (one + e)
-    elif code == GELU:
+    else:  # GELU
         inv_sqrt2, inv_sqrt_2pi = cast(_INV_SQRT2), cast(_INV_SQRT_2PI)
         for i in range(n):
             for j in range(m):
@@ -142,7 +162,14 @@ def activate(Z, code, dZ):
                 Z[i, j] = z * cdf
                 if grad:
                     dZ[i, j] = cdf + z * inv_sqrt_2pi * math.exp(-half * z * z)
-    elif code == SOFTMAX:
+
+
+@njit(**JIT_OPTIONS)
+def _output_only(Z, code):
+    """softmax (row-wise) or exp in place; their derivative is part of the loss's delta."""
+    n, m = Z.shape
+    zero = Z.dtype.type(0.0)
+    if code == SOFTMAX:
         for i in range(n):
             zmax = Z[i, 0]
             for j in range(1, m):
@@ -155,7 +182,7 @@ def activate(Z, code, dZ):
                 total += e
             for j in range(m):
                 Z[i, j] /= total
-    elif code == EXP:
+    else:  # EXP
         for i in range(n):
             for j in range(m):
                 Z[i, j] = math.exp(Z[i, j])
