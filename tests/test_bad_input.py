@@ -31,6 +31,10 @@ from fastbp import MLPClassifier, MLPRegressor
 
 pd = pytest.importorskip("pandas")
 
+# The cases below set parameters across every solver on purpose; fit's warning that a
+# parameter has no effect with a solver (tested in test_estimators.py) is expected here.
+pytestmark = pytest.mark.filterwarnings("ignore:.* has no effect with :UserWarning")
+
 BOTH = pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor], ids=["clf", "reg"])
 SKLEARN = {MLPClassifier: sknn.MLPClassifier, MLPRegressor: sknn.MLPRegressor}
 
