@@ -72,27 +72,17 @@ OUTPUT_ACTIVATION = {
 def loss_and_delta(P, Y, rows, sw, code, clip_eps, huber_delta, D):
     """Loss of the batch and the output delta.
 
-    Parameters
-    ----------
-    P : (n, k) output activations of the batch.
-    Y : (n_samples, k) targets of the whole data set; row ``rows[i]`` is batch row i.
-    rows : (n,) int64 indices of the batch rows.
-    sw : (n_samples,) sample weights, or an empty array for unit weights.
-    code : loss code.
-    clip_eps : probabilities are clipped to [clip_eps, 1 - clip_eps] in the log losses.
-    huber_delta : the threshold of the huber loss.
-    D : (n, k) written: the gradient of the weighted loss sum with respect to the output
-        pre-activation (``(P - Y) * sw`` for the canonical links).
-
-    Returns
-    -------
-    (loss_sum, sw_sum) : the weighted sum of per-sample losses and the sum of weights,
-        both accumulated in float64.
+    ``P`` (n, k): the batch's output activations; ``Y`` (n_samples, k): the targets of
+    the whole data set, row ``rows[i]`` (int64) being batch row i; ``sw``: sample
+    weights (empty: unit weights); ``code``: the loss; ``clip_eps``: probabilities are
+    clipped to [clip_eps, 1 - clip_eps] in the log losses; ``huber_delta``: the huber
+    threshold. Writes into ``D`` (n, k) the gradient of the weighted loss sum with respect
+    to the output pre-activation (``(P - Y) * sw`` for the canonical links). Returns
+    ``(loss_sum, sw_sum)``, both accumulated in float64.
     """
     n, k = P.shape
     weighted = sw.shape[0] > 0
-    # The delta is computed in P's dtype (constants cast: numba would promote float32
-    # op float64 to float64); the loss and weight sums accumulate in float64.
+    # delta in P's dtype (numba promotes float32 op float64); loss sums in float64
     cast = P.dtype.type
     zero, one, two = cast(0.0), cast(1.0), cast(2.0)
     hd = cast(huber_delta)
@@ -103,75 +93,59 @@ def loss_and_delta(P, Y, rows, sw, code, clip_eps, huber_delta, D):
         w = sw[r] if weighted else one
         li = 0.0
         if code == HINGE:
-            li = _hinge_row(P, Y, i, r, w, D, zero)
+            c = 0
+            for j in range(1, k):
+                if Y[r, j] > Y[r, c]:
+                    c = j
+            jmax = 1 if c == 0 else 0
+            for j in range(k):
+                if j != c and P[i, j] > P[i, jmax]:
+                    jmax = j
+            for j in range(k):
+                D[i, j] = zero
+            margin = 1.0 + P[i, jmax] - P[i, c]
+            if margin > 0:
+                li = margin
+                D[i, jmax] = w
+                D[i, c] = -w
         else:
             for j in range(k):
-                li, d = _add_output_loss(li, P[i, j], Y[r, j], code, clip_eps, huber_delta,
-                                         hd, zero, one, two)
+                p = P[i, j]
+                y = Y[r, j]
+                d = p - y
+                if code == SQUARED_ERROR:
+                    li += 0.5 * (y - p) * (y - p)
+                elif code == POISSON:
+                    li += p - y
+                    if y != 0:
+                        li += y * math.log(y / p)
+                elif code == LOG_LOSS:
+                    if y != 0:
+                        li -= y * math.log(min(max(p, clip_eps), 1.0 - clip_eps))
+                elif code == BINARY_LOG_LOSS:
+                    pc = min(max(p, clip_eps), 1.0 - clip_eps)
+                    if y != 0:
+                        li -= y * math.log(pc)
+                    if y != 1:
+                        li -= (1.0 - y) * math.log(1.0 - pc)
+                elif code == ABSOLUTE_ERROR:
+                    li += abs(d)
+                    d = one if d > zero else (-one if d < zero else zero)
+                elif code == HUBER:
+                    if abs(d) <= hd:
+                        li += 0.5 * d * d
+                    else:
+                        li += huber_delta * (abs(d) - 0.5 * huber_delta)
+                        d = hd if d > zero else -hd
+                else:  # BINARY_HINGE
+                    s = two * y - one
+                    term = one - s * p
+                    if term > zero:
+                        li += term
+                        d = -s
+                    else:
+                        d = zero
                 D[i, j] = d * w
         loss_sum += w * li
         sw_sum += w
     return loss_sum, sw_sum
-
-
-@njit(**JIT_OPTIONS)
-def _hinge_row(P, Y, i, r, w, D, zero):
-    """Crammer and Singer's hinge of batch row ``i`` (data row ``r``, weight ``w``):
-    writes the row's delta into ``D[i]`` and returns its loss (float64)."""
-    k = P.shape[1]
-    c = 0
-    for j in range(1, k):
-        if Y[r, j] > Y[r, c]:
-            c = j
-    jmax = 1 if c == 0 else 0
-    for j in range(k):
-        if j != c and P[i, j] > P[i, jmax]:
-            jmax = j
-    for j in range(k):
-        D[i, j] = zero
-    margin = 1.0 + P[i, jmax] - P[i, c]
-    if margin > 0:
-        D[i, jmax] = w
-        D[i, c] = -w
-        return margin
-    return 0.0
-
-
-@njit(**JIT_OPTIONS)
-def _add_output_loss(li, p, y, code, clip_eps, huber_delta, hd, zero, one, two):
-    """``li`` plus the loss of one output ``p`` with target ``y`` (in float64, in the
-    order of the terms), and that output's delta before weighting (``p``'s dtype)."""
-    d = p - y
-    if code == SQUARED_ERROR:
-        li += 0.5 * (y - p) * (y - p)
-    elif code == POISSON:
-        li += p - y
-        if y != 0:
-            li += y * math.log(y / p)
-    elif code == LOG_LOSS:
-        if y != 0:
-            li -= y * math.log(min(max(p, clip_eps), 1.0 - clip_eps))
-    elif code == BINARY_LOG_LOSS:
-        pc = min(max(p, clip_eps), 1.0 - clip_eps)
-        if y != 0:
-            li -= y * math.log(pc)
-        if y != 1:
-            li -= (1.0 - y) * math.log(1.0 - pc)
-    elif code == ABSOLUTE_ERROR:
-        li += abs(d)
-        d = one if d > zero else (-one if d < zero else zero)
-    elif code == HUBER:
-        if abs(d) <= hd:
-            li += 0.5 * d * d
-        else:
-            li += huber_delta * (abs(d) - 0.5 * huber_delta)
-            d = hd if d > zero else -hd
-    else:  # BINARY_HINGE
-        s = two * y - one
-        term = one - s * p
-        if term > zero:
-            li += term
-            d = -s
-        else:
-            d = zero
-    return li, d
