@@ -162,6 +162,7 @@ class Trainer:
         # overflow when the weights grow too large, finite as the weights may be)
         self.outputs_finite = True
         self._workspace = None
+        self._grads = None
 
     def start(self, network, hyper, keep_optimizer):
         """Prepare a stochastic fit: a fresh optimizer unless ``keep_optimizer`` and the
@@ -176,7 +177,7 @@ class Trainer:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_workspace"] = None  # scratch memory
+        state["_workspace"] = state["_grads"] = None  # scratch memory
         return state
 
     def draw_dropout_seed(self, random_state):
@@ -191,6 +192,13 @@ class Trainer:
             self._workspace = ws
         return ws
 
+    def _gradient_buffer(self, params):
+        """The epoch's gradient buffer, kept between epochs (a fit allocates it once)."""
+        grads = getattr(self, "_grads", None)  # absent from a Trainer pickled before it
+        if grads is None or grads.shape != params.shape or grads.dtype != params.dtype:
+            grads = self._grads = np.empty_like(params)
+        return grads
+
     def epoch(self, network, data, order, batch_size, hyper, act_codes, drop):
         """One pass over ``data``'s rows in ``order`` (int64), one optimizer step per
         minibatch of ``batch_size`` rows; ``drop`` the dropout rate of each layer.
@@ -201,7 +209,7 @@ class Trainer:
         """
         opt = self.optimizer
         ws = self.workspace(network, batch_size, data.dense, act_codes)
-        grads = np.empty_like(network.params)
+        grads = self._gradient_buffer(network.params)
         hyper.hp[_train.HP_LR] = opt.rate(hyper)
         hyper.ihp[_train.IHP_T] = opt.t
         hyper.ihp[_train.IHP_SEED] = self.dropout_seed or 0
