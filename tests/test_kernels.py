@@ -246,7 +246,7 @@ def forward_train(pb, rows_k, drop=None, key=NO_KEY):
     ws = pb.ws
     drop = no_dropout() if drop is None else readonly(np.asarray(drop, dtype=np.float64))
     return forward_batch(pb.params, ws.net, pb.Xk, pb.Xsp, rows_k, ws.act, ws.xbuf, ws.dact,
-                         drop, key)
+                         drop, key, 0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -263,7 +263,7 @@ def test_forward_batch(dtype, sparse, hidden):
                                  naive.OUTPUT_ACTIVATION[pb.loss], return_preactivations=True)
         # inference: an empty dact
         P = forward_batch(pb.params, ws.net, pb.Xk, pb.Xsp, readonly(rows), ws.act, ws.xbuf,
-                          ws.dact[:0], no_dropout(), NO_KEY)
+                          ws.dact[:0], no_dropout(), NO_KEY, 0)
         assert P.shape == (11, 3) and P.dtype == dtype
         assert np.shares_memory(P, ws.act)
         assert_close(P, acts[-1], dtype)
@@ -521,8 +521,18 @@ def test_step_dispatches_every_optimizer(dtype, solver, fused):
     else:
         want_p, want_0 = naive.adagrad_step(P, G, S0, lr, eps)
         want_1 = S1
-    step(O.CODES[solver], params, grads, form, state, t, lr, mom, True, b1, b2, eps, rho, wd)
+    whole = params.copy(), state.copy()
+    step(O.CODES[solver], params, grads, form, state[0], state[1], t, lr, mom, True, b1, b2,
+         eps, rho, wd)
     assert_close(params, flat_of(want_p), dtype)
+    # the parallel kernels step slices of the vectors, the weights-only terms counted
+    # from each slice's start: bit for bit the same update
+    w, s = whole
+    for lo, hi in [(0, 7), (7, layout.n_coefs + 1), (layout.n_coefs + 1, n)]:
+        step(O.CODES[solver], w[lo:hi], grads[lo:hi], (form[0], form[1] - lo, *form[2:]),
+             s[0, lo:hi], s[1, lo:hi], t, lr, mom, True, b1, b2, eps, rho, wd)
+    np.testing.assert_array_equal(w, params)
+    np.testing.assert_array_equal(s, state)
     assert_close(state[0], flat_of(want_0), dtype)
     assert_close(state[1], flat_of(want_1), dtype)
 
@@ -551,7 +561,7 @@ def test_float32_kernels_compute_in_float32():
         "rmsprop": (rmsprop_step, (v, v.copy(), form, v.copy(), 0.1, 0.9, 1e-8)),
         "adagrad": (adagrad_step, (v, v.copy(), form, v.copy(), 0.1, 1e-8)),
         "activate": (activate, (Z.copy(), A.TANH, Z.copy())),  # every code: one function
-        "dropout": (dropout_apply, (Z.copy(), Z.copy(), 0.3, key, 1)),
+        "dropout": (dropout_apply, (Z.copy(), Z.copy(), 0.3, key, 1, 0)),
     }
     for name, (kernel, args) in cases.items():
         ir = float32_ir(kernel, *args)

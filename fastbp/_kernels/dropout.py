@@ -40,11 +40,13 @@ def batch_key(seed, step):
 
 
 @njit(**JIT_OPTIONS)
-def apply(A, dA, p, key, layer):
+def apply(A, dA, p, key, layer, row0):
     """Drop each entry of ``A`` with probability ``p``; scale the kept by 1 / (1 - p).
 
     ``dA`` holds f'(z) of the same layer and gets the same factor, so the backward pass
-    multiplies by mask * f'(z) in one product. ``key`` comes from ``batch_key``.
+    multiplies by mask * f'(z) in one product. ``key`` comes from ``batch_key``; row i of
+    ``A`` is row ``row0 + i`` of the minibatch (a block of it in the parallel kernels,
+    which so draw the same masks as one pass over the whole batch).
     """
     n, m = A.shape
     scale = A.dtype.type(1.0 / (1.0 - p))  # A's dtype: no float64 pass over float32
@@ -52,7 +54,7 @@ def apply(A, dA, p, key, layer):
     base = mix(key ^ mix(np.uint64(layer)))
     for i in range(n):
         for j in range(m):
-            u = unit(mix(base + np.uint64(i * m + j) * _GOLDEN))
+            u = unit(mix(base + np.uint64((row0 + i) * m + j) * _GOLDEN))
             if u < p:
                 A[i, j] = zero
                 dA[i, j] = zero

@@ -77,7 +77,7 @@ def add_bias(Z, b):
 
 
 @njit(**JIT_OPTIONS)
-def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key):
+def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key, row0):
     """Forward pass of the rows ``rows`` of X.
 
     Writes every layer's activation into its block of ``act``; for dense X the gathered
@@ -87,7 +87,8 @@ def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key):
     Training passes a non-empty ``dact`` (layout of ``act``): each hidden layer's f'(z)
     is written there, and hidden layer ``l`` is dropped out with probability
     ``drop[l]`` (masks from ``key``, see ``dropout.batch_key``; an empty ``drop`` means
-    no dropout). Inference passes an empty ``dact``: no derivatives, no dropout.
+    no dropout; ``row0``: the first row's index in the minibatch, see
+    ``dropout.apply``). Inference passes an empty ``dact``: no derivatives, no dropout.
     """
     n = rows.shape[0]
     Z = block_view(act, net, 1, n)
@@ -96,11 +97,11 @@ def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key):
     else:
         A0 = gather_rows(X, rows, xbuf)
         np.dot(A0, coef_view(params, net, 0), Z)
-    return forward_layers(params, net, n, act, dact, drop, key)
+    return forward_layers(params, net, n, act, dact, drop, key, row0)
 
 
 @njit(**JIT_OPTIONS)
-def forward_layers(params, net, n, act, dact, drop, key):
+def forward_layers(params, net, n, act, dact, drop, key, row0):
     """The rest of the forward pass of ``n`` rows whose first product ``X W_0`` is in
     the first block of ``act`` (see ``forward_batch``): returns the output block."""
     units, act_codes = net.units, net.act_codes
@@ -116,7 +117,7 @@ def forward_layers(params, net, n, act, dact, drop, key):
             dZ = block_view(dact, net, layer, n)
             activate(Z, act_codes[layer], dZ)
             if drop.shape[0] > layer and drop[layer] > 0.0:
-                dropout.apply(Z, dZ, drop[layer], key, layer)
+                dropout.apply(Z, dZ, drop[layer], key, layer, row0)
         else:
             activate(Z, act_codes[layer], dact[:0].reshape((0, 0)))
     return Z

@@ -6,7 +6,9 @@ Each update reads the gradient through ``form = (gscale, n_coefs, alpha, total)`
 the raw gradient sums with the L2 penalty and the weight sum, which saves a whole pass
 over the parameters (``backward.finalize_gradient``), or a finished gradient with
 ``(gscale, 0, 0.0, 1.0)``, ``gscale`` < 1 when the global norm is clipped. The state
-lives in the rows of ``state`` (2 x n_params). ``step`` selects the rule by integer code.
+lives in two vectors ``s0``, ``s1`` of the parameter layout (``step`` takes them apart
+so that the parallel kernels can update a slice of every vector: an update is
+element-wise). ``step`` selects the rule by integer code.
 
 The scalar hyperparameters arrive as float64; each rule first combines them in float64
 (``1 - beta_1``, Adam's bias-corrected step size) and rounds the results once to the
@@ -112,18 +114,18 @@ def adagrad_step(params, grads, form, acc, lr, epsilon):
 
 
 @njit(**JIT_OPTIONS)
-def step(code, params, grads, form, state, t, lr, momentum, nesterov, beta_1, beta_2,
+def step(code, params, grads, form, s0, s1, t, lr, momentum, nesterov, beta_1, beta_2,
          epsilon, rho, weight_decay):
     """One update of optimizer ``code``; ``t`` is the 1-based step number (Adam's bias
-    correction), ``form`` as in the module docstring."""
+    correction), ``form`` as in the module docstring, ``s0``/``s1`` the state vectors."""
     if code == SGD:
-        sgd_step(params, grads, form, state[0], lr, momentum, nesterov)
+        sgd_step(params, grads, form, s0, lr, momentum, nesterov)
     elif code == ADAM:
-        adam_step(params, grads, form, state[0], state[1], t, lr, beta_1, beta_2, epsilon)
+        adam_step(params, grads, form, s0, s1, t, lr, beta_1, beta_2, epsilon)
     elif code == ADAMW:
-        adam_step(params, grads, form, state[0], state[1], t, lr, beta_1, beta_2, epsilon,
+        adam_step(params, grads, form, s0, s1, t, lr, beta_1, beta_2, epsilon,
                   1.0 - lr * weight_decay)
     elif code == RMSPROP:
-        rmsprop_step(params, grads, form, state[0], lr, rho, epsilon)
+        rmsprop_step(params, grads, form, s0, lr, rho, epsilon)
     else:  # ADAGRAD
-        adagrad_step(params, grads, form, state[0], lr, epsilon)
+        adagrad_step(params, grads, form, s0, lr, epsilon)

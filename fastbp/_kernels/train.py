@@ -34,18 +34,58 @@ N_IHP = 6
 
 @njit(**JIT_OPTIONS)
 def batch_loss_grad(params, grads, net, X, Xsp, Y, sw, rows, loss_code, clip_eps,
-                    huber_delta, act, delta, xbuf, dact, drop, key):
+                    huber_delta, act, delta, xbuf, dact, drop, key, row0):
     """Forward, loss and backward for the rows ``rows``: raw gradient sums in ``grads``.
 
-    Returns ``(loss_sum, sw_sum)`` (see ``losses.loss_and_delta``).
+    ``row0`` is the index of ``rows[0]`` in its minibatch (dropout masks; 0 unless the
+    batch is split into blocks). Returns ``(loss_sum, sw_sum)`` (see
+    ``losses.loss_and_delta``).
     """
     n = rows.shape[0]
     n_layers = net.units.shape[0]
-    P = forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key)
+    P = forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key, row0)
     D = block_view(delta, net, n_layers - 1, n)
     loss_sum, sw_sum = loss_and_delta(P, Y, rows, sw, loss_code, clip_eps, huber_delta, D)
     backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact)
     return loss_sum, sw_sum
+
+
+@njit(**JIT_OPTIONS)
+def step_form(params, grads, hp, n_coefs, sw_sum):
+    """How the optimizer reads the minibatch gradient ``grads`` (raw sums), and the
+    penalty terms of the reported loss: ``(form, sq, l1_norm)``.
+
+    Without clipping and L1 the step itself adds the L2 term and divides by ``sw_sum``
+    (``form``, see ``optimizers``), which saves a pass over the parameters; clipping
+    needs the whole final gradient's norm before the step, so the gradient is finished
+    here (``backward.finalize_gradient``). ``sq`` and ``l1_norm`` are the squared L2 and
+    the L1 norms of the weights before the step.
+    """
+    alpha, l1, max_norm = hp[HP_ALPHA], hp[HP_L1], hp[HP_MAX_GRAD_NORM]
+    if max_norm == 0.0 and l1 == 0.0:
+        return (1.0, n_coefs, alpha, sw_sum), sum_of_squares(params, n_coefs), 0.0
+    sq, l1_norm, grad_sq = finalize_gradient(params, grads, n_coefs, alpha, l1, sw_sum,
+                                             max_norm > 0.0)
+    gscale = 1.0
+    if max_norm > 0.0 and grad_sq > max_norm * max_norm:
+        gscale = max_norm / math.sqrt(grad_sq)
+    return (gscale, n_coefs, 0.0, 1.0), sq, l1_norm
+
+
+@njit(**JIT_OPTIONS)
+def batch_loss(loss_sum, sw_sum, hp, sq, l1_norm):
+    """A minibatch's loss with its penalty terms (scikit-learn's per-batch value)."""
+    return (loss_sum / sw_sum + 0.5 * hp[HP_ALPHA] * sq / sw_sum
+            + hp[HP_L1] * l1_norm / sw_sum)
+
+
+@njit(**JIT_OPTIONS)
+def optimizer_step(params, grads, form, s0, s1, hp, ihp):
+    """One update of the optimizer ``ihp[IHP_SOLVER]``, step number ``ihp[IHP_T]``, over
+    ``params`` (the whole vector, or a slice of it with the matching slices)."""
+    opt.step(ihp[IHP_SOLVER], params, grads, form, s0, s1, ihp[IHP_T], hp[HP_LR],
+             hp[HP_MOMENTUM], ihp[IHP_NESTEROV] != 0, hp[HP_BETA_1], hp[HP_BETA_2],
+             hp[HP_EPSILON], hp[HP_RHO], hp[HP_WEIGHT_DECAY])
 
 
 @njit(**JIT_OPTIONS)
@@ -65,9 +105,6 @@ def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_
     """
     n = order.shape[0]
     n_coefs = net.icpt_off[0]
-    alpha, l1, max_norm = hp[HP_ALPHA], hp[HP_L1], hp[HP_MAX_GRAD_NORM]
-    solver = ihp[IHP_SOLVER]
-    fused = max_norm == 0.0 and l1 == 0.0
     total = 0.0
     last = order[:0]
     for start in range(0, n, batch_size):
@@ -76,39 +113,34 @@ def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_
         key = dropout.batch_key(ihp[IHP_SEED], ihp[IHP_T] + 1)
         loss_sum, sw_sum = batch_loss_grad(
             params, grads, net, X, Xsp, Y, sw, rows, ihp[IHP_LOSS], hp[HP_CLIP_EPS],
-            hp[HP_HUBER_DELTA], act, delta, xbuf, dact, drop, key,
+            hp[HP_HUBER_DELTA], act, delta, xbuf, dact, drop, key, 0,
         )
         if sw_sum == 0.0:
             continue
-        if fused:  # the step adds the L2 term and divides (optimizers: ``form``)
-            sq, l1_norm = sum_of_squares(params, n_coefs), 0.0
-            form = (1.0, n_coefs, alpha, sw_sum)
-        else:  # clipping needs the whole final gradient's norm before the step
-            sq, l1_norm, grad_sq = finalize_gradient(params, grads, n_coefs, alpha, l1,
-                                                     sw_sum, max_norm > 0.0)
-            gscale = 1.0
-            if max_norm > 0.0 and grad_sq > max_norm * max_norm:
-                gscale = max_norm / math.sqrt(grad_sq)
-            form = (gscale, n_coefs, 0.0, 1.0)
-        total += (loss_sum / sw_sum + 0.5 * alpha * sq / sw_sum
-                  + l1 * l1_norm / sw_sum) * (stop - start)
+        form, sq, l1_norm = step_form(params, grads, hp, n_coefs, sw_sum)
+        total += batch_loss(loss_sum, sw_sum, hp, sq, l1_norm) * (stop - start)
         last = rows
         ihp[IHP_T] += 1
-        opt.step(solver, params, grads, form, state, ihp[IHP_T], hp[HP_LR],
-                 hp[HP_MOMENTUM], ihp[IHP_NESTEROV] != 0, hp[HP_BETA_1], hp[HP_BETA_2],
-                 hp[HP_EPSILON], hp[HP_RHO], hp[HP_WEIGHT_DECAY])
-    # Weights can grow finite but so large that the outputs overflow: check the outputs
-    # of the last minibatch after the last step (a fraction of one step's work, and no
-    # other compiled function to load at the first fit).
-    ihp[IHP_FINITE] = 1
-    if last.shape[0] > 0:
-        P = forward_batch(params, net, X, Xsp, last, act, xbuf, dact[:0], drop,
-                          dropout.batch_key(0, 0))
-        for i in range(P.shape[0]):
-            for j in range(P.shape[1]):
-                if not math.isfinite(P[i, j]):
-                    ihp[IHP_FINITE] = 0
+        optimizer_step(params, grads, form, state[0], state[1], hp, ihp)
+    ihp[IHP_FINITE] = outputs_finite(params, net, X, Xsp, last, act, xbuf, drop)
     return total
+
+
+@njit(**JIT_OPTIONS)
+def outputs_finite(params, net, X, Xsp, rows, act, xbuf, drop):
+    """1 if the network's outputs on ``rows`` (an epoch's last minibatch, after its last
+    step) are all finite, else 0: weights can grow finite but so large that the outputs
+    overflow. A fraction of one step's work, and no other compiled function to load at
+    the first fit."""
+    if rows.shape[0] == 0:
+        return 1
+    P = forward_batch(params, net, X, Xsp, rows, act, xbuf, act[:0], drop,
+                      dropout.batch_key(0, 0), 0)
+    bad = 0
+    for i in range(P.shape[0]):
+        for j in range(P.shape[1]):
+            bad += not math.isfinite(P[i, j])
+    return 1 if bad == 0 else 0
 
 
 @njit(**JIT_OPTIONS)
@@ -119,32 +151,50 @@ def full_loss_grad(params, grads, scratch, net, X, Xsp, Y, sw, order, chunk, los
     (``no_drop`` is an empty float64 array, the type ``drop`` has elsewhere).
 
     Walks the data in chunks of ``chunk`` rows so the workspace stays small; ``scratch``
-    (parameter layout) receives each chunk's sums. Writes the gradient into ``grads``
-    and returns the loss. Returns NaN if the sample weights sum to zero.
+    (parameter layout) receives each chunk's sums, added to ``grads`` in chunk order.
+    Writes the gradient into ``grads`` and returns the loss. Returns NaN if the sample
+    weights sum to zero.
     """
     n = order.shape[0]
-    n_coefs = net.icpt_off[0]
     key = dropout.batch_key(0, 0)
     loss_sum = 0.0
     sw_sum = 0.0
     if n <= chunk:
         loss_sum, sw_sum = batch_loss_grad(params, grads, net, X, Xsp, Y, sw, order,
                                            loss_code, clip_eps, huber_delta, act, delta,
-                                           xbuf, dact, no_drop, key)
+                                           xbuf, dact, no_drop, key, 0)
     else:
         grads[:] = 0.0
         for start in range(0, n, chunk):
             rows = order[start:min(start + chunk, n)]
             ls, ss = batch_loss_grad(params, scratch, net, X, Xsp, Y, sw, rows, loss_code,
                                      clip_eps, huber_delta, act, delta, xbuf, dact,
-                                     no_drop, key)
+                                     no_drop, key, 0)
             loss_sum += ls
             sw_sum += ss
             grads += scratch
+    return objective(params, grads, net.icpt_off[0], alpha, l1, loss_sum, sw_sum)
+
+
+@njit(**JIT_OPTIONS)
+def objective(params, grads, n_coefs, alpha, l1, loss_sum, sw_sum):
+    """The objective from the summed loss and raw gradient: finishes ``grads`` (the
+    penalties, the division by the weight sum) and returns the loss (NaN if the
+    sample weights sum to zero)."""
     if sw_sum == 0.0:
         return math.nan
     sq, l1_norm, _ = finalize_gradient(params, grads, n_coefs, alpha, l1, sw_sum, False)
     return loss_sum / sw_sum + 0.5 * alpha * sq / sw_sum + l1 * l1_norm / sw_sum
+
+
+@njit(**JIT_OPTIONS)
+def chunk_loss(params, net, X, Xsp, Y, sw, rows, loss_code, clip_eps, huber_delta, act,
+               delta, xbuf, no_drop):
+    """``(loss_sum, sw_sum)`` of the rows ``rows``, no dropout (see ``mean_loss``)."""
+    P = forward_batch(params, net, X, Xsp, rows, act, xbuf, act[:0], no_drop,
+                      dropout.batch_key(0, 0), 0)
+    D = block_view(delta, net, net.units.shape[0] - 1, rows.shape[0])
+    return loss_and_delta(P, Y, rows, sw, loss_code, clip_eps, huber_delta, D)
 
 
 @njit(**JIT_OPTIONS)
@@ -153,15 +203,11 @@ def mean_loss(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps, hub
     """Weighted mean loss (no penalty, no dropout) over the rows ``order``: the
     validation loss. NaN if the sample weights sum to zero."""
     n = order.shape[0]
-    n_layers = net.units.shape[0]
     loss_sum = 0.0
     sw_sum = 0.0
     for start in range(0, n, chunk):
-        rows = order[start:min(start + chunk, n)]
-        P = forward_batch(params, net, X, Xsp, rows, act, xbuf, act[:0], no_drop,
-                          dropout.batch_key(0, 0))
-        D = block_view(delta, net, n_layers - 1, rows.shape[0])
-        ls, ss = loss_and_delta(P, Y, rows, sw, loss_code, clip_eps, huber_delta, D)
+        ls, ss = chunk_loss(params, net, X, Xsp, Y, sw, order[start:min(start + chunk, n)],
+                            loss_code, clip_eps, huber_delta, act, delta, xbuf, no_drop)
         loss_sum += ls
         sw_sum += ss
     if sw_sum == 0.0:
@@ -204,29 +250,33 @@ def predict_rows(params, net, X, Xsp, order, chunk, act, xbuf, no_drop, out):
     Returns False if dense X has a non-finite value in those rows (``out`` is then
     garbage): predict's fast path leaves that check to this pass over the rows, which
     costs less than numpy's in Python on small inputs. Sparse X is not checked.
-
-    Consecutive rows of dense X (predict's case) are multiplied in place, not copied
-    into ``xbuf`` first.
     """
     n = order.shape[0]
-    key = dropout.batch_key(0, 0)
     dense = X.size > 0
     if dense and not all_finite(X, order):
         return False
     direct = dense and n > 0 and is_range(order)
-    W0 = coef_view(params, net, 0)
     for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        if direct:
-            Z = block_view(act, net, 1, stop - start)
-            np.dot(X[order[0] + start : order[0] + stop], W0, Z)
-            P = forward_layers(params, net, stop - start, act, act[:0], no_drop, key)
-        else:
-            P = forward_batch(params, net, X, Xsp, order[start:stop], act, xbuf, act[:0],
-                              no_drop, key)
-        # an explicit copy: the slice assignment compiles numba's shape-error reporting,
-        # seconds of a cold first predict for a check that cannot fail here
-        for i in range(P.shape[0]):
-            for j in range(P.shape[1]):
-                out[start + i, j] = P[i, j]
+        predict_chunk(params, net, X, Xsp, order, start, min(start + chunk, n), direct,
+                      act, xbuf, no_drop, out)
     return True
+
+
+@njit(**JIT_OPTIONS)
+def predict_chunk(params, net, X, Xsp, order, start, stop, direct, act, xbuf, no_drop,
+                  out):
+    """Rows ``order[start:stop]`` of ``predict_rows``. With ``direct`` (consecutive rows
+    of dense X, predict's case) they are multiplied in place, not copied into ``xbuf``."""
+    key = dropout.batch_key(0, 0)
+    if direct:
+        Z = block_view(act, net, 1, stop - start)
+        np.dot(X[order[0] + start : order[0] + stop], coef_view(params, net, 0), Z)
+        P = forward_layers(params, net, stop - start, act, act[:0], no_drop, key, 0)
+    else:
+        P = forward_batch(params, net, X, Xsp, order[start:stop], act, xbuf, act[:0],
+                          no_drop, key, 0)
+    # an explicit copy: the slice assignment compiles numba's shape-error reporting,
+    # seconds of a cold first predict for a check that cannot fail here
+    for i in range(P.shape[0]):
+        for j in range(P.shape[1]):
+            out[start + i, j] = P[i, j]

@@ -1,0 +1,263 @@
+"""The multi-threaded kernels: numba ``prange`` regions over a fixed decomposition.
+
+Every decomposition here depends on the data and the network only, never on the thread
+count, and every sum over its pieces runs in a fixed order after the region; so results
+are bit-identical for any number of threads (``fastbp._threads`` says how many run).
+BLAS runs single-threaded inside the regions (its own threads would oversubscribe).
+
+- Training (``train_epoch_blocked``): each minibatch is cut into ``n_blocks(rows)``
+  blocks of consecutive rows; each block runs forward, loss and backward on its own
+  workspace into its own gradient partial; the partials are summed in block order by
+  parameter chunks, which then take the optimizer step (element-wise) in the same
+  region. The blocked epoch is not bit-identical to the unblocked one of ``train``
+  (other sums), so which of the two a network uses depends only on its shape and batch
+  size (``fastbp._threads.blocked``).
+- Whole data sets (``predict_rows_parallel``, ``mean_loss_parallel``,
+  ``full_loss_grad_parallel``) are cut into the same chunks as their serial
+  counterparts in ``train``, taken by ``SLOTS`` workspaces in waves; the chunk sums
+  are added in chunk order, so each returns exactly what its serial twin returns, and
+  the caller may pick either.
+
+A region's iterations are tasks: with numba's TBB layer an idle thread takes the next
+one, so a thread descheduled by another process delays its own task only.
+"""
+
+import math
+
+from numba import njit, prange
+
+from .._config import JIT_OPTIONS
+from . import dropout
+from .train import (
+    HP_CLIP_EPS,
+    HP_HUBER_DELTA,
+    HP_L1,
+    HP_MAX_GRAD_NORM,
+    IHP_FINITE,
+    IHP_LOSS,
+    IHP_SEED,
+    IHP_T,
+    all_finite,
+    batch_loss,
+    batch_loss_grad,
+    chunk_loss,
+    is_range,
+    objective,
+    optimizer_step,
+    outputs_finite,
+    predict_chunk,
+    step_form,
+)
+
+PARALLEL_OPTIONS = dict(JIT_OPTIONS, parallel=True)
+
+# A minibatch of ``rows`` rows is cut into min(MAX_BLOCKS, rows // MIN_BLOCK_ROWS) blocks
+# (at least 1). Fewer rows per block leave BLAS little to work on; more blocks cost one
+# gradient partial each (a pass over the parameters). 8 blocks keep 8 cores busy.
+MIN_BLOCK_ROWS = 16
+MAX_BLOCKS = 8
+# Parameters per task of the gradient sum and optimizer step: 16 KiB of float32
+# (4 vectors of a chunk stay in a core's L1/L2 while it is updated).
+PARAM_CHUNK = 4096
+# Workspaces of the whole-data-set kernels (chunks taken per wave).
+SLOTS = 8
+
+
+@njit(**JIT_OPTIONS)
+def n_blocks(rows):
+    """Blocks of a minibatch of ``rows`` rows (see MIN_BLOCK_ROWS)."""
+    return max(1, min(MAX_BLOCKS, rows // MIN_BLOCK_ROWS))
+
+
+@njit(**JIT_OPTIONS)
+def block_start(rows, blocks, b):
+    """First row of block ``b`` of ``blocks`` (consecutive, sizes differ by at most 1)."""
+    return b * rows // blocks
+
+
+@njit(**PARALLEL_OPTIONS)
+def _blocks_loss_grad(params, grads, partials, net, X, Xsp, Y, sw, rows, loss_code,
+                      clip_eps, huber_delta, act, delta, xbuf, dact, drop, key, sums):
+    """Forward, loss and backward of the blocks of ``rows``: block 0's raw gradient
+    sums in ``grads``, block b's in ``partials[b - 1]``, its ``(loss_sum, sw_sum)`` in
+    ``sums[b]``. Returns the number of blocks."""
+    m = rows.shape[0]
+    nb = n_blocks(m)
+    for b in prange(nb):
+        lo, hi = block_start(m, nb, b), block_start(m, nb, b + 1)
+        g = grads if b == 0 else partials[b - 1]
+        ls, ss = batch_loss_grad(params, g, net, X, Xsp, Y, sw, rows[lo:hi], loss_code,
+                                 clip_eps, huber_delta, act[b], delta[b], xbuf[b], dact[b],
+                                 drop, key, lo)
+        sums[b, 0] = ls
+        sums[b, 1] = ss
+    return nb
+
+
+@njit(**PARALLEL_OPTIONS)
+def _sum_and_step(params, grads, partials, n_partials, state, form, hp, ihp, step):
+    """``grads += partials[0] + ... + partials[n_partials - 1]`` (in that order) and,
+    if ``step``, the optimizer update, chunk by chunk of the parameters."""
+    n = params.shape[0]
+    for c in prange((n + PARAM_CHUNK - 1) // PARAM_CHUNK):
+        lo = c * PARAM_CHUNK
+        hi = min(lo + PARAM_CHUNK, n)
+        for b in range(n_partials):
+            p = partials[b]
+            for j in range(lo, hi):
+                grads[j] += p[j]
+        if step:
+            # the weights-only terms of ``form`` count from the chunk's start
+            chunk_form = (form[0], form[1] - lo, form[2], form[3])
+            optimizer_step(params[lo:hi], grads[lo:hi], chunk_form, state[0, lo:hi],
+                           state[1, lo:hi], hp, ihp)
+
+
+@njit(**JIT_OPTIONS)
+def train_epoch_blocked(params, grads, partials, state, hp, ihp, net, X, Xsp, Y, sw,
+                        order, batch_size, act, delta, xbuf, dact, drop, sums):
+    """``train.train_epoch`` with every minibatch cut into blocks (module docstring).
+
+    ``act``, ``delta``, ``dact`` and ``xbuf`` hold one workspace per block (the rows of
+    2-D arrays; ``net`` is the layout of one); ``partials`` is (MAX_BLOCKS - 1,
+    n_params) and ``sums`` (MAX_BLOCKS, 2) float64. Same arguments otherwise, same
+    return value.
+    """
+    n = order.shape[0]
+    n_coefs = net.icpt_off[0]
+    # Without clipping or L1 the partials are summed in the step's own pass; with them
+    # the gradient must be whole before step_form finishes it.
+    sum_first = hp[HP_MAX_GRAD_NORM] != 0.0 or hp[HP_L1] != 0.0
+    total = 0.0
+    last = order[:0]
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        rows = order[start:stop]
+        key = dropout.batch_key(ihp[IHP_SEED], ihp[IHP_T] + 1)
+        nb = _blocks_loss_grad(params, grads, partials, net, X, Xsp, Y, sw, rows,
+                               ihp[IHP_LOSS], hp[HP_CLIP_EPS], hp[HP_HUBER_DELTA], act,
+                               delta, xbuf, dact, drop, key, sums)
+        loss_sum = 0.0
+        sw_sum = 0.0
+        for b in range(nb):
+            loss_sum += sums[b, 0]
+            sw_sum += sums[b, 1]
+        if sw_sum == 0.0:
+            continue
+        if sum_first:
+            _sum_and_step(params, grads, partials, nb - 1, state, (1.0, 0, 0.0, 1.0), hp,
+                          ihp, False)
+        form, sq, l1_norm = step_form(params, grads, hp, n_coefs, sw_sum)
+        total += batch_loss(loss_sum, sw_sum, hp, sq, l1_norm) * (stop - start)
+        last = rows
+        ihp[IHP_T] += 1
+        _sum_and_step(params, grads, partials, 0 if sum_first else nb - 1, state, form,
+                      hp, ihp, True)
+    ihp[IHP_FINITE] = _blocks_finite(params, net, X, Xsp, last, act, xbuf, drop)
+    return total
+
+
+@njit(**JIT_OPTIONS)
+def _blocks_finite(params, net, X, Xsp, rows, act, xbuf, drop):
+    """``train.outputs_finite`` of ``rows``, block by block (a block's workspace)."""
+    m = rows.shape[0]
+    nb = n_blocks(m)
+    finite = 1
+    for b in range(nb):
+        lo, hi = block_start(m, nb, b), block_start(m, nb, b + 1)
+        finite &= outputs_finite(params, net, X, Xsp, rows[lo:hi], act[0], xbuf[0], drop)
+    return finite
+
+
+@njit(**PARALLEL_OPTIONS)
+def _wave_loss_grad(params, scratch, net, X, Xsp, Y, sw, order, chunk, first, count,
+                    loss_code, clip_eps, huber_delta, act, delta, xbuf, dact, no_drop,
+                    sums):
+    """Chunks ``first .. first + count - 1`` of ``order``, chunk ``first + s`` into
+    slot s: raw gradient sums in ``scratch[s]``, ``(loss_sum, sw_sum)`` in ``sums[s]``."""
+    n = order.shape[0]
+    key = dropout.batch_key(0, 0)
+    for s in prange(count):
+        start = (first + s) * chunk
+        ls, ss = batch_loss_grad(params, scratch[s], net, X, Xsp, Y, sw,
+                                 order[start:min(start + chunk, n)], loss_code, clip_eps,
+                                 huber_delta, act[s], delta[s], xbuf[s], dact[s], no_drop,
+                                 key, 0)
+        sums[s, 0] = ls
+        sums[s, 1] = ss
+
+
+@njit(**JIT_OPTIONS)
+def full_loss_grad_parallel(params, grads, scratch, net, X, Xsp, Y, sw, order, chunk,
+                            loss_code, clip_eps, huber_delta, alpha, l1, act, delta, xbuf,
+                            dact, no_drop, sums):
+    """``train.full_loss_grad`` of more than one chunk, ``SLOTS`` chunks at a time
+    (``scratch``, ``act``, ``delta``, ``xbuf``, ``dact``: one row per slot; ``sums``
+    (SLOTS, 2) float64). Returns exactly what ``full_loss_grad`` returns."""
+    n_chunks = (order.shape[0] + chunk - 1) // chunk
+    loss_sum = 0.0
+    sw_sum = 0.0
+    grads[:] = 0.0
+    for first in range(0, n_chunks, SLOTS):
+        count = min(SLOTS, n_chunks - first)
+        _wave_loss_grad(params, scratch, net, X, Xsp, Y, sw, order, chunk, first, count,
+                        loss_code, clip_eps, huber_delta, act, delta, xbuf, dact, no_drop,
+                        sums)
+        for s in range(count):  # chunk order, as full_loss_grad adds them
+            loss_sum += sums[s, 0]
+            sw_sum += sums[s, 1]
+            grads += scratch[s]
+    return objective(params, grads, net.icpt_off[0], alpha, l1, loss_sum, sw_sum)
+
+
+@njit(**PARALLEL_OPTIONS)
+def _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
+                  huber_delta, act, delta, xbuf, no_drop, sums):
+    """``(loss_sum, sw_sum)`` of every chunk of ``order`` into ``sums[chunk]``; chunk c
+    runs in workspace ``c % SLOTS``, after chunk ``c - SLOTS`` (one task per slot)."""
+    n = order.shape[0]
+    n_chunks = sums.shape[0]
+    for s in prange(min(SLOTS, n_chunks)):
+        for c in range(s, n_chunks, SLOTS):
+            start = c * chunk
+            ls, ss = chunk_loss(params, net, X, Xsp, Y, sw, order[start:min(start + chunk, n)],
+                                loss_code, clip_eps, huber_delta, act[s], delta[s], xbuf[s],
+                                no_drop)
+            sums[c, 0] = ls
+            sums[c, 1] = ss
+
+
+@njit(**JIT_OPTIONS)
+def mean_loss_parallel(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
+                       huber_delta, act, delta, xbuf, no_drop, sums):
+    """``train.mean_loss`` with the chunks spread over ``SLOTS`` workspaces (rows of
+    ``act``, ``delta``, ``xbuf``); ``sums`` is (number of chunks, 2) float64. The chunk
+    sums are added in chunk order: exactly ``mean_loss``'s value."""
+    _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
+                  huber_delta, act, delta, xbuf, no_drop, sums)
+    loss_sum = 0.0
+    sw_sum = 0.0
+    for c in range(sums.shape[0]):
+        loss_sum += sums[c, 0]
+        sw_sum += sums[c, 1]
+    if sw_sum == 0.0:
+        return math.nan
+    return loss_sum / sw_sum
+
+
+@njit(**PARALLEL_OPTIONS)
+def predict_rows_parallel(params, net, X, Xsp, order, chunk, act, xbuf, no_drop, out):
+    """``train.predict_rows`` with the chunks spread over ``SLOTS`` workspaces (rows of
+    ``act`` and ``xbuf``): the same outputs, the same return value."""
+    n = order.shape[0]
+    dense = X.size > 0
+    if dense and not all_finite(X, order):
+        return False
+    direct = dense and n > 0 and is_range(order)
+    n_chunks = (n + chunk - 1) // chunk
+    for s in prange(min(SLOTS, n_chunks)):
+        for c in range(s, n_chunks, SLOTS):
+            start = c * chunk
+            predict_chunk(params, net, X, Xsp, order, start, min(start + chunk, n), direct,
+                          act[s], xbuf[s], no_drop, out)
+    return True
