@@ -29,6 +29,12 @@ GROUPS = {
     "predict_rows": ("prediction", 2),
     "mean_loss": ("validation-loss", 1),
     "full_loss_grad": ("L-BFGS objective", 2),
+    # the parallel kernels (fastbp._kernels.parallel), compiled on first use by a fit or
+    # predict large enough to run them
+    "train_epoch_blocked": ("parallel training", 10),
+    "predict_rows_parallel": ("parallel prediction", 3),
+    "mean_loss_parallel": ("parallel validation-loss", 2),
+    "full_loss_grad_parallel": ("parallel L-BFGS objective", 3),
 }
 KERNEL_PACKAGE = "fastbp._kernels."
 
@@ -76,7 +82,9 @@ class _Listener(event.Listener):
     def on_start(self, ev):
         dispatcher = ev.data["dispatcher"]
         func = dispatcher.py_func
-        if not func.__module__.startswith(KERNEL_PACKAGE):
+        # entry kernels only: their callees compile inside them (and a callee's first
+        # float array, such as the float64 ``hp``, need not be the network's dtype)
+        if not func.__module__.startswith(KERNEL_PACKAGE) or func.__name__ not in GROUPS:
             return
         dtype = _dtype_of(ev.data["args"])
         with self._lock:

@@ -105,15 +105,16 @@ _SHARED_PARAMETERS = Template("""\
         too). The others draw the weights from Glorot's (``fan_in + fan_out``) or He's
         (``fan_in``) uniform or normal distribution and set the biases to 0.
     n_threads : int or None, default=None
-        BLAS threads of the matrix products in fit and predict (the rest is
-        single-threaded compiled code). None: one thread when the largest product of a
-        batch has fewer than 2**21 multiply-adds (small networks gain nothing from more,
-        and lose much when another process holds a core), else the environment's setting;
-        -1: all usable cores. Never more than the environment allows (a Dask or joblib
-        worker's share, OMP_NUM_THREADS, threadpoolctl limits); the setting is restored
-        when the call returns. With fixed ``random_state`` results are bit-identical for
-        any thread count except on long reductions (a product over >~1000 rows: big
-        batches, lbfgs), where BLAS may round differently with 1 and 2 threads.
+        Threads of fit and predict. Networks whose minibatch step is large (batch rows x
+        parameters >= 2**20, and at least 32 rows) train data-parallel: each minibatch
+        is cut into up to 8 blocks of rows that run on these threads, their gradients
+        summed in a fixed order; large predicts, validation losses and L-BFGS passes run
+        their 256-row chunks in parallel. None or -1: the usable cores, no more than
+        BLAS's thread count (which follows OMP_NUM_THREADS and the like, a joblib or
+        Dask worker's share, and an outer threadpoolctl limit); an int: that many
+        (numba's pool, NUMBA_NUM_THREADS, bounds it). BLAS runs on one thread during the call
+        (restored afterwards). Results are bit-identical for any thread count: how a
+        minibatch is cut depends on the batch size and the network only.
     scoring : str, callable or None, default=None
         What early stopping follows on the validation set, and what
         ``validation_scores_`` record (higher is better): None, the estimator's

@@ -39,7 +39,6 @@ from . import (
     _interop,
     _parameters,
     _stopping,
-    _threads,
 )
 from ._network import (
     HIDDEN_ACTIVATIONS,
@@ -634,7 +633,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         if drop.any():
             self._trainer.draw_dropout_seed(self._random_state)
         data = KernelData(X, self._kernel_targets(Y), sample_weight, self._network.dtype)
-        with _threads.limited(_threads.policy(self.n_threads, batch_size, self._network.units)):
+        with self._trainer.running(self.n_threads):
             try:
                 self._run_epochs(data, batch_size, hyper, drop, incremental, val, tasks)
             except KeyboardInterrupt:
@@ -726,7 +725,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
 
     def _update_validation(self, val, hyper):
         """Score and loss on the validation set; with early stopping, keep the best."""
-        loss = val.loss(self._network, hyper)
+        loss = val.loss(self._network, hyper, self._trainer.threads)
         score = self._validation_score(val, loss)
         self.validation_scores_.append(score)
         self.validation_loss_curve_.append(loss)
@@ -765,7 +764,8 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             if val is not None:
                 saved = params.copy()
                 params[...] = x
-                self.validation_loss_curve_.append(val.loss(network, hyper))
+                self.validation_loss_curve_.append(
+                    val.loss(network, hyper, self._trainer.threads))
                 params[...] = saved
             stop = tasks.end(x)
             tasks.begin("iteration")
@@ -773,7 +773,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
                 raise StopIteration  # scipy ends the run (status 99)
 
         tasks.begin("iteration")
-        with _threads.limited(_threads.policy(self.n_threads, data.chunk, network.units)):
+        with self._trainer.running(self.n_threads):
             try:
                 result = scipy.optimize.minimize(
                     loss_grad,

@@ -6,11 +6,15 @@ trainer (``fastbp._training``) updates its ``params`` in place, ``coefs``/``inte
 are views into them, and ``predict`` runs the compiled forward pass.
 """
 
+from contextlib import nullcontext
+
 import numpy as np
 
 from . import _threads
 from ._kernels import activations as _act
 from ._kernels import losses as _loss
+from ._kernels import parallel as _par
+from ._kernels.parallel import predict_rows_parallel
 from ._kernels.train import predict_rows
 from ._layout import Layout
 from ._workspace import chunk_rows, kernel_rows, kernel_X, no_dropout, no_sparse, readonly
@@ -189,11 +193,11 @@ class Network:
         n, width = X.shape
         chunk = chunk_rows(n)
         # Buffers of its own per call (threads sharing a fitted model must not write
-        # into the same memory); the plan (offsets, threads; read only) is cached, since
+        # into the same memory); the plan (offsets; read only) is cached, since
         # one-row latency is mostly overheads.
-        net, size, threads, n_inputs, n_outputs = self.layout.cached(
-            ("predict", chunk, _hashable(activation), n_threads, raw),
-            lambda: self._inference_plan(chunk, activation, n_threads, raw),
+        net, size, tiny, n_inputs, n_outputs = self.layout.cached(
+            ("predict", chunk, _hashable(activation), raw),
+            lambda: self._inference_plan(chunk, activation, raw),
         )
         if width != n_inputs:  # kernels do not check bounds
             raise ValueError(f"X has {width} features, but the network takes {n_inputs}.")
@@ -201,30 +205,32 @@ class Network:
             Xd, Xsp = readonly(X), no_sparse(dtype)  # kernel_X's common case, inlined
         else:
             Xd, Xsp = kernel_X(X, dtype)
-        act = np.empty(size, dtype=dtype)
-        xbuf = np.empty(chunk * n_inputs if Xd.size else 0, dtype=dtype)
         out = np.empty((n, n_outputs), dtype=dtype)
-        finite = True
-        if n:
-            with _threads.limited(threads):
-                finite = predict_rows(
-                    self.params, net, Xd, Xsp, kernel_rows(n), chunk, act, xbuf, _NO_DROP, out
-                )
-        return out, finite
+        if not n:
+            return out, True
+        threads = 1 if n <= chunk else _threads.budget(n_threads)
+        parallel = _threads.whole_data(n, chunk, self.layout.n_params, threads)
+        lead = (_par.SLOTS,) if parallel else ()
+        act = np.empty((*lead, size), dtype=dtype)
+        xbuf = np.empty((*lead, chunk * n_inputs if Xd.size else 0), dtype=dtype)
+        args = (self.params, net, Xd, Xsp, kernel_rows(n), chunk, act, xbuf, _NO_DROP, out)
+        with nullcontext() if tiny else _threads.one_blas_thread():
+            if parallel:
+                with _threads.numba_threads(threads):
+                    return out, predict_rows_parallel(*args)
+            return out, predict_rows(*args)
 
-    def _inference_plan(self, chunk, activation, n_threads, raw):
-        """``(net, activation buffer size, BLAS threads, input width, output width)`` of
-        predicting ``chunk`` rows at a time."""
+    def _inference_plan(self, chunk, activation, raw):
+        """``(net, activation buffer size, tiny, input width, output width)`` of
+        predicting ``chunk`` rows at a time; ``tiny``: products so small that BLAS does
+        not split them (no thread bookkeeping for them)."""
         units = self.layout.units
         hidden = hidden_activations(
             activation, self.n_layers - 2, tuple(int(u) for u in units[1:-1])
         )
         net, size = self.layout.net(chunk, self.act_codes(hidden, raw))
-        # products of a few rows run on one BLAS thread anyway (OpenBLAS does not split
-        # them): no thread bookkeeping for them
-        few = chunk * int(units.max()) ** 2 < _threads.TINY_PRODUCT
-        threads = None if few else _threads.policy(n_threads, chunk, units)
-        return net, size, threads, int(units[0]), int(units[-1])
+        tiny = chunk * int(units.max()) ** 2 < _threads.TINY_PRODUCT
+        return net, size, tiny, int(units[0]), int(units[-1])
 
     # ---------------------------------------------------------------------- pickling
     def __getstate__(self):

@@ -1,24 +1,37 @@
-"""The BLAS thread policy of fit and predict.
+"""Threads of fit and predict: the budget, the threading layer, and BLAS kept at one.
 
-The kernels are single-threaded numba code around BLAS matrix products (numba's np.dot
-calls scipy's BLAS), so the only thread pool at work is BLAS's. Measured on the 2-core
-development machine (`python -m fastbp bench`): a second BLAS thread gains nothing on
-small products (digits, 32 x 64 x 64: 1.00x) and up to 1.6x on wide ones (512 x 1024 x
-1024), but when another process holds a core, a 2-thread product waits for the
-descheduled thread: an epoch ran 60x slower than with one thread (and so did
-scikit-learn's). Hence the default: one thread for networks whose largest product per
-batch is small, the environment's setting otherwise, and never more threads than the
-environment allows (a Dask or joblib worker's share, OMP_NUM_THREADS, an outer
-``threadpool_limits``). Every change is undone when the call returns.
+fastbp's own kernels carry the parallelism (``fastbp._kernels.parallel``): numba
+``prange`` regions over a decomposition fixed by the data and the network, never by
+the thread count, so results are bit-identical for any ``n_threads``. BLAS runs
+single-threaded under every fit and predict: its threads would oversubscribe the
+regions, and its static split waits for a thread that another process has
+descheduled (measured: an epoch ran 6x slower with one core busy).
+
+Which kernels run parallel (``blocked``, ``whole_data``) depends on the work only: a
+minibatch step or a pass too small to pay for a region's start (a few microseconds)
+stays serial, and its kernel is never compiled in parallel form.
+
+The threading layer is numba's TBB one when the ``tbb`` package is installed (a
+dependency on Linux x86-64): work stealing (an idle thread takes the next task, so a
+descheduled thread delays only its own), safe after ``fork`` and in concurrent Python
+threads. numba's fallbacks: OpenMP (thread-safe, not fork-safe with GNU's runtime) or
+its workqueue (fork-safe, but it aborts on concurrent calls, so fastbp's parallel
+kernels then take turns through a lock).
 """
 
+import ctypes
 import os
+import sys
 import threading
 from contextlib import contextmanager, nullcontext
 
-# Multiply-adds of a batch's largest matrix product below which one thread is used.
-SMALL_PRODUCT = 1 << 21
-# ... and below which there is nothing to decide (BLAS does not split such products).
+# Multiply-adds (rows x parameters) of a minibatch step from which the training step
+# runs blocked and parallel; below it a step takes under ~20 us on one core.
+PARALLEL_STEP = 1 << 20
+# ... and of a whole-data pass (predict, validation loss, L-BFGS objective).
+PARALLEL_PASS = 1 << 22
+# Multiply-adds of a batch's largest product below which BLAS does not split a product
+# at all: predict skips the thread bookkeeping for such inputs.
 TINY_PRODUCT = 1 << 16
 
 _controller = None
@@ -27,9 +40,12 @@ _controller = None
 def _blas():
     global _controller
     if _controller is None:
+        # numba's np.dot calls scipy's BLAS, which may be another library than
+        # numpy's: load it before the controller lists the libraries it limits
+        import scipy.linalg.cython_blas  # noqa: F401
         from threadpoolctl import ThreadpoolController
 
-        _controller = ThreadpoolController()  # scans the BLAS libraries loaded by now
+        _controller = ThreadpoolController()
     return _controller.select(user_api="blas")
 
 
@@ -39,34 +55,120 @@ def usable_cores():
     return os.cpu_count() or 1
 
 
-def policy(n_threads, rows, units):
-    """BLAS threads for batches of ``rows`` rows through layers ``units``: an int, or
-    None to leave the environment's setting."""
-    if n_threads is None:
-        largest = max(int(rows) * int(units[i]) * int(units[i + 1])
-                      for i in range(len(units) - 1))
-        return 1 if largest < SMALL_PRODUCT else None
-    return usable_cores() if n_threads == -1 else int(n_threads)
+def _environment_limit():
+    """The usable cores, within the BLAS thread count found now: what the environment
+    allows. joblib's loky and Dask start their workers with OMP_NUM_THREADS and the
+    like set to the worker's share, which BLAS reads when it loads; an outer
+    ``threadpoolctl`` limit lowers it too. (The variables themselves are not read:
+    importing ``dask.distributed`` sets them to 1 in the running process, where BLAS
+    keeps the count it started with.)"""
+    limit = usable_cores()
+    blas = [lib.num_threads for lib in _blas().lib_controllers]
+    return max(1, min(limit, *blas) if blas else limit)
 
 
+def budget(n_threads):
+    """Threads for one fit or predict: ``n_threads`` (None or -1: the usable cores
+    within the environment's limits), never more than numba's pool."""
+    import numba
+
+    pool = numba.config.NUMBA_NUM_THREADS
+    if n_threads is None or n_threads == -1:
+        return min(pool, _environment_limit())
+    return max(1, min(int(n_threads), pool))
+
+
+def blocked(batch_rows, n_params, min_block_rows):
+    """Whether minibatches of ``batch_rows`` rows train blocked and parallel (shape
+    only: the choice fixes the arithmetic, so it must not depend on the threads)."""
+    return batch_rows >= 2 * min_block_rows and batch_rows * n_params >= PARALLEL_STEP
+
+
+def whole_data(rows, chunk, n_params, threads):
+    """Whether a pass over ``rows`` rows runs parallel (its result is the same)."""
+    return threads > 1 and rows > chunk and rows * n_params >= PARALLEL_PASS
+
+
+# ------------------------------------------------------------------ threading layer
+_layer_lock = threading.Lock()
+_layer = None  # numba's threading layer, once fastbp has started it
+_turns = nullcontext()  # what a parallel call holds: a lock under the workqueue layer
+
+
+def _load_tbb():
+    """Make numba's TBB layer loadable: the ``tbb`` wheel puts ``libtbb.so.12`` in the
+    environment's ``lib`` directory, where the loader does not look for numba's
+    extension; loading it first by path lets the extension find it by name."""
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        path = os.path.join(prefix, "lib", "libtbb.so.12")
+        if os.path.exists(path):
+            try:
+                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            except OSError:
+                continue
+            return
+
+
+def _start_layer():
+    """Choose and start numba's threading layer once (TBB when available, unless the
+    user chose one with NUMBA_THREADING_LAYER or numba runs one already)."""
+    global _layer, _turns
+    import numba
+    from numba.np.ufunc import parallel
+
+    with _layer_lock:
+        if _layer is not None:
+            return
+        if not parallel._is_initialized and "NUMBA_THREADING_LAYER" not in os.environ:
+            _load_tbb()
+            try:
+                from numba.np.ufunc import tbbpool  # noqa: F401
+            except ImportError:
+                pass  # numba's default order: omp, then workqueue
+            else:
+                numba.config.THREADING_LAYER = "tbb"
+        numba.get_num_threads()  # starts the pool
+        _layer = numba.threading_layer()
+        if _layer == "workqueue":
+            _turns = threading.Lock()
+
+
+def layer():
+    """numba's threading layer as fastbp runs it (starting it if need be)."""
+    _start_layer()
+    return _layer
+
+
+@contextmanager
+def numba_threads(threads):
+    """Run the block's parallel kernels on ``threads`` numba threads (a per-thread
+    setting of numba's, restored on exit)."""
+    import numba
+
+    _start_layer()
+    with _turns:
+        previous = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            numba.set_num_threads(previous)
+
+
+# ---------------------------------------------------------------------- BLAS at one
 _lock = threading.Lock()
 _users = 0  # fit/predict calls inside a limit, in all threads
 _limiter = None  # restores the setting found by the first of them
 
 
-_UNCHANGED = nullcontext()
-
-
-def limited(threads):
-    """Run the block with at most ``threads`` BLAS threads (None: unchanged).
+def one_blas_thread():
+    """Run the block with one BLAS thread.
 
     The BLAS setting is process-wide, so concurrent calls (threads fitting at once)
-    share one limit: the first sets it, later ones may only lower it, and the last one
-    out restores the original. A fit thus never sees its limit lifted by another
-    thread's exit halfway through (which would change its rounding).
+    share the limit: the first sets it and the last one out restores the original. A
+    fit thus never sees its limit lifted by another thread's exit halfway through.
     """
-    # None costs nothing (a generator context manager is a tenth of a one-row predict)
-    return _UNCHANGED if threads is None else _limited(threads)
+    return _limited(1)
 
 
 @contextmanager
@@ -76,7 +178,7 @@ def _limited(threads):
     with _lock:
         current = [lib.num_threads for lib in blas.lib_controllers]
         if current and threads < max(current):  # never raise the environment's limit
-            limiter = blas.limit(limits=min(threads, *current))
+            limiter = blas.limit(limits=threads)
             if _limiter is None:
                 _limiter = limiter
         _users += 1

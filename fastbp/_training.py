@@ -6,10 +6,14 @@ Objects here take a network and plain values; they never see an estimator. The e
 builds a :class:`Hyperparameters` from its parameters once per fit.
 """
 
+import functools
+from contextlib import contextmanager
+
 import numpy as np
 
-from . import _schedules
+from . import _schedules, _threads
 from ._kernels import optimizers as _opt
+from ._kernels import parallel as _par
 from ._kernels import train as _train
 from ._workspace import (
     Workspace,
@@ -149,9 +153,19 @@ class Optimizer:
             self.state = np.array(self.state)  # memmapped by joblib.load(mmap_mode="r")
 
 
+def block_rows(batch_size):
+    """Rows of the largest block of any minibatch of up to ``batch_size`` rows, cut
+    as ``_kernels.parallel`` cuts them: a batch under ``2 * MIN_BLOCK_ROWS`` rows is
+    one block, a larger one ``min(MAX_BLOCKS, rows // MIN_BLOCK_ROWS)`` blocks."""
+    return max(min(batch_size, 2 * _par.MIN_BLOCK_ROWS - 1), -(-batch_size // _par.MAX_BLOCKS))
+
+
 class Trainer:
-    """Fits one network: the optimizer, the dropout seed, the workspace, and every call
-    into the training kernels (epoch, L-BFGS objective, validation loss)."""
+    """Fits one network: the optimizer, the dropout seed, the workspace, the threads,
+    and every call into the training kernels (epoch, L-BFGS objective, validation
+    loss)."""
+
+    threads = 1  # of the fit under way (``running``); a class default for old pickles
 
     def __init__(self):
         self.optimizer = None
@@ -178,19 +192,42 @@ class Trainer:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_workspace"] = state["_grads"] = None  # scratch memory
+        state.pop("_partial_grads", None)
         return state
 
     def draw_dropout_seed(self, random_state):
         if self.dropout_seed is None:
             self.dropout_seed = int(random_state.randint(1, 2**62, dtype=np.int64))
 
-    def workspace(self, network, rows, dense, act_codes):
-        """Buffers for batches of up to ``rows`` rows, kept between calls while they fit."""
+    @contextmanager
+    def running(self, n_threads):
+        """The block fits on ``_threads.budget(n_threads)`` threads, BLAS on one."""
+        threads = _threads.budget(n_threads)  # before BLAS's own limit lowers it
+        with _threads.one_blas_thread():
+            self.threads = threads
+            try:
+                yield
+            finally:
+                self.threads = 1
+
+    def workspace(self, network, rows, dense, act_codes, slots=None):
+        """Buffers for batches of up to ``rows`` rows (``slots`` of them: see
+        ``Workspace``), kept between calls while they fit."""
         ws = self._workspace
-        if ws is None or not ws.fits(network.layout, rows, network.dtype, dense, act_codes):
-            ws = Workspace(network.layout, act_codes, rows, network.dtype, dense)
+        if ws is None or not ws.fits(network.layout, rows, network.dtype, dense, act_codes,
+                                     slots):
+            ws = Workspace(network.layout, act_codes, rows, network.dtype, dense,
+                           slots=slots)
             self._workspace = ws
         return ws
+
+    def _partials(self, params):
+        """The blocked epoch's gradient partials and loss sums, kept between epochs."""
+        partials = getattr(self, "_partial_grads", None)
+        if partials is None or partials.shape[1:] != params.shape or partials.dtype != params.dtype:
+            partials = self._partial_grads = np.empty((_par.MAX_BLOCKS - 1, *params.shape),
+                                                      dtype=params.dtype)
+        return partials, np.empty((_par.MAX_BLOCKS, 2))
 
     def _gradient_buffer(self, params):
         """The epoch's gradient buffer, kept between epochs (a fit allocates it once)."""
@@ -208,15 +245,27 @@ class Trainer:
         the last step are finite.
         """
         opt = self.optimizer
-        ws = self.workspace(network, batch_size, data.dense, act_codes)
-        grads = self._gradient_buffer(network.params)
+        params = network.params
+        grads = self._gradient_buffer(params)
         hyper.hp[_train.HP_LR] = opt.rate(hyper)
         hyper.ihp[_train.IHP_T] = opt.t
         hyper.ihp[_train.IHP_SEED] = self.dropout_seed or 0
-        accumulated = _train.train_epoch(
-            network.params, grads, opt.state, hyper.hp, hyper.ihp, ws.net, *data.arrays(),
-            readonly(order), batch_size, ws.act, ws.delta, ws.xbuf, ws.dact, drop,
-        )
+        data_args = (*data.arrays(), readonly(order), batch_size)
+        if _threads.blocked(batch_size, params.shape[0], _par.MIN_BLOCK_ROWS):
+            ws = self.workspace(network, block_rows(batch_size), data.dense, act_codes,
+                                slots=_par.MAX_BLOCKS)
+            partials, sums = self._partials(params)
+            with _threads.numba_threads(self.threads):
+                accumulated = _par.train_epoch_blocked(
+                    params, grads, partials, opt.state, hyper.hp, hyper.ihp, ws.net,
+                    *data_args, ws.act, ws.delta, ws.xbuf, ws.dact, drop, sums,
+                )
+        else:
+            ws = self.workspace(network, batch_size, data.dense, act_codes)
+            accumulated = _train.train_epoch(
+                params, grads, opt.state, hyper.hp, hyper.ihp, ws.net, *data_args, ws.act,
+                ws.delta, ws.xbuf, ws.dact, drop,
+            )
         opt.t = int(hyper.ihp[_train.IHP_T])
         self.outputs_finite = bool(hyper.ihp[_train.IHP_FINITE])
         return accumulated / data.n
@@ -224,20 +273,30 @@ class Trainer:
     def objective(self, network, data, hyper, act_codes):
         """``f(x) -> (loss, gradient as float64)``: the full training objective (mean
         loss plus penalties, no dropout) at ``x``, which ``f`` writes into the network's
-        parameters (L-BFGS, the gradient check)."""
-        ws = self.workspace(network, data.chunk, data.dense, act_codes)
+        parameters (L-BFGS, the gradient check). Parallel on the threads of the fit
+        under way when the pass is large enough: the same values either way."""
         params = network.params
         grads = np.empty_like(params)
-        scratch = np.empty_like(params)
-        args = (hyper.loss, hyper.clip_eps, hyper.huber_delta, hyper.alpha, hyper.l1)
-        no_drop = no_dropout()
+        scratch = {}  # per-chunk gradient sums: one vector, or one per slot
+        settings = (hyper.loss, hyper.clip_eps, hyper.huber_delta, hyper.alpha, hyper.l1)
+        sums = np.empty((_par.SLOTS, 2))
 
         def f(x):
             params[...] = x
-            loss = _train.full_loss_grad(
-                params, grads, scratch, ws.net, *data.arrays(), data.rows, ws.rows, *args,
-                ws.act, ws.delta, ws.xbuf, ws.dact, no_drop,
-            )
+            threads = self.threads
+            parallel = _threads.whole_data(data.n, data.chunk, params.shape[0], threads)
+            slots = _par.SLOTS if parallel else None
+            ws = self.workspace(network, data.chunk, data.dense, act_codes, slots=slots)
+            if slots not in scratch:
+                scratch[slots] = np.empty((*((slots,) if parallel else ()), *params.shape),
+                                          dtype=params.dtype)
+            args = (params, grads, scratch[slots], ws.net, *data.arrays(), data.rows,
+                    data.chunk, *settings, ws.act, ws.delta, ws.xbuf, ws.dact, no_dropout())
+            if parallel:
+                with _threads.numba_threads(threads):
+                    loss = _par.full_loss_grad_parallel(*args, sums)
+            else:
+                loss = _train.full_loss_grad(*args)
             return loss, grads.astype(np.float64)
 
         return f
@@ -245,20 +304,30 @@ class Trainer:
 
 class Validation:
     """A validation set: its kernel-ready data, the targets as scorers take them, and
-    an inference workspace of its own."""
+    inference workspaces of its own (one, or ``SLOTS`` for the parallel pass)."""
 
     def __init__(self, network, X, Y, sample_weight, targets, act_codes):
         self.X, self.y, self.sample_weight = X, targets, sample_weight
         self.data = KernelData(X, Y, sample_weight, network.dtype)
-        self.workspace = Workspace(
-            network.layout, act_codes, self.data.chunk, network.dtype, self.data.dense,
-            train=False,
+        self._workspace = functools.partial(
+            Workspace, network.layout, act_codes, self.data.chunk, network.dtype,
+            self.data.dense, train=False,
         )
+        self.workspaces = {}
 
-    def loss(self, network, hyper):
-        """Mean loss on the validation set (no penalty, no dropout)."""
-        ws, data = self.workspace, self.data
-        return float(_train.mean_loss(
-            network.params, ws.net, *data.arrays(), data.rows, data.chunk, hyper.loss,
-            hyper.clip_eps, hyper.huber_delta, ws.act, ws.delta, ws.xbuf, no_dropout(),
-        ))
+    def loss(self, network, hyper, threads=1):
+        """Mean loss on the validation set (no penalty, no dropout), on ``threads``
+        threads when the pass is large enough (the same value either way)."""
+        data = self.data
+        parallel = _threads.whole_data(data.n, data.chunk, network.params.shape[0], threads)
+        slots = _par.SLOTS if parallel else None
+        ws = self.workspaces.get(slots)
+        if ws is None:
+            ws = self.workspaces[slots] = self._workspace(slots=slots)
+        args = (network.params, ws.net, *data.arrays(), data.rows, data.chunk, hyper.loss,
+                hyper.clip_eps, hyper.huber_delta, ws.act, ws.delta, ws.xbuf, no_dropout())
+        if not parallel:
+            return float(_train.mean_loss(*args))
+        sums = np.empty((-(-data.n // data.chunk), 2))
+        with _threads.numba_threads(threads):
+            return float(_par.mean_loss_parallel(*args, sums))

@@ -25,36 +25,44 @@ from ._compile_notice import GROUPS, CompileWarning
 
 def _steps():
     """(kernel group, entry kernel, call) in an order where each call reaches one more
-    entry kernel of ``_kernels.train``; a call takes X in the dtype to compile."""
+    entry kernel of ``_kernels.train`` or ``_kernels.parallel``; a call takes X in the
+    dtype to compile (40 rows: the serial kernels; more, with a wider network: the
+    parallel ones, which a machine with one usable thread never runs)."""
     from . import MLPClassifier, MLPRegressor
 
     rng = np.random.default_rng(0)
-    target = rng.normal(size=40)
-    labels = np.arange(40) % 3
-    clf = MLPClassifier((4,), max_iter=2, random_state=0)
+    labels = np.arange(600) % 3
+    small = MLPClassifier((4,), max_iter=2, random_state=0)
+    # batches of 64 rows x 17,000 parameters: blocked steps (fastbp._threads.blocked)
+    wide = dict(hidden_layer_sizes=(128, 128), max_iter=1, random_state=0)
+    large = MLPClassifier(batch_size=64, **wide)
 
-    def training(X):
-        clf.fit(X, labels)
+    def rows(X, n):
+        return np.resize(X, (n, X.shape[1]))
 
-    def prediction(X):
-        clf.predict(X)
-
-    def validation_loss(X):
-        MLPClassifier((4,), max_iter=2, early_stopping=True, random_state=0).fit(X, labels)
-
-    def lbfgs(X):
-        MLPRegressor(hidden_layer_sizes=(4,), solver="lbfgs", max_iter=2).fit(X, target)
-
-    calls = {"train_epoch": training, "predict_rows": prediction,
-             "mean_loss": validation_loss, "full_loss_grad": lbfgs}
+    calls = {
+        "train_epoch": lambda X: small.fit(X, labels[:40]),
+        "predict_rows": lambda X: small.predict(X),
+        "mean_loss": lambda X: MLPClassifier((4,), max_iter=2, early_stopping=True,
+                                             random_state=0).fit(X, labels[:40]),
+        "full_loss_grad": lambda X: MLPRegressor(hidden_layer_sizes=(4,), solver="lbfgs",
+                                                 max_iter=2).fit(X, rng.normal(size=40)),
+        "train_epoch_blocked": lambda X: large.fit(rows(X, 128), labels[:128]),
+        "predict_rows_parallel": lambda X: large.predict(rows(X, 600)),
+        "mean_loss_parallel": lambda X: MLPClassifier(
+            batch_size=300, early_stopping=True, validation_fraction=0.5, **wide
+        ).fit(rows(X, 600), labels),
+        "full_loss_grad_parallel": lambda X: MLPClassifier(solver="lbfgs", **wide).fit(
+            rows(X, 600), labels),
+    }
     return [(GROUPS[kernel][0], kernel, calls[kernel]) for kernel in calls]
 
 
 def _compiles(kernel):
     """How many signatures of entry kernel ``kernel`` this process compiled or loaded."""
-    from ._kernels import train
+    from ._kernels import parallel, train
 
-    stats = getattr(train, kernel).stats
+    stats = getattr(train if hasattr(train, kernel) else parallel, kernel).stats
     return sum(stats.cache_misses.values()), sum(stats.cache_hits.values())
 
 

@@ -98,23 +98,30 @@ def no_dropout():
 
 class Workspace:
     """Buffers for batches of up to ``rows`` rows: activations, deltas, gathered input
-    rows and, for training, each hidden layer's f'(z) (``dact``; empty for inference)."""
+    rows and, for training, each hidden layer's f'(z) (``dact``; empty for inference).
 
-    def __init__(self, layout, act_codes, rows, dtype, dense, train=True):
+    With ``slots`` each buffer is 2-D, one such workspace per row: the blocks of a
+    minibatch or the chunks in flight of the parallel kernels (``_kernels.parallel``).
+    """
+
+    def __init__(self, layout, act_codes, rows, dtype, dense, train=True, slots=None):
         self.rows = rows
         self.dtype = np.dtype(dtype)
         self.dense = dense
         self.train = train
+        self.slots = slots
         self.net, size = layout.net(rows, act_codes)
-        self.act = np.empty(size, dtype=dtype)
-        self.delta = np.empty(size, dtype=dtype)
-        self.dact = np.empty(size if train else 0, dtype=dtype)
-        self.xbuf = np.empty(rows * int(layout.units[0]) if dense else 0, dtype=dtype)
+        lead = () if slots is None else (slots,)
+        self.act = np.empty((*lead, size), dtype=dtype)
+        self.delta = np.empty((*lead, size), dtype=dtype)
+        self.dact = np.empty((*lead, size if train else 0), dtype=dtype)
+        self.xbuf = np.empty((*lead, rows * int(layout.units[0]) if dense else 0), dtype=dtype)
 
-    def fits(self, layout, rows, dtype, dense, act_codes):
+    def fits(self, layout, rows, dtype, dense, act_codes, slots=None):
         """Whether these buffers serve ``layout`` (same layer sizes) for such batches."""
         return (
             self.train
+            and self.slots == slots
             and np.array_equal(self.net[0], layout.units)
             and self.rows >= rows
             and self.dtype == dtype

@@ -1,15 +1,16 @@
-"""The BLAS thread policy: what fit and predict run with, and that it is undone."""
+"""The thread policy (fastbp._threads): BLAS at one thread under fit and predict, the
+parallel kernels on the budget ``n_threads`` allows, every setting undone on exit."""
 
-
+import numba
 import numpy as np
 import pytest
 
-from fastbp import MLPClassifier, MLPRegressor
-from fastbp._kernels import train as T
+from fastbp import MLPClassifier, MLPRegressor, _network, _threads, _training
+from fastbp._kernels import parallel as P
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 BOTH = pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor], ids=["clf", "reg"])
-
+POOL = numba.config.NUMBA_NUM_THREADS
 
 pytestmark = pytest.mark.usefixtures("quiet_convergence")
 
@@ -29,20 +30,22 @@ def two_blas_threads():
 
 @pytest.fixture
 def seen(monkeypatch):
-    """The BLAS thread counts each compiled epoch and predict ran with."""
+    """(kernel, BLAS threads, numba threads) of each compiled epoch and predict."""
     record = []
-    for name in ("train_epoch", "predict_rows"):
-        real = getattr(T, name)
+    kernels = [(_training._train, "train_epoch"), (_training._par, "train_epoch_blocked"),
+               (_network, "predict_rows"), (_network, "predict_rows_parallel")]
+    for module, name in kernels:
+        real = getattr(module, name)
 
         def spy(*args, _real=real, _name=name):
-            record.append((_name, min(_blas_threads())))
+            record.append((_name, min(_blas_threads()), numba.get_num_threads()))
             return _real(*args)
 
-        monkeypatch.setattr(T, name, spy)
+        monkeypatch.setattr(module, name, spy)
     return record
 
 
-def _data(Est, n=300, d=64):
+def _data(Est, n=1200, d=64):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(n, d))
     y = np.arange(n) % 3 if Est is MLPClassifier else X[:, 0]
@@ -50,59 +53,90 @@ def _data(Est, n=300, d=64):
 
 
 @BOTH
-def test_small_networks_train_and_predict_on_one_thread(Est, two_blas_threads, seen):
+def test_small_networks_run_serial_kernels_on_one_blas_thread(Est, two_blas_threads, seen):
     X, y = _data(Est)
-    Est(hidden_layer_sizes=(64,), max_iter=2, batch_size=32).fit(X, y).predict(X)
-    assert {threads for _, threads in seen} == {1}
+    Est(hidden_layer_sizes=(8,), max_iter=2, batch_size=32).fit(X, y).predict(X)
+    assert {name for name, _, _ in seen} == {"train_epoch", "predict_rows"}
+    assert {blas for _, blas, _ in seen} == {1}
     assert min(_blas_threads()) >= 2  # restored
 
 
 @BOTH
-def test_wide_networks_keep_the_environment_setting(Est, two_blas_threads, seen):
+def test_large_networks_run_the_parallel_kernels_on_the_budget(Est, two_blas_threads, seen):
     X, y = _data(Est)
-    Est(hidden_layer_sizes=(1024,), max_iter=1, batch_size=300).fit(X, y)
-    assert [threads for name, threads in seen if name == "train_epoch"] == [2]
+    est = Est(hidden_layer_sizes=(256,), max_iter=1, batch_size=200).fit(X, y)
+    est.predict(np.repeat(X, 4, axis=0))
+    want = min(2, POOL)
+    assert [(n, b, k) for n, b, k in seen] == [
+        ("train_epoch_blocked", 1, want),
+        ("predict_rows_parallel" if want > 1 else "predict_rows", 1, want),
+    ]
+    assert min(_blas_threads()) >= 2
 
 
 @BOTH
-def test_n_threads_is_obeyed_but_never_raises_an_outer_limit(Est, two_blas_threads, seen):
+def test_n_threads_is_obeyed_but_never_beyond_an_outer_limit(Est, two_blas_threads, seen):
     X, y = _data(Est)
-    def last_epoch():
-        return [threads for name, threads in seen if name == "train_epoch"][-1]
 
-    Est(hidden_layer_sizes=(8,), max_iter=1, n_threads=2).fit(X, y)
-    assert last_epoch() == 2
-    Est(hidden_layer_sizes=(1024,), max_iter=1, n_threads=1).fit(X, y)
+    def last_epoch():
+        return [k for name, _, k in seen if name == "train_epoch_blocked"][-1]
+
+    Est(hidden_layer_sizes=(256,), max_iter=1, n_threads=1).fit(X, y)
     assert last_epoch() == 1
+    Est(hidden_layer_sizes=(256,), max_iter=1, n_threads=-1).fit(X, y)
+    assert last_epoch() == min(2, POOL)
     with threadpoolctl.threadpool_limits(1, user_api="blas"):  # e.g. a Dask worker's share
-        Est(hidden_layer_sizes=(8,), max_iter=1, n_threads=-1).fit(X, y)
+        Est(hidden_layer_sizes=(256,), max_iter=1).fit(X, y)
         assert last_epoch() == 1
         assert min(_blas_threads()) == 1
     assert min(_blas_threads()) >= 2
 
 
+def test_the_budget_follows_the_environment():
+    assert _threads.budget(5) == min(5, POOL)  # an explicit count: numba's pool bounds it
+    with threadpoolctl.threadpool_limits(64, user_api="blas"):
+        assert _threads.budget(None) == min(POOL, _threads.usable_cores())
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        assert _threads.budget(None) == _threads.budget(-1) == 1
+
+
+def test_loky_workers_get_their_share():
+    """joblib starts each of its n_jobs loky workers with the cores / n_jobs threads
+    (OMP_NUM_THREADS and the like): the default budget there is that share."""
+    from joblib import Parallel, delayed
+
+    cores = _threads.usable_cores()
+    budgets = Parallel(n_jobs=2)(delayed(_threads.budget)(None) for _ in range(2))
+    assert budgets == [max(1, min(POOL, cores // 2))] * 2
+
+
 @BOTH
-def test_the_setting_is_restored_when_fit_fails(Est, two_blas_threads, monkeypatch):
+def test_settings_are_restored_when_fit_fails(Est, two_blas_threads, monkeypatch):
     X, y = _data(Est)
+    numba_before = numba.get_num_threads()
 
     def boom(*args):
         assert min(_blas_threads()) == 1  # inside the limited block
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(T, "train_epoch", boom)
+    monkeypatch.setattr(_training._par, "train_epoch_blocked", boom)
     with pytest.raises(RuntimeError, match="boom"):
-        Est(hidden_layer_sizes=(8,), max_iter=1).fit(X, y)
+        Est(hidden_layer_sizes=(256,), max_iter=1, n_threads=1).fit(X, y)
     assert min(_blas_threads()) >= 2
+    assert numba.get_num_threads() == numba_before
 
 
 @BOTH
-def test_results_do_not_depend_on_n_threads_for_minibatches(Est, two_blas_threads):
+def test_blocking_depends_on_the_shape_not_the_threads(Est):
+    """The rule behind bit-identical results: whether minibatches are cut into blocks,
+    and how, follows from the batch and the network alone."""
+    n_params = 64 * 256 + 256 + 256 * 3 + 3
+    assert _threads.blocked(200, n_params, P.MIN_BLOCK_ROWS)
+    assert not _threads.blocked(31, n_params, P.MIN_BLOCK_ROWS)  # one block only
+    assert not _threads.blocked(200, 1000, P.MIN_BLOCK_ROWS)  # a step too small to pay
     X, y = _data(Est)
-    fits = [
-        Est(hidden_layer_sizes=(64, 32), max_iter=3, batch_size=64, random_state=0,
-            n_threads=k).fit(X, y)
-        for k in (1, 2)
-    ]
+    fits = [Est(hidden_layer_sizes=(256,), max_iter=2, batch_size=100, random_state=0,
+                dropout=0.1, n_threads=k).fit(X, y) for k in (1, 2)]
     np.testing.assert_array_equal(fits[0]._network.params, fits[1]._network.params)
 
 
