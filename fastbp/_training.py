@@ -155,9 +155,19 @@ class Optimizer:
 
 def block_rows(batch_size):
     """Rows of the largest block of any minibatch of up to ``batch_size`` rows, cut
-    as ``_kernels.parallel`` cuts them: a batch under ``2 * MIN_BLOCK_ROWS`` rows is
-    one block, a larger one ``min(MAX_BLOCKS, rows // MIN_BLOCK_ROWS)`` blocks."""
-    return max(min(batch_size, 2 * _par.MIN_BLOCK_ROWS - 1), -(-batch_size // _par.MAX_BLOCKS))
+    as ``_kernels.parallel.n_blocks`` cuts them."""
+    return max(-(-rows // _par.n_blocks(rows)) for rows in _block_row_candidates(batch_size))
+
+
+def _block_row_candidates(batch_size):
+    """The batch sizes at which the largest block can peak: just below each doubling
+    of the block count, and the batch size itself."""
+    edges = [2 * _par.MIN_BLOCK_ROWS - 1]
+    blocks = 2
+    while blocks < _par.MAX_BLOCKS:
+        edges.append(2 * blocks * _par.BLOCK_ROWS - 1)
+        blocks *= 2
+    return [min(e, batch_size) for e in edges] + [batch_size]
 
 
 class Trainer:

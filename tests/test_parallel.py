@@ -138,7 +138,7 @@ def test_train_epoch_blocked_matches_the_oracle_on_any_thread_count(dtype, spars
 
 
 def test_train_epoch_blocked_flags_outputs_that_overflow():
-    """One full-batch step of size 1e150 (four blocks): finite weights near 1e150, and
+    """One full-batch step of size 1e150 (two blocks): finite weights near 1e150, and
     three identity layers multiply them to about 1e450 = inf at the output."""
     dtype = np.float64
     pb, ws, order, _ = blocked_problem(dtype, SQUARED_ERROR, False, False, 71, IDENTITY)

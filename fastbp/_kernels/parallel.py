@@ -51,10 +51,14 @@ from .train import (
 
 PARALLEL_OPTIONS = dict(JIT_OPTIONS, parallel=True)
 
-# A minibatch of ``rows`` rows is cut into min(MAX_BLOCKS, rows // MIN_BLOCK_ROWS) blocks
-# (at least 1). Fewer rows per block leave BLAS little to work on; more blocks cost one
-# gradient partial each (a pass over the parameters). 8 blocks keep 8 cores busy.
+# A minibatch of ``rows`` rows is cut into blocks: one below 2 * MIN_BLOCK_ROWS rows,
+# else 2, doubled (up to MAX_BLOCKS) while every block keeps BLOCK_ROWS rows. Each block
+# costs its own small products and a gradient partial (a pass over the parameters):
+# measured on a 100-256-128-10 net in float32, one thread, a batch of 200 took 1.10x the
+# unblocked step in 2 blocks, 1.33x in 4 and 1.41x in 8; a power of two keeps 2 and 4
+# cores evenly loaded.
 MIN_BLOCK_ROWS = 16
+BLOCK_ROWS = 100
 MAX_BLOCKS = 8
 # Parameters per task of the gradient sum and optimizer step: 16 KiB of float32
 # (4 vectors of a chunk stay in a core's L1/L2 while it is updated).
@@ -66,7 +70,12 @@ SLOTS = 8
 @njit(**JIT_OPTIONS)
 def n_blocks(rows):
     """Blocks of a minibatch of ``rows`` rows (see MIN_BLOCK_ROWS)."""
-    return max(1, min(MAX_BLOCKS, rows // MIN_BLOCK_ROWS))
+    if rows < 2 * MIN_BLOCK_ROWS:
+        return 1
+    blocks = 2
+    while blocks < MAX_BLOCKS and rows >= 2 * blocks * BLOCK_ROWS:
+        blocks *= 2
+    return blocks
 
 
 @njit(**JIT_OPTIONS)
