@@ -141,17 +141,22 @@ def layer():
 
 @contextmanager
 def numba_threads(threads):
-    """Run the block's parallel kernels on ``threads`` numba threads (a per-thread
-    setting of numba's, restored on exit)."""
+    """Run the block's parallel kernels on ``threads`` numba threads, one iteration per
+    task (per-thread settings of numba's, restored on exit)."""
     import numba
 
     _start_layer()
     with _turns:
         previous = numba.get_num_threads()
         numba.set_num_threads(threads)
+        # one iteration per task (numba's default splits a region's iterations into one
+        # chunk per thread): an idle thread takes the next block instead of waiting for
+        # a descheduled one to finish its share
+        chunksize = numba.set_parallel_chunksize(1)
         try:
             yield
         finally:
+            numba.set_parallel_chunksize(chunksize)
             numba.set_num_threads(previous)
 
 

@@ -30,7 +30,8 @@ def two_blas_threads():
 
 @pytest.fixture
 def seen(monkeypatch):
-    """(kernel, BLAS threads, numba threads) of each compiled epoch and predict."""
+    """(kernel, BLAS threads, numba threads) of each compiled epoch and predict; the
+    parallel ones also assert numba's chunk size of 1 (one iteration per task)."""
     record = []
     kernels = [(_training._train, "train_epoch"), (_training._par, "train_epoch_blocked"),
                (_network, "predict_rows"), (_network, "predict_rows_parallel")]
@@ -39,6 +40,8 @@ def seen(monkeypatch):
 
         def spy(*args, _real=real, _name=name):
             record.append((_name, min(_blas_threads()), numba.get_num_threads()))
+            if _name.endswith(("blocked", "parallel")):
+                assert numba.get_parallel_chunksize() == 1
             return _real(*args)
 
         monkeypatch.setattr(module, name, spy)
@@ -65,7 +68,9 @@ def test_small_networks_run_serial_kernels_on_one_blas_thread(Est, two_blas_thre
 def test_large_networks_run_the_parallel_kernels_on_the_budget(Est, two_blas_threads, seen):
     X, y = _data(Est)
     est = Est(hidden_layer_sizes=(256,), max_iter=1, batch_size=200).fit(X, y)
+    chunksize = numba.get_parallel_chunksize()
     est.predict(np.repeat(X, 4, axis=0))
+    assert numba.get_parallel_chunksize() == chunksize  # restored
     want = min(2, POOL)
     assert [(n, b, k) for n, b, k in seen] == [
         ("train_epoch_blocked", 1, want),
