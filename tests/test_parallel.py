@@ -3,9 +3,24 @@ their serial twins, in float32 and float64, on 1 and 2 numba threads: the blocke
 epoch matches the oracle and does not depend on the thread count; the whole-data
 passes return exactly what the serial kernels return."""
 
+# tests/ is not a package: pytest puts it on sys.path (rootdir "prepend" mode)
+import naive
 import numba
 import numpy as np
 import pytest
+from test_kernels import (
+    DTYPES,
+    HUBER_DELTA,
+    LOSSES,
+    SEED,
+    SOLVERS,
+    assert_close,
+    flat_of,
+    make_hp,
+    make_problem,
+    naive_params,
+    split,
+)
 
 from fastbp._kernels import parallel as P
 from fastbp._kernels import train as T
@@ -13,37 +28,6 @@ from fastbp._kernels.activations import IDENTITY, RELU, TANH
 from fastbp._kernels.losses import LOG_LOSS, SQUARED_ERROR
 from fastbp._training import block_rows
 from fastbp._workspace import Workspace, kernel_rows, no_dropout, readonly
-
-try:  # tests/ is not a package: pytest puts it on sys.path (rootdir "prepend" mode)
-    from . import naive
-    from .test_kernels import (
-        DTYPES,
-        HUBER_DELTA,
-        LOSSES,
-        SEED,
-        SOLVERS,
-        assert_close,
-        flat_of,
-        make_hp,
-        make_problem,
-        naive_params,
-        split,
-    )
-except ImportError:
-    import naive
-    from test_kernels import (
-        DTYPES,
-        HUBER_DELTA,
-        LOSSES,
-        SEED,
-        SOLVERS,
-        assert_close,
-        flat_of,
-        make_hp,
-        make_problem,
-        naive_params,
-        split,
-    )
 
 THREADS = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})
 
