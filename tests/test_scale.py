@@ -31,10 +31,11 @@ def _worker_report():
     """On a worker: BLAS threads and what numba compiled (cache misses) in that process."""
     import threadpoolctl
 
-    from fastbp._kernels import train
+    from fastbp._kernels import parallel, train
 
     blas = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
-    misses = sum(sum(getattr(train, k).stats.cache_misses.values()) for k in KERNELS)
+    kernels = [getattr(train, k) for k in KERNELS] + [parallel.train_epoch_blocked]
+    misses = sum(sum(k.stats.cache_misses.values()) for k in kernels)
     return blas, misses
 
 
@@ -44,10 +45,12 @@ def test_grid_search_on_a_dask_cluster_matches_the_local_one(processes, threads)
     distributed = pytest.importorskip("distributed")
     X, y = _digits()
     X, y = X[:600], y[:600]
-    # warm this process (and numba's on-disk cache) before the workers start
+    # warm this process (and numba's on-disk cache) before the workers start; (256,)
+    # trains blocked (batches of 200 x 19,000 parameters), as in the search below
     MLPClassifier((4,), max_iter=1, early_stopping=True).fit(X, y).predict(X)
+    MLPClassifier((256,), max_iter=1).fit(X, y)
     search = GridSearchCV(
-        MLPClassifier((16,), max_iter=15, random_state=0),
+        MLPClassifier((256,), max_iter=15, random_state=0),
         {"alpha": [1e-4, 1e-1], "learning_rate_init": [1e-3, 1e-2]},
         cv=3,
         n_jobs=-1,
