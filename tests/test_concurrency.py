@@ -286,6 +286,33 @@ def test_the_threading_layer_is_tbb_where_its_wheel_installs():
         assert any(f"LAYER {name} {name}" in out for name in ("tbb", "omp", "workqueue")), out
 
 
+def test_the_workqueue_fallback_takes_turns_under_concurrent_fits():
+    """Without TBB numba may fall back to its workqueue layer, which aborts when two
+    threads enter it at once: fastbp's parallel calls then take turns (a lock), and two
+    fits in two threads still equal the fits run alone."""
+    out = _run(
+        f"""
+        import concurrent.futures as cf, numpy as np, numba, warnings
+        import fastbp
+        from fastbp import _threads
+        warnings.simplefilter("ignore")
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(1500, 20))
+        def fit(seed):
+            est = fastbp.MLPRegressor(hidden_layer_sizes={PARALLEL_NET}, max_iter=3,
+                                      random_state=seed, n_threads=2).fit(X, X[:, 0])
+            return np.concatenate([c.ravel() for c in est.coefs_]), est.predict(X)
+        alone = [fit(s) for s in (0, 1)]
+        with cf.ThreadPoolExecutor(2) as pool:
+            together = list(pool.map(fit, (0, 1)))
+        same = all(np.array_equal(a[i], b[i]) for a, b in zip(alone, together) for i in (0, 1))
+        print("LAYER", numba.threading_layer(), "SAME" if same else "DIFFERENT")
+        """,
+        NUMBA_THREADING_LAYER="workqueue",
+    )
+    assert "LAYER workqueue SAME" in out, out
+
+
 def test_three_threads_on_fewer_cores_equal_one_thread():
     """Oversubscribed: a pool of 3 numba threads on this machine's cores, n_threads=3
     against n_threads=1, every solver path (blocked minibatches with dropout, L-BFGS
