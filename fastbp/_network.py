@@ -24,6 +24,7 @@ HIDDEN_ACTIVATIONS = tuple(_act.HIDDEN_CODES)
 INITS = ("sklearn", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal")
 
 _NO_DROP = no_dropout()  # one shared read-only instance
+_UNCHANGED = nullcontext()  # reusable: it holds no state
 _CODE_OF_LOSS = {name: code for code, name in _loss.NAMES.items()}
 
 
@@ -208,17 +209,19 @@ class Network:
         out = np.empty((n, n_outputs), dtype=dtype)
         if not n:
             return out, True
-        threads = 1 if n <= chunk else _threads.budget(n_threads)
-        parallel = _threads.whole_data(n, chunk, self.layout.n_params, threads)
-        lead = (_par.SLOTS,) if parallel else ()
-        act = np.empty((*lead, size), dtype=dtype)
-        xbuf = np.empty((*lead, chunk * n_inputs if Xd.size else 0), dtype=dtype)
-        args = (self.params, net, Xd, Xsp, kernel_rows(n), chunk, act, xbuf, _NO_DROP, out)
-        with nullcontext() if tiny else _threads.one_blas_thread():
-            if parallel:
-                with _threads.numba_threads(threads):
-                    return out, predict_rows_parallel(*args)
-            return out, predict_rows(*args)
+        if n > chunk:  # several chunks: perhaps in parallel (the same result either way)
+            threads = _threads.budget(n_threads)
+            if _threads.whole_data(n, chunk, self.layout.n_params, threads):
+                act = np.empty((_par.SLOTS, size), dtype=dtype)
+                xbuf = np.empty((_par.SLOTS, chunk * n_inputs if Xd.size else 0), dtype=dtype)
+                with _threads.one_blas_thread(), _threads.numba_threads(threads):
+                    return out, predict_rows_parallel(self.params, net, Xd, Xsp, kernel_rows(n),
+                                                      chunk, act, xbuf, _NO_DROP, out)
+        act = np.empty(size, dtype=dtype)
+        xbuf = np.empty(chunk * n_inputs if Xd.size else 0, dtype=dtype)
+        with _UNCHANGED if tiny else _threads.one_blas_thread():
+            return out, predict_rows(self.params, net, Xd, Xsp, kernel_rows(n), chunk, act,
+                                     xbuf, _NO_DROP, out)
 
     def _inference_plan(self, chunk, activation, raw):
         """``(net, activation buffer size, tiny, input width, output width)`` of
