@@ -28,8 +28,11 @@ from contextlib import contextmanager, nullcontext
 # Multiply-adds (rows x parameters) of a minibatch step from which the training step
 # runs blocked and parallel; below it a step takes under ~20 us on one core.
 PARALLEL_STEP = 1 << 20
-# ... and of a whole-data pass (predict, validation loss, L-BFGS objective).
-PARALLEL_PASS = 1 << 22
+# ... and of a whole-data pass (predict, validation loss, L-BFGS objective): about 3 ms
+# on one core, which a second thread halves. Higher than a step's threshold because each
+# parallel pass is one more kernel to compile on first use (4-6 s of CPU each, measured:
+# a small predict is not worth that wait).
+PARALLEL_PASS = 1 << 23
 # Multiply-adds of a batch's largest product below which BLAS does not split a product
 # at all: predict skips the thread bookkeeping for such inputs.
 TINY_PRODUCT = 1 << 16
