@@ -9,10 +9,12 @@ still travel through).
 
 Each function takes a float32 or a float64 scalar and computes in that dtype. Special
 inputs give what libm gives: exp overflows to inf, underflows through the subnormals to
-0, log(0) = -inf, log(x < 0) = NaN, NaN in gives NaN out. Accuracy against a float64 (for
-float32) or exact (for float64) reference, measured on sweeps that include the edges
-(tests/test_vmath.py): at most 2 ulp for exp and log, 3 ulp for tanh and logistic, in
-both dtypes (the bound the test asserts).
+0, log(0) = -inf, log(x < 0) = NaN, tanh(-0) = -0, NaN in gives NaN out. Error bound, in
+ulps of the exact result in the dtype, asserted by tests/test_vmath.py over 60,000-80,000
+seeded inputs per function and dtype with every edge (zeros, subnormals, the overflow
+and underflow thresholds, inf, NaN): at most 2 ulp for exp and log, 3 ulp for tanh and
+logistic (the sweep's worst: exp 0.94 / 1.00 ulp in float64 / float32, log 0.78 / 0.76,
+tanh 2.16 / 2.16, logistic 1.87 / 2.04).
 
 Constants are derived below from their definitions (ln 2 to 40 digits, Taylor and
 continued-fraction coefficients as exact fractions), not typed in.
@@ -168,6 +170,19 @@ def _from_bits(typingctx, bits, like):
     return sig, codegen
 
 
+@intrinsic
+def _to_float(typingctx, k, like):
+    """The integer ``k`` converted to the float type of ``like`` (numba would make
+    float32 * int64 a float64)."""
+    if not isinstance(k, types.Integer) or like not in (types.float64, types.float32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.sitofp(args[0], context.get_value_type(signature.return_type))
+
+    return like(k, like), codegen
+
+
 # ---------------------------------------------------------------------------------------
 # The kernels, generic over the dtype: ``c`` is that dtype's constant tuple (_C32 or
 # _C64), a compile-time constant once inlined
@@ -211,7 +226,7 @@ def _log(x, c):
     m = _from_bits((bits & c.mant_mask) | c.one_bits, x)  # x = m 2**k, 1 <= m < 2
     big = m > c.sqrt2
     m = m * c.half if big else m  # now sqrt(1/2) < m <= sqrt(2): |s| <= 0.1716
-    kf = c.one * (k + 1 if big else k)  # in x's dtype
+    kf = _to_float(k + 1 if big else k, x)
     f = m - c.one  # exact
     s = f / (c.two + f)
     R = s * s * _poly(c.log_poly, s * s)  # 2 atanh(s) = 2 s + s R
