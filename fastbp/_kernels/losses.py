@@ -27,12 +27,11 @@ sum (its issue 8349); here the reported value is the sum, the function the gradi
 belongs to, so L-BFGS line searches see a consistent pair. For one output nothing changes.
 """
 
-import math
-
 from numba import njit
 
 from .._config import JIT_OPTIONS
 from . import activations as A
+from . import vmath
 
 SQUARED_ERROR = 0
 POISSON = 1
@@ -118,16 +117,16 @@ def loss_and_delta(P, Y, rows, sw, code, clip_eps, huber_delta, D):
                 elif code == POISSON:
                     li += p - y
                     if y != 0:
-                        li += y * math.log(y / p)
+                        li += y * vmath.log(y / p)
                 elif code == LOG_LOSS:
                     if y != 0:
-                        li -= y * math.log(min(max(p, clip_eps), 1.0 - clip_eps))
+                        li -= y * vmath.log(min(max(p, clip_eps), 1.0 - clip_eps))
                 elif code == BINARY_LOG_LOSS:
                     pc = min(max(p, clip_eps), 1.0 - clip_eps)
                     if y != 0:
-                        li -= y * math.log(pc)
+                        li -= y * vmath.log(pc)
                     if y != 1:
-                        li -= (1.0 - y) * math.log(1.0 - pc)
+                        li -= (1.0 - y) * vmath.log(1.0 - pc)
                 elif code == ABSOLUTE_ERROR:
                     li += abs(d)
                     d = one if d > zero else (-one if d < zero else zero)
