@@ -27,11 +27,12 @@ sum (its issue 8349); here the reported value is the sum, the function the gradi
 belongs to, so L-BFGS line searches see a consistent pair. For one output nothing changes.
 """
 
+import math
+
 from numba import njit
 
 from .._config import JIT_OPTIONS
 from . import activations as A
-from . import vmath
 
 SQUARED_ERROR = 0
 POISSON = 1
@@ -87,6 +88,9 @@ def loss_and_delta(P, Y, rows, sw, code, clip_eps, huber_delta, D):
     hd = cast(huber_delta)
     loss_sum = 0.0
     sw_sum = 0.0
+    # libm's log, not vmath.log: this loop sums in order in float64 and cannot
+    # vectorise, and vmath.log inlined as scalar code measured slower (32 x 10 log_loss
+    # batch: 0.66 us against 0.38 us)
     for i in range(n):
         r = rows[i]
         w = sw[r] if weighted else one
@@ -117,16 +121,16 @@ def loss_and_delta(P, Y, rows, sw, code, clip_eps, huber_delta, D):
                 elif code == POISSON:
                     li += p - y
                     if y != 0:
-                        li += y * vmath.log(y / p)
+                        li += y * math.log(y / p)
                 elif code == LOG_LOSS:
                     if y != 0:
-                        li -= y * vmath.log(min(max(p, clip_eps), 1.0 - clip_eps))
+                        li -= y * math.log(min(max(p, clip_eps), 1.0 - clip_eps))
                 elif code == BINARY_LOG_LOSS:
                     pc = min(max(p, clip_eps), 1.0 - clip_eps)
                     if y != 0:
-                        li -= y * vmath.log(pc)
+                        li -= y * math.log(pc)
                     if y != 1:
-                        li -= (1.0 - y) * vmath.log(1.0 - pc)
+                        li -= (1.0 - y) * math.log(1.0 - pc)
                 elif code == ABSOLUTE_ERROR:
                     li += abs(d)
                     d = one if d > zero else (-one if d < zero else zero)
