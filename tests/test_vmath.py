@@ -12,7 +12,7 @@ from fastbp._config import JIT_OPTIONS
 from fastbp._kernels import vmath
 
 # The bounds the module's docstring states, in ulps of the exact result in the dtype.
-BOUND = {"exp": 2.0, "log": 2.0, "tanh": 3.0, "logistic": 3.0}
+BOUND = {"exp": 2.0, "log": 2.0, "tanh": 3.0, "logistic": 3.0, "expm1": 3.0, "log1p": 2.0}
 DTYPES = [np.float64, np.float32]
 
 # x86 long double carries 11 more bits than float64: its libm is exact to well under
@@ -31,6 +31,10 @@ def reference(name, x):
             return np.log(x)
         if name == "tanh":
             return np.tanh(x)
+        if name == "expm1":
+            return np.expm1(x)
+        if name == "log1p":
+            return np.log1p(x)
         return 1 / (1 + np.exp(-x))
 
 
@@ -67,13 +71,15 @@ def sweep(name, dtype, n=20000):
     rng = np.random.default_rng(12)
     info = np.finfo(dtype)
     lim = np.log(np.float64(info.max)) * 1.05
-    parts = [edges(dtype), rng.uniform(-1, 1, n), rng.uniform(-lim, lim, n)]
-    if name == "log":  # every binade, subnormals included
-        lo = np.log(np.float64(info.smallest_subnormal))
-        parts.append(np.exp(rng.uniform(lo, np.log(np.float64(info.max)), n)))
-        parts.append(rng.uniform(0.5, 2.0, n))
-    else:
-        parts.append(rng.uniform(-25, 25, n))
+    lo = np.log(np.float64(info.smallest_subnormal))
+    hi = np.log(np.float64(info.max))
+    parts = [edges(dtype), rng.uniform(-1, 1, n), rng.uniform(-lim, lim, n),
+             rng.uniform(-25, 25, n),
+             # every binade below 1, both signs: where expm1 and log1p earn their keep
+             rng.choice([-1.0, 1.0], n) * np.exp(rng.uniform(lo, 0.0, n))]
+    if name in ("log", "log1p"):  # every binade above too, and the neighbourhood of -1
+        parts.append(np.exp(rng.uniform(lo, hi, n)))
+        parts.append(rng.uniform(0.5, 2.0, n) - (name == "log1p"))
     with np.errstate(over="ignore"):
         return np.concatenate([np.asarray(p).astype(dtype) for p in parts])
 
