@@ -61,6 +61,8 @@ def activate(Z, code, dZ):
 
     If ``dZ`` is non-empty (same shape as ``Z``) it receives f'(z). Output-only codes
     (softmax, exp) never write ``dZ``: their derivative is part of the loss's delta.
+    ``Z`` and ``dZ`` are C-contiguous (workspace blocks and row ranges of them are): the
+    smooth activations walk them as flat vectors, and a strided view does not compile.
     """
     if code == SOFTMAX or code == EXP:
         _output_only(Z, code)
