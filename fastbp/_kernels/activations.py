@@ -8,6 +8,10 @@ output (gelu is not monotone), and dropout folds into the same buffer.
 
 Fixed constants (documented in the estimators): leaky_relu slope 0.01 (PyTorch's default),
 elu alpha 1.0. gelu is the exact form z * Phi(z), not the tanh approximation.
+
+logistic, tanh, elu, softplus, softmax and exp use ``vmath`` (vectorisable, at most
+3 ulp): their loops run flat over the whole C-contiguous block, so LLVM vectorises them
+however few units a row has. gelu still calls libm (erf has no vmath counterpart).
 """
 
 import math
@@ -15,6 +19,7 @@ import math
 from numba import njit
 
 from .._config import JIT_OPTIONS
+from . import vmath
 
 IDENTITY = 0
 LOGISTIC = 1
@@ -56,6 +61,8 @@ def activate(Z, code, dZ):
 
     If ``dZ`` is non-empty (same shape as ``Z``) it receives f'(z). Output-only codes
     (softmax, exp) never write ``dZ``: their derivative is part of the loss's delta.
+    ``Z`` and ``dZ`` are C-contiguous (workspace blocks and row ranges of them are): the
+    smooth activations walk them as flat vectors, and a strided view does not compile.
     """
     if code == SOFTMAX or code == EXP:
         _output_only(Z, code)
@@ -107,82 +114,87 @@ def _piecewise_linear(Z, code, dZ):
 @njit(**JIT_OPTIONS)
 def _smooth(Z, code, dZ):
     """logistic, tanh, elu, softplus, gelu in place; f'(z) into a non-empty ``dZ``."""
+    if code != GELU:
+        _exp_based(Z, code, dZ)
+        return
     n, m = Z.shape
     grad = dZ.shape[0] > 0
     cast = Z.dtype.type  # constants in Z's dtype (see _piecewise_linear)
-    zero, half, one = cast(0.0), cast(0.5), cast(1.0)
+    half, one = cast(0.5), cast(1.0)
+    inv_sqrt2, inv_sqrt_2pi = cast(_INV_SQRT2), cast(_INV_SQRT_2PI)
+    for i in range(n):
+        for j in range(m):
+            z = Z[i, j]
+            cdf = half * (one + math.erf(z * inv_sqrt2))  # libm: no vectorisable erf
+            Z[i, j] = z * cdf
+            if grad:
+                dZ[i, j] = cdf + z * inv_sqrt_2pi * math.exp(-half * z * z)
+
+
+@njit(**JIT_OPTIONS)
+def _exp_based(Z, code, dZ):
+    """logistic, tanh, elu or softplus in place; f'(z) into a non-empty ``dZ``.
+
+    One flat loop over the C-contiguous block, with vmath's functions: LLVM vectorises
+    it across rows, where a short row (10 units) would leave a per-row loop scalar."""
+    z = Z.reshape(Z.size)
+    d = dZ.reshape(dZ.size)
+    grad = d.shape[0] > 0
+    cast = Z.dtype.type
+    zero, one = cast(0.0), cast(1.0)
+    # a loop per function: one body each for LLVM to vectorise
     if code == LOGISTIC:
-        for i in range(n):
-            for j in range(m):
-                z = Z[i, j]
-                # two branches keep exp() from overflowing on either side
-                if z >= zero:
-                    a = one / (one + math.exp(-z))
-                else:
-                    e = math.exp(z)
-                    a = e / (one + e)
-                Z[i, j] = a
-                if grad:
-                    dZ[i, j] = a * (one - a)
+        for t in range(z.shape[0]):
+            a = vmath.logistic(z[t])
+            z[t] = a
+            if grad:
+                d[t] = a * (one - a)
     elif code == TANH:
-        for i in range(n):
-            for j in range(m):
-                a = math.tanh(Z[i, j])
-                Z[i, j] = a
-                if grad:
-                    dZ[i, j] = one - a * a
+        for t in range(z.shape[0]):
+            a = vmath.tanh(z[t])
+            z[t] = a
+            if grad:
+                d[t] = one - a * a
     elif code == ELU:
-        elu_alpha = cast(ELU_ALPHA)
-        for i in range(n):
-            for j in range(m):
-                z = Z[i, j]
-                if z < zero:
-                    # expm1 keeps the small-|z| values accurate
-                    Z[i, j] = elu_alpha * math.expm1(z)
-                    d = elu_alpha * math.exp(z)
-                else:
-                    d = one
-                if grad:
-                    dZ[i, j] = d
-    elif code == SOFTPLUS:
-        for i in range(n):
-            for j in range(m):
-                z = Z[i, j]
-                # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow for large |z|
-                e = math.exp(-abs(z))
-                Z[i, j] = max(z, zero) + math.log1p(e)
-                if grad:  # logistic(z), in its overflow-free form
-                    dZ[i, j] = one / (one + e) if z >= zero else e / (one + e)
-    else:  # GELU
-        inv_sqrt2, inv_sqrt_2pi = cast(_INV_SQRT2), cast(_INV_SQRT_2PI)
-        for i in range(n):
-            for j in range(m):
-                z = Z[i, j]
-                cdf = half * (one + math.erf(z * inv_sqrt2))
-                Z[i, j] = z * cdf
-                if grad:
-                    dZ[i, j] = cdf + z * inv_sqrt_2pi * math.exp(-half * z * z)
+        alpha = cast(ELU_ALPHA)
+        for t in range(z.shape[0]):
+            v = z[t]
+            # expm1 keeps the small-|z| values accurate; NaN takes the z >= 0 side
+            z[t] = alpha * vmath.expm1(v) if v < zero else v
+            if grad:
+                d[t] = alpha * vmath.exp(v) if v < zero else one
+    else:  # SOFTPLUS
+        for t in range(z.shape[0]):
+            v = z[t]
+            # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow for large |z|
+            e = vmath.exp(-abs(v))
+            z[t] = max(v, zero) + vmath.log1p(e)
+            if grad:  # logistic(z), in its overflow-free form
+                d[t] = (one if v >= zero else e) / (one + e)
 
 
 @njit(**JIT_OPTIONS)
 def _output_only(Z, code):
-    """softmax (row-wise) or exp in place; their derivative is part of the loss's delta."""
+    """softmax (row-wise) or exp in place; their derivative is part of the loss's delta.
+
+    ``Z`` is C-contiguous (a block of the workspace): exp runs as one flat loop over the
+    whole block, which LLVM vectorises; the row maxima and sums stay in row order."""
     n, m = Z.shape
-    zero = Z.dtype.type(0.0)
+    z = Z.reshape(Z.size)
     if code == SOFTMAX:
         for i in range(n):
             zmax = Z[i, 0]
             for j in range(1, m):
                 if Z[i, j] > zmax:
                     zmax = Z[i, j]
-            total = zero
             for j in range(m):
-                e = math.exp(Z[i, j] - zmax)
-                Z[i, j] = e
-                total += e
+                Z[i, j] -= zmax
+    for t in range(z.shape[0]):
+        z[t] = vmath.exp(z[t])
+    if code == SOFTMAX:
+        for i in range(n):
+            total = Z[i, 0]
+            for j in range(1, m):
+                total += Z[i, j]
             for j in range(m):
                 Z[i, j] /= total
-    else:  # EXP
-        for i in range(n):
-            for j in range(m):
-                Z[i, j] = math.exp(Z[i, j])

@@ -88,6 +88,9 @@ def loss_and_delta(P, Y, rows, sw, code, clip_eps, huber_delta, D):
     hd = cast(huber_delta)
     loss_sum = 0.0
     sw_sum = 0.0
+    # libm's log, not vmath.log: this loop sums in order in float64 and cannot
+    # vectorise, and vmath.log inlined as scalar code measured slower (32 x 10 log_loss
+    # batch: 0.66 us against 0.38 us)
     for i in range(n):
         r = rows[i]
         w = sw[r] if weighted else one
