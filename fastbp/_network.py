@@ -198,7 +198,7 @@ class Network:
         if width != n_inputs:  # kernels do not check bounds
             raise ValueError(f"X has {width} features, but the network takes {n_inputs}.")
         if type(X) is np.ndarray and X.dtype == dtype and X.flags.c_contiguous:
-            Xd, Xsp = readonly(X), no_sparse(dtype)  # kernel_X's common case, inlined
+            Xd, Xsp = readonly(X), no_sparse()  # kernel_X's common case, inlined
         else:
             Xd, Xsp = kernel_X(X, dtype)
         act = np.empty(size, dtype=dtype)

@@ -62,11 +62,11 @@ def backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact):
         D = block_view(delta, net, layer, n)
         G = coef_view(grads, net, layer - 1)
         if layer - 1 == 0:
-            if Xsp[0].shape[0] > 0:
-                csr_rows_tdot(Xsp[0], Xsp[1], Xsp[2], rows, D, G)
-            else:
+            if Xsp is None:  # dense X (see forward's module docstring)
                 A0 = xbuf[: n * units[0]].reshape((n, units[0]))
                 np.dot(A0.T, D, G)
+            else:
+                csr_rows_tdot(Xsp[0], Xsp[1], Xsp[2], rows, D, G)
         else:
             np.dot(block_view(act, net, layer - 1, n).T, D, G)
         column_sums(D, icpt_view(grads, net, layer - 1))
