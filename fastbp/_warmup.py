@@ -1,4 +1,7 @@
-"""Compile every kernel once, for both float dtypes, into numba's on-disk cache.
+"""Compile the kernels once, for both float dtypes, into numba's on-disk cache: every
+solver's epoch, prediction, validation loss and L-BFGS, on dense input without dropout
+(a fit with dropout or sparse input compiles its own variant of the training kernels
+on first use, a few seconds: see ``_kernels.forward``).
 
 Run it once after installing (``python -m fastbp warmup``), or before starting workers
 (Dask, joblib): every later process then loads the machine code from the cache instead
@@ -27,6 +30,7 @@ def _steps():
     """(kernel group, entry kernel, call) in an order where each call reaches one more
     entry kernel of ``_kernels.train``; a call takes X in the dtype to compile."""
     from . import MLPClassifier, MLPRegressor
+    from ._training import STOCHASTIC_SOLVERS
 
     rng = np.random.default_rng(0)
     target = rng.normal(size=40)
@@ -34,7 +38,9 @@ def _steps():
     clf = MLPClassifier((4,), max_iter=2, random_state=0)
 
     def training(X):
-        clf.fit(X, labels)
+        # one epoch kernel per optimizer (dropout and sparse X compile on first use)
+        for solver in STOCHASTIC_SOLVERS:
+            clf.set_params(solver=solver).fit(X, labels)
 
     def prediction(X):
         clf.predict(X)
@@ -54,8 +60,9 @@ def _compiles(kernel):
     """How many signatures of entry kernel ``kernel`` this process compiled or loaded."""
     from ._kernels import train
 
-    stats = getattr(train, kernel).stats
-    return sum(stats.cache_misses.values()), sum(stats.cache_hits.values())
+    stats = [d.stats for d in train.dispatchers(kernel)]
+    return (sum(sum(s.cache_misses.values()) for s in stats),
+            sum(sum(s.cache_hits.values()) for s in stats))
 
 
 def _outcome(before, after):
@@ -96,6 +103,6 @@ def warm_up(dtypes=(np.float64, np.float32), verbose=True):
                 seconds = time.perf_counter() - t0
                 say(f"{_outcome(before, _compiles(kernel))} in {seconds:.2f} s")
     total = time.perf_counter() - start
-    cache = getattr(train.train_epoch._cache, "_cache_path", None)
+    cache = getattr(train.EPOCHS[0]._cache, "_cache_path", None)
     say(f"fastbp warm-up: {total:.1f} s in all; numba's cache: {cache or 'off'}")
     return total

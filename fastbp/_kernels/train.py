@@ -48,67 +48,87 @@ def batch_loss_grad(params, grads, net, X, Xsp, Y, sw, rows, loss_code, clip_eps
     return loss_sum, sw_sum
 
 
-@njit(**JIT_OPTIONS)
+def _epoch_kernel(solver):
+    """The compiled epoch of optimizer code ``solver`` (see ``train_epoch``).
+
+    ``solver`` is a constant of the closure, so numba compiles only that optimizer's
+    rule into it (``optimizers.step`` is inlined and its other branches pruned): a first
+    fit compiles one rule instead of five. numba's cache keeps one entry per closure
+    (it hashes the closure's variables into the key).
+    """
+
+    @njit(**JIT_OPTIONS)
+    def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_size,
+                    act, delta, xbuf, dact, drop):
+        """One pass over the rows in ``order``, one optimizer step per minibatch.
+
+        ``state`` is (2, n_params), the optimizer's state (see ``optimizers``); ``drop`` the
+        dropout rate of each layer (None: no dropout). ``ihp[IHP_T]`` counts the steps and is
+        advanced in place.
+
+        A minibatch whose sample weights sum to zero carries no information: it is skipped
+        (scikit-learn divides by the zero sum and turns the weights into NaN).
+
+        Returns the sum over minibatches of ``batch_loss * batch_rows`` (scikit-learn's
+        accumulated loss), where batch_loss includes the penalty terms.
+        """
+        n = order.shape[0]
+        n_coefs = net.icpt_off[0]
+        alpha, l1, max_norm = hp[HP_ALPHA], hp[HP_L1], hp[HP_MAX_GRAD_NORM]
+        fused = max_norm == 0.0 and l1 == 0.0
+        total = 0.0
+        last = order[:0]
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            rows = order[start:stop]
+            key = dropout.batch_key(ihp[IHP_SEED], ihp[IHP_T] + 1)
+            loss_sum, sw_sum = batch_loss_grad(
+                params, grads, net, X, Xsp, Y, sw, rows, ihp[IHP_LOSS], hp[HP_CLIP_EPS],
+                hp[HP_HUBER_DELTA], act, delta, xbuf, dact, drop, key,
+            )
+            if sw_sum == 0.0:
+                continue
+            if fused:  # the step adds the L2 term and divides (optimizers: ``form``)
+                sq, l1_norm = sum_of_squares(params, n_coefs), 0.0
+                form = (1.0, n_coefs, alpha, sw_sum)
+            else:  # clipping needs the whole final gradient's norm before the step
+                sq, l1_norm, grad_sq = finalize_gradient(params, grads, n_coefs, alpha, l1,
+                                                         sw_sum, max_norm > 0.0)
+                gscale = 1.0
+                if max_norm > 0.0 and grad_sq > max_norm * max_norm:
+                    gscale = max_norm / math.sqrt(grad_sq)
+                form = (gscale, n_coefs, 0.0, 1.0)
+            total += (loss_sum / sw_sum + 0.5 * alpha * sq / sw_sum
+                      + l1 * l1_norm / sw_sum) * (stop - start)
+            last = rows
+            ihp[IHP_T] += 1
+            opt.step(solver, params, grads, form, state, ihp[IHP_T], hp[HP_LR],
+                     hp[HP_MOMENTUM], ihp[IHP_NESTEROV] != 0, hp[HP_BETA_1], hp[HP_BETA_2],
+                     hp[HP_EPSILON], hp[HP_RHO], hp[HP_WEIGHT_DECAY])
+        # Weights can grow finite but so large that the outputs overflow: check the outputs
+        # of the last minibatch after the last step (a fraction of one step's work, and no
+        # other compiled function to load at the first fit).
+        ihp[IHP_FINITE] = 1
+        if last.shape[0] > 0:
+            P = forward_batch(params, net, X, Xsp, last, act, xbuf, dact[:0], drop,
+                              dropout.batch_key(0, 0))
+            for i in range(P.shape[0]):
+                for j in range(P.shape[1]):
+                    if not math.isfinite(P[i, j]):
+                        ihp[IHP_FINITE] = 0
+        return total
+    return train_epoch
+
+
+# One epoch kernel per optimizer, each compiled (or loaded from the cache) on first use.
+EPOCHS = tuple(_epoch_kernel(code) for code in sorted(opt.CODES.values()))
+
+
 def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_size,
                 act, delta, xbuf, dact, drop):
-    """One pass over the rows in ``order``, one optimizer step per minibatch.
-
-    ``state`` is (2, n_params), the optimizer's state (see ``optimizers``); ``drop`` the
-    dropout rate of each layer (empty: none). ``ihp[IHP_T]`` counts the steps and is
-    advanced in place.
-
-    A minibatch whose sample weights sum to zero carries no information: it is skipped
-    (scikit-learn divides by the zero sum and turns the weights into NaN).
-
-    Returns the sum over minibatches of ``batch_loss * batch_rows`` (scikit-learn's
-    accumulated loss), where batch_loss includes the penalty terms.
-    """
-    n = order.shape[0]
-    n_coefs = net.icpt_off[0]
-    alpha, l1, max_norm = hp[HP_ALPHA], hp[HP_L1], hp[HP_MAX_GRAD_NORM]
-    solver = ihp[IHP_SOLVER]
-    fused = max_norm == 0.0 and l1 == 0.0
-    total = 0.0
-    last = order[:0]
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        rows = order[start:stop]
-        key = dropout.batch_key(ihp[IHP_SEED], ihp[IHP_T] + 1)
-        loss_sum, sw_sum = batch_loss_grad(
-            params, grads, net, X, Xsp, Y, sw, rows, ihp[IHP_LOSS], hp[HP_CLIP_EPS],
-            hp[HP_HUBER_DELTA], act, delta, xbuf, dact, drop, key,
-        )
-        if sw_sum == 0.0:
-            continue
-        if fused:  # the step adds the L2 term and divides (optimizers: ``form``)
-            sq, l1_norm = sum_of_squares(params, n_coefs), 0.0
-            form = (1.0, n_coefs, alpha, sw_sum)
-        else:  # clipping needs the whole final gradient's norm before the step
-            sq, l1_norm, grad_sq = finalize_gradient(params, grads, n_coefs, alpha, l1,
-                                                     sw_sum, max_norm > 0.0)
-            gscale = 1.0
-            if max_norm > 0.0 and grad_sq > max_norm * max_norm:
-                gscale = max_norm / math.sqrt(grad_sq)
-            form = (gscale, n_coefs, 0.0, 1.0)
-        total += (loss_sum / sw_sum + 0.5 * alpha * sq / sw_sum
-                  + l1 * l1_norm / sw_sum) * (stop - start)
-        last = rows
-        ihp[IHP_T] += 1
-        opt.step(solver, params, grads, form, state, ihp[IHP_T], hp[HP_LR],
-                 hp[HP_MOMENTUM], ihp[IHP_NESTEROV] != 0, hp[HP_BETA_1], hp[HP_BETA_2],
-                 hp[HP_EPSILON], hp[HP_RHO], hp[HP_WEIGHT_DECAY])
-    # Weights can grow finite but so large that the outputs overflow: check the outputs
-    # of the last minibatch after the last step (a fraction of one step's work, and no
-    # other compiled function to load at the first fit).
-    ihp[IHP_FINITE] = 1
-    if last.shape[0] > 0:
-        P = forward_batch(params, net, X, Xsp, last, act, xbuf, dact[:0], drop,
-                          dropout.batch_key(0, 0))
-        for i in range(P.shape[0]):
-            for j in range(P.shape[1]):
-                if not math.isfinite(P[i, j]):
-                    ihp[IHP_FINITE] = 0
-    return total
+    """One epoch (see ``_epoch_kernel``) with the optimizer ``ihp[IHP_SOLVER]``."""
+    return EPOCHS[ihp[IHP_SOLVER]](params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order,
+                                   batch_size, act, delta, xbuf, dact, drop)
 
 
 @njit(**JIT_OPTIONS)
@@ -116,7 +136,7 @@ def full_loss_grad(params, grads, scratch, net, X, Xsp, Y, sw, order, chunk, los
                    clip_eps, huber_delta, alpha, l1, act, delta, xbuf, dact, no_drop):
     """Loss and gradient of the whole objective over the rows ``order`` (L-BFGS and
     the gradient check): the weighted mean loss plus the penalties, no dropout
-    (``no_drop`` is an empty float64 array, the type ``drop`` has elsewhere).
+    (``no_drop`` is None).
 
     Walks the data in chunks of ``chunk`` rows so the workspace stays small; ``scratch``
     (parameter layout) receives each chunk's sums. Writes the gradient into ``grads``
@@ -199,7 +219,7 @@ def is_range(order):
 @njit(**JIT_OPTIONS)
 def predict_rows(params, net, X, Xsp, order, chunk, act, xbuf, no_drop, out):
     """Output activations for the rows ``order`` of X, written into ``out`` (inference:
-    no dropout; ``no_drop`` is an empty float64 array).
+    no dropout; ``no_drop`` is None).
 
     Returns False if dense X has a non-finite value in those rows (``out`` is then
     garbage): predict's fast path leaves that check to this pass over the rows, which
@@ -230,3 +250,9 @@ def predict_rows(params, net, X, Xsp, order, chunk, act, xbuf, no_drop, out):
             for j in range(P.shape[1]):
                 out[start + i, j] = P[i, j]
     return True
+
+
+def dispatchers(kernel):
+    """The numba dispatchers behind entry kernel ``kernel`` (a name in this module):
+    ``train_epoch`` has one per optimizer, the others are one each."""
+    return EPOCHS if kernel == "train_epoch" else (globals()[kernel],)
