@@ -365,7 +365,7 @@ def test_backward_batch_and_finalize(dtype, sparse, hidden, weighted):
 
 # ------------------------------------------------------------------- full objective (lbfgs)
 def run_full_loss_grad(pb, chunk, order, alpha, l1=0.0):
-    ws = Workspace(pb.layout, pb.ws.net.act_codes, chunk, pb.dtype, dense=pb.Xsp[0].shape[0] == 0)
+    ws = Workspace(pb.layout, pb.ws.net.act_codes, chunk, pb.dtype, dense=pb.Xsp is None)
     grads = np.full(pb.layout.n_params, np.nan, dtype=pb.dtype)
     scratch = np.full(pb.layout.n_params, np.nan, dtype=pb.dtype)
     value = full_loss_grad(pb.params, grads, scratch, ws.net, pb.Xk, pb.Xsp, pb.Yk, pb.swk,

@@ -3,7 +3,7 @@
 import numpy as np
 from numba import njit
 
-from .._config import JIT_OPTIONS
+from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
 from .forward import block_view, coef_view, icpt_view
 
 
@@ -42,7 +42,7 @@ def multiply(D, F):
             D[i, j] *= F[i, j]
 
 
-@njit(**JIT_OPTIONS)
+@njit(**INLINED_JIT_OPTIONS)
 def backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact):
     """Back-propagate the output delta (already in the last block of ``delta``).
 

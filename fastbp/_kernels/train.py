@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .._config import JIT_OPTIONS
+from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
 from . import dropout
 from . import optimizers as opt
 from .backward import backward_batch, finalize_gradient, sum_of_squares
@@ -32,7 +32,7 @@ IHP_SOLVER, IHP_NESTEROV, IHP_LOSS, IHP_T, IHP_SEED, IHP_FINITE = range(6)
 N_IHP = 6
 
 
-@njit(**JIT_OPTIONS)
+@njit(**INLINED_JIT_OPTIONS)
 def batch_loss_grad(params, grads, net, X, Xsp, Y, sw, rows, loss_code, clip_eps,
                     huber_delta, act, delta, xbuf, dact, drop, key):
     """Forward, loss and backward for the rows ``rows``: raw gradient sums in ``grads``.
