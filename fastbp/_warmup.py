@@ -5,8 +5,10 @@ on first use, a few seconds: see ``_kernels.forward``).
 
 Run it once after installing (``python -m fastbp warmup``), or before starting workers
 (Dask, joblib): every later process then loads the machine code from the cache instead
-of compiling it again (per dtype, about 13 s of CPU for a first fit, 20 s for every
-kernel, on the 2-core development machine).
+of compiling it again. On the 2-core development machine (empty cache, CPU, load 1.6-2.8,
+two runs): 40-42 s for both dtypes, against 33-34 s when one epoch kernel held all five
+optimizers (it now compiles five smaller ones per dtype, so that a first fit compiles
+one: about 8 s of CPU per dtype instead of 12).
 
 The dtypes are compiled one after the other. On the 2-core development machine (shared,
 empty cache each time): two threads took as long as one (99 vs 104 s at load average 7;
