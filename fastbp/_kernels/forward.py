@@ -7,8 +7,9 @@ empty; for dense X the triple is None.
 
 The optional parts arrive as None when unused (the CSR triple of dense X, the dropout
 rates of a fit without dropout): numba types None apart and drops an ``is None`` branch
-while compiling, so a fit compiles only the paths it takes (the sparse products and the
-dropout masks were a second or more of every first fit).
+while compiling, so a fit compiles only the paths it takes (every first fit used to
+compile the sparse products and the dropout masks, and optimise them again in each
+caller).
 """
 
 import numpy as np
