@@ -1,5 +1,11 @@
 """fastbp: compiled backpropagation for dense neural networks, scikit-learn's interface."""
 
+# Import time: `import fastbp` loads what a plain fit uses (sklearn.base, its validation
+# and LabelBinarizer, numba); modules only some features need (scipy.optimize for L-BFGS,
+# sklearn.metrics for `scoring`, sklearn.model_selection for early stopping's split,
+# sklearn.neural_network for to/from_sklearn) are imported where they are used. Each
+# fresh process pays the import, joblib/loky workers included (issue 14).
+
 from . import _compile_notice
 from ._compile_notice import CompileWarning
 from ._multilayer_perceptron import MLPClassifier, MLPRegressor

@@ -20,12 +20,12 @@ from . import _caller
 
 # What each entry kernel of ``_kernels.train`` is for, and the CPU seconds it took to
 # compile with an empty cache on the 2-core development machine (numba 0.68, LLVM,
-# callees included: the training kernel compiles the forward, backward, loss and
-# optimizer code that the later ones reuse; prediction pulls in numba's shape-error
-# formatting). Measured as the CPU time between numba's "numba:compile" events, one
+# callees included: the training kernel compiles the forward, loss and activation code
+# that the later ones reuse, and the rule of one optimizer; each other optimizer's epoch
+# about 2 s more). Measured as the CPU time between numba's "numba:compile" events, one
 # digits fit (or predict) per kernel in a fresh process with an empty NUMBA_CACHE_DIR.
 GROUPS = {
-    "train_epoch": ("training", 12),
+    "train_epoch": ("training", 8),
     "predict_rows": ("prediction", 2),
     "mean_loss": ("validation-loss", 1),
     "full_loss_grad": ("L-BFGS objective", 2),

@@ -14,7 +14,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn import neural_network as sknn
 from sklearn.base import is_classifier
 
 from ._network import Network, loss_code
@@ -31,7 +30,16 @@ FITTED_ATTRIBUTES = (
 _EXPORTED_OTHERWISE = {"huber_delta", "normalize_y", "clip_predictions"}
 
 
+def _sklearn_network():
+    """``sklearn.neural_network``, imported on first use: a fit never needs it (see
+    fastbp/__init__.py on import time)."""
+    from sklearn import neural_network
+
+    return neural_network
+
+
 def _sklearn_class(est):
+    sknn = _sklearn_network()
     return sknn.MLPClassifier if is_classifier(est) else sknn.MLPRegressor
 
 
@@ -164,6 +172,7 @@ class Imported:
 def from_sklearn(cls, sk):
     """The network, optimizer state and fitted attributes of ``sk`` for a ``cls``
     (fastbp) estimator."""
+    sknn = _sklearn_network()
     if not isinstance(sk, sknn.MLPClassifier | sknn.MLPRegressor):
         raise TypeError(
             f"from_sklearn takes a fitted sklearn.neural_network estimator, got {type(sk)!r}."

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.optimize
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -22,7 +21,6 @@ from sklearn.base import (
     is_classifier,
 )
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import check_scoring
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_array, check_random_state, column_or_1d
 from sklearn.utils._available_if import _AvailableIfDescriptor
@@ -81,6 +79,14 @@ def _in_dtype(values, dtype, name):
             "dtype, set by X's on the first fit); scale them or train in float64."
         )
     return cast
+
+
+def _check_scoring(est, scoring):
+    """sklearn's ``check_scoring``, with sklearn.metrics imported on first use: only
+    a ``scoring`` setting needs it (fastbp/__init__.py on import time)."""
+    from sklearn.metrics import check_scoring
+
+    return check_scoring(est, scoring=scoring)
 
 
 def _check_fitted(est):
@@ -525,7 +531,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         if self.scoring is not None and not (
             isinstance(self.scoring, str) and self.scoring == "loss"
         ):
-            check_scoring(self, scoring=self.scoring)  # an unknown name raises now
+            _check_scoring(self, self.scoring)  # an unknown name raises now
         hidden_layer_sizes = self._hidden_sizes()
         rates = self._dropout_rates(len(hidden_layer_sizes) + 2)
         self._hidden_activations(len(hidden_layer_sizes))
@@ -743,7 +749,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             return self._score(val.X, val.y, sample_weight=val.sample_weight)
         if isinstance(self.scoring, str) and self.scoring == "loss":
             return -loss
-        scorer = check_scoring(self, scoring=self.scoring)
+        scorer = _check_scoring(self, self.scoring)
         weights = {} if val.sample_weight is None else {"sample_weight": val.sample_weight}
         return float(scorer(self, val.X, val.y, **weights))
 
@@ -771,6 +777,8 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             tasks.begin("iteration")
             if stop:
                 raise StopIteration  # scipy ends the run (status 99)
+
+        import scipy.optimize  # here: only L-BFGS needs it (fastbp/__init__.py, import time)
 
         tasks.begin("iteration")
         with self._trainer.running(self.n_threads):

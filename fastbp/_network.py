@@ -23,7 +23,7 @@ from ._workspace import chunk_rows, kernel_rows, kernel_X, no_dropout, no_sparse
 HIDDEN_ACTIVATIONS = tuple(_act.HIDDEN_CODES)
 INITS = ("sklearn", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal")
 
-_NO_DROP = no_dropout()  # one shared read-only instance
+_NO_DROP = no_dropout()  # None: inference never drops (see _workspace.no_dropout)
 _UNCHANGED = nullcontext()  # reusable: it holds no state
 _CODE_OF_LOSS = {name: code for code, name in _loss.NAMES.items()}
 
@@ -203,7 +203,7 @@ class Network:
         if width != n_inputs:  # kernels do not check bounds
             raise ValueError(f"X has {width} features, but the network takes {n_inputs}.")
         if type(X) is np.ndarray and X.dtype == dtype and X.flags.c_contiguous:
-            Xd, Xsp = readonly(X), no_sparse(dtype)  # kernel_X's common case, inlined
+            Xd, Xsp = readonly(X), no_sparse()  # kernel_X's common case, inlined
         else:
             Xd, Xsp = kernel_X(X, dtype)
         out = np.empty((n, n_outputs), dtype=dtype)

@@ -3,12 +3,15 @@ validation scores, the count of epochs without improvement, and the best weights
 (scikit-learn's rules)."""
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 
 def holdout(n_samples, validation_fraction, random_state, stratify=None):
     """scikit-learn's early-stopping split of ``n_samples`` rows, on row indices (the
     same draws give the same rows). Returns ``(train_rows, validation_rows)``."""
+    # imported here: sklearn.model_selection is a large import that only early stopping
+    # needs (see fastbp/__init__.py on import time)
+    from sklearn.model_selection import train_test_split
+
     try:
         train_rows, val_rows = train_test_split(
             np.arange(n_samples),

@@ -51,7 +51,7 @@ class KernelData:
             np.empty(0, dtype=dtype) if sample_weight is None else native(sample_weight, dtype)
         )
         self.n = int(X.shape[0])
-        self.dense = not self.Xsp[0].shape[0]
+        self.dense = self.Xsp is None
         self.rows = kernel_rows(self.n)
         self.chunk = chunk_rows(self.n)
 
@@ -257,6 +257,8 @@ class Trainer:
         opt = self.optimizer
         params = network.params
         grads = self._gradient_buffer(params)
+        if not drop.any():
+            drop = no_dropout()
         hyper.hp[_train.HP_LR] = opt.rate(hyper)
         hyper.ihp[_train.IHP_T] = opt.t
         hyper.ihp[_train.IHP_SEED] = self.dropout_seed or 0

@@ -34,7 +34,8 @@ def native(a, dtype):
 def kernel_X(X, dtype):
     """Split validated X into the kernels' ``(X_dense, (indptr, indices, data))``.
 
-    Exactly one of the two is non-empty. CSC input is converted to CSR once.
+    Dense X comes with the CSR triple None, sparse X with an empty dense array. CSC
+    input is converted to CSR once.
     """
     if type(X) is not np.ndarray and sp.issparse(X):
         X = X.tocsr()
@@ -46,7 +47,7 @@ def kernel_X(X, dtype):
         )
         Xd = readonly(np.empty((0, 0), dtype=dtype))
         return Xd, Xsp
-    return readonly(_in_range(X, native(X, dtype))), no_sparse(np.dtype(dtype))
+    return readonly(_in_range(X, native(X, dtype))), no_sparse()
 
 
 def _in_range(values, cast):
@@ -65,11 +66,10 @@ def _in_range(values, cast):
     return cast
 
 
-@functools.cache
-def no_sparse(dtype):
-    """The empty CSR triple of dense X (read-only and empty: safe to share)."""
-    empty_i = readonly(np.empty(0, dtype=np.int64))
-    return (empty_i, empty_i, readonly(np.empty(0, dtype=dtype)))
+def no_sparse():
+    """The CSR triple of dense X, in any dtype: None, which the kernels type apart from
+    a triple, so that a dense fit does not compile the sparse products."""
+    return None
 
 
 def chunk_rows(n):
@@ -89,11 +89,10 @@ def _few_rows(n):
     return readonly(np.arange(n, dtype=np.int64))
 
 
-@functools.cache
 def no_dropout():
-    """The empty dropout-rate vector the kernels take when nothing is dropped (read-only
-    and empty: one shared instance)."""
-    return readonly(np.empty(0, dtype=np.float64))
+    """The dropout rates the kernels take when nothing is dropped: None, which they
+    type apart from a rate vector, so that such a fit does not compile the masks."""
+    return None
 
 
 class Workspace:

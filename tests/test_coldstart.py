@@ -24,32 +24,41 @@ ROOT = str(Path(fastbp.__file__).resolve().parents[1])
 NOTICE = "fastbp is compiling"
 
 # A stochastic fit (compiles the training kernels), an L-BFGS fit (compiles one more
-# entry kernel, in the same dtype) and a second stochastic fit (compiles nothing).
+# entry kernel, in the same dtype) and a second stochastic fit (compiles nothing). Prints
+# the entry kernels compiled, then the kernels of paths those fits never take (sparse X,
+# dropout, the other optimizers) that were compiled or loaded anyway, and whether Adam's
+# rule was (the premise that the listing can see a compiled rule).
 THREE_FITS = """
     import warnings
     import numpy as np
     import fastbp
     from sklearn.exceptions import ConvergenceWarning
-    from fastbp._kernels import train
+    from fastbp._kernels import backward, dropout, forward, optimizers, train
     warnings.simplefilter("ignore", ConvergenceWarning)
     X = np.random.default_rng(0).normal(size=(60, 4))
     y = np.arange(60) % 2
     fastbp.MLPClassifier((5,), max_iter=1).fit(X, y)
     fastbp.MLPClassifier((5,), solver="lbfgs", max_iter=2).fit(X, y)
     fastbp.MLPClassifier((5,), max_iter=1).fit(X, y)
-    print(sum(sum(getattr(train, k).stats.cache_misses.values())
-              for k in ("train_epoch", "full_loss_grad")))
+    print(sum(sum(d.stats.cache_misses.values())
+              for k in ("train_epoch", "full_loss_grad") for d in train.dispatchers(k)))
+    unused = [forward.csr_rows_dot, backward.csr_rows_tdot, dropout.apply,
+              optimizers.sgd_step, optimizers.rmsprop_step, optimizers.adagrad_step]
+    print(" ".join(k.__name__ for k in unused if k.signatures) or "-")
+    print(len(optimizers.adam_step.signatures))
 """
 
 
 def _three_fits(cache_dir):
-    """Runs THREE_FITS in a fresh interpreter; returns (stderr, kernels compiled)."""
+    """Runs THREE_FITS in a fresh interpreter; returns (stderr, kernels compiled,
+    unused paths' kernels compiled, signatures of Adam's rule)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     env.update(NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(THREE_FITS)], env=env,
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    return proc.stderr, int(proc.stdout.split()[-1])
+    compiled, unused, adam = proc.stdout.splitlines()[-3:]
+    return proc.stderr, int(compiled), unused, int(adam)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +69,7 @@ def cold_cache(tmp_path_factory):
 
 
 def test_a_process_that_compiles_says_so_once(cold_cache):
-    cache, stderr, compiled = cold_cache
+    cache, stderr, compiled, _, _ = cold_cache
     assert compiled == 2  # the premise: both entry kernels compiled in that process
     assert stderr.count(NOTICE) == 1, stderr
     notice = next(line for line in stderr.splitlines() if NOTICE in line)
@@ -70,14 +79,22 @@ def test_a_process_that_compiles_says_so_once(cold_cache):
     assert notice.startswith("<string>:10:"), notice
 
 
+def test_a_dense_fit_compiles_only_the_paths_it_takes(cold_cache):
+    """Sparse products, dropout masks and the other optimizers' rules are typed apart
+    (None, one epoch kernel per optimizer): a dense Adam fit compiles none of them."""
+    _, _, _, unused, adam = cold_cache
+    assert adam >= 1  # the premise: a rule the fit uses shows as compiled
+    assert unused == "-", f"compiled for a dense Adam fit without dropout: {unused}"
+
+
 def test_a_process_that_loads_the_cache_says_nothing(cold_cache):
     cache = cold_cache[0]
-    stderr, compiled = _three_fits(cache)
+    stderr, compiled, _, _ = _three_fits(cache)
     assert compiled == 0  # the premise: everything came from the cache
     assert NOTICE not in stderr, stderr
 
 
-def _compile_event(dtype, dispatcher=train.train_epoch):
+def _compile_event(dtype, dispatcher=train.EPOCHS[0]):
     args = (types.Array(dtype, 1, "C"), types.int64)
     return Event("numba:compile", EventStatus.START,
                  data={"dispatcher": dispatcher, "args": args, "return_type": None})

@@ -133,7 +133,7 @@ def test_train_epoch_blocked_flags_outputs_that_overflow():
 
 
 def whole_data_workspaces(pb, chunk, train):
-    dense = pb.Xsp[0].shape[0] == 0
+    dense = pb.Xsp is None
     serial = Workspace(pb.layout, pb.ws.net.act_codes, chunk, pb.dtype, dense, train=train)
     slots = Workspace(pb.layout, pb.ws.net.act_codes, chunk, pb.dtype, dense, train=train,
                       slots=P.SLOTS)

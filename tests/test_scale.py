@@ -34,7 +34,7 @@ def _worker_report():
     from fastbp._kernels import parallel, train
 
     blas = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
-    kernels = [getattr(train, k) for k in KERNELS] + [parallel.train_epoch_blocked]
+    kernels = [d for k in KERNELS for d in train.dispatchers(k)] + [parallel.train_epoch_blocked]
     misses = sum(sum(k.stats.cache_misses.values()) for k in kernels)
     return blas, misses
 
@@ -145,8 +145,9 @@ CHECK_NO_COMPILE = f"""
         fastbp.MLPRegressor(hidden_layer_sizes=(3,), solver="lbfgs", max_iter=3).fit(
             X.astype(dtype), X[:, 0])
     for name in {KERNELS!r}:
-        k = getattr(T, name)
-        print(name, sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values()))
+        stats = [d.stats for d in T.dispatchers(name)]
+        print(name, sum(sum(s.cache_hits.values()) for s in stats),
+              sum(sum(s.cache_misses.values()) for s in stats))
 """
 
 

@@ -528,9 +528,21 @@ def test_toolbox_parameters_in_grid_search_and_pickle():
     assert fastbp.check_gradients(est, X[:20], y[:20], max_entries=20) < 1e-6
 
 
-def test_toolbox_choices_share_one_compiled_epoch_per_dtype():
-    """Activations, losses, solvers, dropout and penalties are runtime codes and values:
-    whatever is chosen, the epoch kernel is compiled once per dtype (cold start)."""
+def test_toolbox_choices_share_one_compiled_epoch_per_optimizer_and_dtype(monkeypatch):
+    """Activations, losses, dropout rates and penalties are runtime codes and values:
+    whatever is chosen, each optimizer's epoch kernel takes one signature per dtype (a
+    fit with dropout takes another, which no optimizer below gets twice)."""
+    from numba import typeof
+
+    seen = {code: set() for code in range(len(T.EPOCHS))}
+
+    def recording(code, epoch):
+        def call(*args):
+            seen[code].add(tuple(typeof(a) for a in args))  # the types numba dispatches on
+            return epoch(*args)
+        return call
+
+    monkeypatch.setattr(T, "EPOCHS", tuple(recording(c, e) for c, e in enumerate(T.EPOCHS)))
     X, y = _data(MLPRegressor)
     configs = [
         dict(activation="gelu", solver="adamw", dropout=0.2, l1=0.1, max_grad_norm=1.0),
@@ -548,8 +560,7 @@ def test_toolbox_choices_share_one_compiled_epoch_per_dtype():
         Xc, yc = _data(MLPClassifier)
         MLPClassifier((5,), loss="hinge", max_iter=2).fit(Xc.astype(dtype), yc)
         MLPClassifier((5,), max_iter=2, class_weight="balanced").fit(Xc.astype(dtype), yc)
-    sigs = T.train_epoch.signatures
-    assert len(sigs) == 2, sigs  # float64 and float32, nothing else
+    assert {code: len(sigs) for code, sigs in seen.items()} == dict.fromkeys(seen, 2)
 
 
 # ------------------------------------------------------------- early-stopping scoring

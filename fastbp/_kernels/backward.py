@@ -3,7 +3,7 @@
 import numpy as np
 from numba import njit
 
-from .._config import JIT_OPTIONS
+from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
 from .forward import block_view, coef_view, icpt_view
 
 
@@ -42,7 +42,7 @@ def multiply(D, F):
             D[i, j] *= F[i, j]
 
 
-@njit(**JIT_OPTIONS)
+@njit(**INLINED_JIT_OPTIONS)
 def backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact):
     """Back-propagate the output delta (already in the last block of ``delta``).
 
@@ -62,11 +62,11 @@ def backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact):
         D = block_view(delta, net, layer, n)
         G = coef_view(grads, net, layer - 1)
         if layer - 1 == 0:
-            if Xsp[0].shape[0] > 0:
-                csr_rows_tdot(Xsp[0], Xsp[1], Xsp[2], rows, D, G)
-            else:
+            if Xsp is None:  # dense X (see forward's module docstring)
                 A0 = xbuf[: n * units[0]].reshape((n, units[0]))
                 np.dot(A0.T, D, G)
+            else:
+                csr_rows_tdot(Xsp[0], Xsp[1], Xsp[2], rows, D, G)
         else:
             np.dot(block_view(act, net, layer - 1, n).T, D, G)
         column_sums(D, icpt_view(grads, net, layer - 1))

@@ -2,8 +2,14 @@
 
 The network travels as the namedtuple ``net`` (``units``, ``coef_off``, ``icpt_off``,
 ``act_off``, ``act_codes``) built by ``fastbp._layout.Layout.net``. X travels as a dense
-2-D array plus a CSR triple ``(indptr, indices, data)``; exactly one of the two is
-non-empty.
+2-D array plus a CSR triple ``(indptr, indices, data)``: for sparse X the dense array is
+empty; for dense X the triple is None.
+
+The optional parts arrive as None when unused (the CSR triple of dense X, the dropout
+rates of a fit without dropout): numba types None apart and drops an ``is None`` branch
+while compiling, so a fit compiles only the paths it takes (every first fit used to
+compile the sparse products and the dropout masks, and optimise them again in each
+caller).
 """
 
 import numpy as np
@@ -86,17 +92,17 @@ def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key, row0):
 
     Training passes a non-empty ``dact`` (layout of ``act``): each hidden layer's f'(z)
     is written there, and hidden layer ``l`` is dropped out with probability
-    ``drop[l]`` (masks from ``key``, see ``dropout.batch_key``; an empty ``drop`` means
-    no dropout; ``row0``: the first row's index in the minibatch, see
-    ``dropout.apply``). Inference passes an empty ``dact``: no derivatives, no dropout.
+    ``drop[l]`` (masks from ``key``, see ``dropout.batch_key``; ``drop`` None means no
+    dropout; ``row0``: the first row's index in the minibatch, see ``dropout.apply``).
+    Inference passes an empty ``dact``: no derivatives, no dropout.
     """
     n = rows.shape[0]
     Z = block_view(act, net, 1, n)
-    if Xsp[0].shape[0] > 0:
-        csr_rows_dot(Xsp[0], Xsp[1], Xsp[2], rows, coef_view(params, net, 0), Z)
-    else:
+    if Xsp is None:
         A0 = gather_rows(X, rows, xbuf)
         np.dot(A0, coef_view(params, net, 0), Z)
+    else:
+        csr_rows_dot(Xsp[0], Xsp[1], Xsp[2], rows, coef_view(params, net, 0), Z)
     return forward_layers(params, net, n, act, dact, drop, key, row0)
 
 
@@ -116,8 +122,9 @@ def forward_layers(params, net, n, act, dact, drop, key, row0):
         if train and layer < n_layers - 1:
             dZ = block_view(dact, net, layer, n)
             activate(Z, act_codes[layer], dZ)
-            if drop.shape[0] > layer and drop[layer] > 0.0:
-                dropout.apply(Z, dZ, drop[layer], key, layer, row0)
+            if drop is not None:  # compiled only for fits with dropout
+                if drop.shape[0] > layer and drop[layer] > 0.0:
+                    dropout.apply(Z, dZ, drop[layer], key, layer, row0)
         else:
             activate(Z, act_codes[layer], dact[:0].reshape((0, 0)))
     return Z

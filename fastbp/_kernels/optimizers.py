@@ -25,7 +25,7 @@ import math
 
 from numba import njit
 
-from .._config import JIT_OPTIONS
+from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
 
 SGD = 0
 ADAM = 1
@@ -113,7 +113,9 @@ def adagrad_step(params, grads, form, acc, lr, epsilon):
         params[j] -= step_size * g / (math.sqrt(acc_j) + eps)
 
 
-@njit(**JIT_OPTIONS)
+# Inlined into the caller: called with a constant ``code`` (``train._epoch_kernel``),
+# numba prunes the other rules' branches before compiling them.
+@njit(**INLINED_JIT_OPTIONS)
 def step(code, params, grads, form, s0, s1, t, lr, momentum, nesterov, beta_1, beta_2,
          epsilon, rho, weight_decay):
     """One update of optimizer ``code``; ``t`` is the 1-based step number (Adam's bias

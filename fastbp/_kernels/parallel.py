@@ -36,6 +36,7 @@ from .train import (
     IHP_FINITE,
     IHP_LOSS,
     IHP_SEED,
+    IHP_SOLVER,
     IHP_T,
     all_finite,
     batch_loss,
@@ -120,8 +121,8 @@ def _sum_and_step(params, grads, partials, n_partials, state, form, hp, ihp, ste
         if step:
             # the weights-only terms of ``form`` count from the chunk's start
             chunk_form = (form[0], form[1] - lo, form[2], form[3])
-            optimizer_step(params[lo:hi], grads[lo:hi], chunk_form, state[0, lo:hi],
-                           state[1, lo:hi], hp, ihp)
+            optimizer_step(ihp[IHP_SOLVER], params[lo:hi], grads[lo:hi], chunk_form,
+                           state[0, lo:hi], state[1, lo:hi], hp, ihp)
 
 
 @njit(**JIT_OPTIONS)

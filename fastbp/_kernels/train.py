@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .._config import JIT_OPTIONS
+from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
 from . import dropout
 from . import optimizers as opt
 from .backward import backward_batch, finalize_gradient, sum_of_squares
@@ -32,7 +32,7 @@ IHP_SOLVER, IHP_NESTEROV, IHP_LOSS, IHP_T, IHP_SEED, IHP_FINITE = range(6)
 N_IHP = 6
 
 
-@njit(**JIT_OPTIONS)
+@njit(**INLINED_JIT_OPTIONS)
 def batch_loss_grad(params, grads, net, X, Xsp, Y, sw, rows, loss_code, clip_eps,
                     huber_delta, act, delta, xbuf, dact, drop, key, row0):
     """Forward, loss and backward for the rows ``rows``: raw gradient sums in ``grads``.
@@ -79,51 +79,74 @@ def batch_loss(loss_sum, sw_sum, hp, sq, l1_norm):
             + hp[HP_L1] * l1_norm / sw_sum)
 
 
-@njit(**JIT_OPTIONS)
-def optimizer_step(params, grads, form, s0, s1, hp, ihp):
-    """One update of the optimizer ``ihp[IHP_SOLVER]``, step number ``ihp[IHP_T]``, over
-    ``params`` (the whole vector, or a slice of it with the matching slices)."""
-    opt.step(ihp[IHP_SOLVER], params, grads, form, s0, s1, ihp[IHP_T], hp[HP_LR],
-             hp[HP_MOMENTUM], ihp[IHP_NESTEROV] != 0, hp[HP_BETA_1], hp[HP_BETA_2],
-             hp[HP_EPSILON], hp[HP_RHO], hp[HP_WEIGHT_DECAY])
+@njit(**INLINED_JIT_OPTIONS)
+def optimizer_step(solver, params, grads, form, s0, s1, hp, ihp):
+    """One update of optimizer code ``solver``, step number ``ihp[IHP_T]``, over
+    ``params`` (the whole vector, or a slice of it with the matching slices). Inlined:
+    with a constant ``solver`` only that rule is compiled (see ``_epoch_kernel``)."""
+    opt.step(solver, params, grads, form, s0, s1, ihp[IHP_T], hp[HP_LR], hp[HP_MOMENTUM],
+             ihp[IHP_NESTEROV] != 0, hp[HP_BETA_1], hp[HP_BETA_2], hp[HP_EPSILON],
+             hp[HP_RHO], hp[HP_WEIGHT_DECAY])
 
 
-@njit(**JIT_OPTIONS)
+def _epoch_kernel(solver):
+    """The compiled epoch of optimizer code ``solver`` (see ``train_epoch``).
+
+    ``solver`` is a constant of the closure, so numba compiles only that optimizer's
+    rule into it (``optimizers.step`` is inlined and its other branches pruned): a first
+    fit compiles one rule instead of five. numba's cache keeps one entry per closure
+    (it hashes the closure's variables into the key).
+    """
+
+    @njit(**JIT_OPTIONS)
+    def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_size,
+                    act, delta, xbuf, dact, drop):
+        """One pass over the rows in ``order``, one optimizer step per minibatch.
+
+        ``state`` is (2, n_params), the optimizer's state (see ``optimizers``); ``drop``
+        the dropout rate of each layer (None: no dropout). ``ihp[IHP_T]`` counts the
+        steps and is advanced in place.
+
+        A minibatch whose sample weights sum to zero carries no information: it is
+        skipped (scikit-learn divides by the zero sum and turns the weights into NaN).
+
+        Returns the sum over minibatches of ``batch_loss * batch_rows`` (scikit-learn's
+        accumulated loss), where batch_loss includes the penalty terms.
+        """
+        n = order.shape[0]
+        n_coefs = net.icpt_off[0]
+        total = 0.0
+        last = order[:0]
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            rows = order[start:stop]
+            key = dropout.batch_key(ihp[IHP_SEED], ihp[IHP_T] + 1)
+            loss_sum, sw_sum = batch_loss_grad(
+                params, grads, net, X, Xsp, Y, sw, rows, ihp[IHP_LOSS], hp[HP_CLIP_EPS],
+                hp[HP_HUBER_DELTA], act, delta, xbuf, dact, drop, key, 0,
+            )
+            if sw_sum == 0.0:
+                continue
+            form, sq, l1_norm = step_form(params, grads, hp, n_coefs, sw_sum)
+            total += batch_loss(loss_sum, sw_sum, hp, sq, l1_norm) * (stop - start)
+            last = rows
+            ihp[IHP_T] += 1
+            optimizer_step(solver, params, grads, form, state[0], state[1], hp, ihp)
+        ihp[IHP_FINITE] = outputs_finite(params, net, X, Xsp, last, act, xbuf, drop)
+        return total
+
+    return train_epoch
+
+
+# One epoch kernel per optimizer, each compiled (or loaded from the cache) on first use.
+EPOCHS = tuple(_epoch_kernel(code) for code in sorted(opt.CODES.values()))
+
+
 def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_size,
                 act, delta, xbuf, dact, drop):
-    """One pass over the rows in ``order``, one optimizer step per minibatch.
-
-    ``state`` is (2, n_params), the optimizer's state (see ``optimizers``); ``drop`` the
-    dropout rate of each layer (empty: none). ``ihp[IHP_T]`` counts the steps and is
-    advanced in place.
-
-    A minibatch whose sample weights sum to zero carries no information: it is skipped
-    (scikit-learn divides by the zero sum and turns the weights into NaN).
-
-    Returns the sum over minibatches of ``batch_loss * batch_rows`` (scikit-learn's
-    accumulated loss), where batch_loss includes the penalty terms.
-    """
-    n = order.shape[0]
-    n_coefs = net.icpt_off[0]
-    total = 0.0
-    last = order[:0]
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        rows = order[start:stop]
-        key = dropout.batch_key(ihp[IHP_SEED], ihp[IHP_T] + 1)
-        loss_sum, sw_sum = batch_loss_grad(
-            params, grads, net, X, Xsp, Y, sw, rows, ihp[IHP_LOSS], hp[HP_CLIP_EPS],
-            hp[HP_HUBER_DELTA], act, delta, xbuf, dact, drop, key, 0,
-        )
-        if sw_sum == 0.0:
-            continue
-        form, sq, l1_norm = step_form(params, grads, hp, n_coefs, sw_sum)
-        total += batch_loss(loss_sum, sw_sum, hp, sq, l1_norm) * (stop - start)
-        last = rows
-        ihp[IHP_T] += 1
-        optimizer_step(params, grads, form, state[0], state[1], hp, ihp)
-    ihp[IHP_FINITE] = outputs_finite(params, net, X, Xsp, last, act, xbuf, drop)
-    return total
+    """One epoch (see ``_epoch_kernel``) with the optimizer ``ihp[IHP_SOLVER]``."""
+    return EPOCHS[ihp[IHP_SOLVER]](params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order,
+                                   batch_size, act, delta, xbuf, dact, drop)
 
 
 @njit(**JIT_OPTIONS)
@@ -148,7 +171,7 @@ def full_loss_grad(params, grads, scratch, net, X, Xsp, Y, sw, order, chunk, los
                    clip_eps, huber_delta, alpha, l1, act, delta, xbuf, dact, no_drop):
     """Loss and gradient of the whole objective over the rows ``order`` (L-BFGS and
     the gradient check): the weighted mean loss plus the penalties, no dropout
-    (``no_drop`` is an empty float64 array, the type ``drop`` has elsewhere).
+    (``no_drop`` is None).
 
     Walks the data in chunks of ``chunk`` rows so the workspace stays small; ``scratch``
     (parameter layout) receives each chunk's sums, added to ``grads`` in chunk order.
@@ -245,7 +268,7 @@ def is_range(order):
 @njit(**JIT_OPTIONS)
 def predict_rows(params, net, X, Xsp, order, chunk, act, xbuf, no_drop, out):
     """Output activations for the rows ``order`` of X, written into ``out`` (inference:
-    no dropout; ``no_drop`` is an empty float64 array).
+    no dropout; ``no_drop`` is None).
 
     Returns False if dense X has a non-finite value in those rows (``out`` is then
     garbage): predict's fast path leaves that check to this pass over the rows, which
@@ -280,3 +303,9 @@ def predict_chunk(params, net, X, Xsp, order, start, stop, direct, act, xbuf, no
     for i in range(P.shape[0]):
         for j in range(P.shape[1]):
             out[start + i, j] = P[i, j]
+
+
+def dispatchers(kernel):
+    """The numba dispatchers behind entry kernel ``kernel`` (a name in this module):
+    ``train_epoch`` has one per optimizer, the others are one each."""
+    return EPOCHS if kernel == "train_epoch" else (globals()[kernel],)

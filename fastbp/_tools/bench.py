@@ -41,7 +41,7 @@ from .common import (
     interleave,
     median_call_seconds,
 )
-from .processes import burner, start_workload
+from .processes import burner, grid_workload, start_workload
 from .report import Row, per_repeat
 from .vs_peers import TrainingPeers, onnxruntime_config, predict_peer
 
@@ -438,6 +438,7 @@ RUNNERS = {
     "table": table_workload,
     "busy": busy_workload,
     "start": start_workload,
+    "grid": grid_workload,
 }
 DESCRIPTIONS = {
     "digits64": "digits 1797x64, hidden (64,), batch 32, float64",
@@ -450,6 +451,7 @@ DESCRIPTIONS = {
     "table": "10k x 90 standardised, hidden (100,), batch 200, early stopping, 1 thread",
     "busy": "mc-b200 in float32 with one core taken by a CPU burner",
     "start": "import + first fit in fresh processes (cold and warm numba cache)",
+    "grid": "GridSearchCV(n_jobs=2) of 18 small fits in a fresh process vs scikit-learn",
 }
 WORKLOADS = tuple(RUNNERS)
 assert WORKLOADS == tuple(DESCRIPTIONS)

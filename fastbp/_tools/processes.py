@@ -13,13 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import digits, fit_params, fmt_seconds
-from .report import Row
+from .common import digits, fit_params, fmt_seconds, interleave
+from .report import Row, per_repeat
 
 PACKAGE = Path(__file__).resolve().parents[1]  # the fastbp these tools belong to
 # Start-up runs: the dtypes fitted in one fresh process, one fit each.
 START_DTYPES = {"float64": ["float64"], "float32": ["float32"], "both": ["float64", "float32"]}
 START_TARGETS = {"cold": 15.0, "warm": 2.0}  # seconds, import + first fit(s)
+GRID_TARGET = 2.0  # speed-up over scikit-learn of a small grid search in a fresh process
 
 _START_SCRIPT = """
 import json, sys, time, warnings
@@ -40,6 +41,17 @@ print(json.dumps({"import": imported - start, "first_fit": done - start,
 """
 
 
+def _child_env(cache_dir):
+    """The environment of a child interpreter that imports this very fastbp (a worktree
+    or checkout, not another install), with numba's cache in ``cache_dir`` (None: this
+    tree's)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE.parent), env.get("PYTHONPATH")]))
+    if cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = str(cache_dir)
+    return env
+
+
 def start_seconds(data_path, params, dtypes, cache_dir):
     """Import of fastbp + one first fit per dtype on digits in a fresh interpreter.
 
@@ -48,16 +60,10 @@ def start_seconds(data_path, params, dtypes, cache_dir):
     measured in the child from before the import, the last the whole child process.
     ``cache_dir`` None keeps numba's cache next to the sources (this tree's).
     """
-    env = dict(os.environ)
-    # The child imports this very fastbp (a worktree or checkout), not another install.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE.parent), env.get("PYTHONPATH")]))
-    if cache_dir is not None:
-        env["NUMBA_CACHE_DIR"] = str(cache_dir)
     command = [sys.executable, "-c", _START_SCRIPT, str(data_path), json.dumps(params)]
     start = time.perf_counter()
-    proc = subprocess.run(
-        [*command, ",".join(dtypes)], env=env, capture_output=True, text=True, timeout=900
-    )
+    proc = subprocess.run([*command, ",".join(dtypes)], env=_child_env(cache_dir),
+                          capture_output=True, text=True, timeout=900)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"start-up subprocess failed:\n{proc.stderr}")
@@ -125,6 +131,69 @@ def start_workload(settings, torch, peaks):
         )
         rows.append(row)
     return rows
+
+
+# A small grid search as a user starts it: a fresh interpreter, 9 settings x 2 folds on
+# two loky workers, each of which imports the library and (fastbp) loads the kernels.
+_GRID_SCRIPT = """
+import sys, time, warnings
+import numpy as np
+warnings.simplefilter("ignore")
+data = np.load(sys.argv[1])
+start = time.perf_counter()
+from sklearn.model_selection import GridSearchCV
+if sys.argv[2] == "fastbp":
+    from fastbp import MLPClassifier
+else:
+    from sklearn.neural_network import MLPClassifier
+grid = {"hidden_layer_sizes": [(16,), (32,), (64,)], "alpha": [1e-4, 1e-3, 1e-2]}
+search = GridSearchCV(MLPClassifier(max_iter=int(sys.argv[3]), random_state=0), grid, cv=2,
+                      n_jobs=2)
+search.fit(data["X"], data["y"])
+print(time.perf_counter() - start)
+"""
+
+
+def grid_seconds(data_path, library, max_iter):
+    """Wall seconds of ``_GRID_SCRIPT`` for ``library`` ("fastbp" or "sklearn") in a
+    fresh interpreter, imports included, fastbp with this tree's numba cache."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _GRID_SCRIPT, str(data_path), library, str(max_iter)],
+        env=_child_env(None), capture_output=True, text=True, timeout=900,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"grid-search subprocess failed:\n{proc.stderr}")
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
+def grid_workload(settings, torch, peaks):
+    """GridSearchCV(n_jobs=2) of 18 small fits on digits (3 hidden sizes x 3 alphas x 2
+    folds) in a fresh process, fastbp against scikit-learn: >= 2x. The fixed cost of
+    each worker (importing, loading the compiled kernels) weighs as much as the fits.
+    An untimed first fastbp run fills this tree's numba cache."""
+    X, y = digits()
+    max_iter = 2 if settings.mode == "tiny" else 10
+    with tempfile.TemporaryDirectory(prefix="fastbp-bench-") as tmp:
+        data_path = Path(tmp) / "digits.npz"
+        np.savez(data_path, X=X, y=y)
+        configs = {lib: (lambda lib=lib: grid_seconds(data_path, lib, max_iter), None, None)
+                   for lib in ("fastbp", "sklearn")}
+        samples = interleave(configs, settings.start_repeats)
+    fast, sk = (statistics.median(samples[lib]) for lib in ("fastbp", "sklearn"))
+    return [Row(
+        "grid",
+        "grid search, fresh process",
+        "speed-up",
+        sk / fast,
+        GRID_TARGET,
+        fmt_seconds(fast),
+        "sklearn " + fmt_seconds(sk),
+        samples,
+        "s",
+        per_repeat(samples["sklearn"], samples["fastbp"]),
+        note=f"GridSearchCV(n_jobs=2, cv=2) over 9 settings, max_iter={max_iter}, digits, "
+        "wall time of a fresh interpreter including its imports and the workers' start",
+    )]
 
 
 _BURN = "import sys\nprint('ready', flush=True)\nwhile True:\n    pass\n"
