@@ -62,7 +62,7 @@ def _steps():
         "predict_rows_parallel": lambda X: large.predict(rows(X, 600)),
         "mean_loss_parallel": lambda X: MLPClassifier(
             batch_size=300, early_stopping=True, validation_fraction=0.5, **wide
-        ).fit(rows(X, 600), labels),
+        ).fit(rows(X, 1200), np.resize(labels, 1200)),
         "full_loss_grad_parallel": lambda X: MLPClassifier(solver="lbfgs", **wide).fit(
             rows(X, 600), labels),
     }

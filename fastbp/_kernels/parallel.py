@@ -26,7 +26,7 @@ import math
 
 from numba import njit, prange
 
-from .._config import JIT_OPTIONS
+from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
 from . import dropout
 from .train import (
     HP_CLIP_EPS,
@@ -85,7 +85,18 @@ def block_start(rows, blocks, b):
     return b * rows // blocks
 
 
-@njit(**PARALLEL_OPTIONS)
+# The regions' bodies (``_blocks_loss_grad``, ``_sum_and_step``, ...) are inlined into
+# one parallel kernel per entry point: numba runs the whole LLVM pipeline again for each
+# compiled function over everything it calls, so every level of the call tree costs
+# its callees' compile again (measured: a first blocked fit compiled for 25 s of CPU with
+# the regions as functions of their own). The optimizer step stays a function (its five
+# rules inlined into a region's body would all pass through the parfor analysis).
+@njit(**JIT_OPTIONS)
+def _chunk_step(solver, params, grads, form, s0, s1, hp, ihp):
+    optimizer_step(solver, params, grads, form, s0, s1, hp, ihp)
+
+
+@njit(**INLINED_JIT_OPTIONS)
 def _blocks_loss_grad(params, grads, partials, net, X, Xsp, Y, sw, rows, loss_code,
                       clip_eps, huber_delta, act, delta, xbuf, dact, drop, key, sums):
     """Forward, loss and backward of the blocks of ``rows``: block 0's raw gradient
@@ -97,35 +108,38 @@ def _blocks_loss_grad(params, grads, partials, net, X, Xsp, Y, sw, rows, loss_co
         lo, hi = block_start(m, nb, b), block_start(m, nb, b + 1)
         g = grads if b == 0 else partials[b - 1]
         ls, ss = batch_loss_grad(params, g, net, X, Xsp, Y, sw, rows[lo:hi], loss_code,
-                                 clip_eps, huber_delta, act[b], delta[b], xbuf[b], dact[b],
-                                 drop, key, lo)
+                                  clip_eps, huber_delta, act[b], delta[b], xbuf[b], dact[b],
+                                  drop, key, lo)
         sums[b, 0] = ls
         sums[b, 1] = ss
     return nb
 
 
-@njit(**PARALLEL_OPTIONS)
-def _sum_and_step(params, grads, partials, n_partials, state, form, hp, ihp, step):
-    """``grads += partials[0] + ... + partials[n_partials - 1]`` (in that order) and,
-    if ``step``, the optimizer update, chunk by chunk of the parameters."""
+@njit(**INLINED_JIT_OPTIONS)
+def _add_into(g, p):
+    """``g += p`` (1-D slices of the same length: a loop LLVM vectorises, where indices
+    offset by a chunk's start did not: 10x, measured)."""
+    for j in range(g.shape[0]):
+        g[j] += p[j]
+
+
+@njit(**INLINED_JIT_OPTIONS)
+def _sum_and_step(params, grads, partials, n_partials, state, form, hp, ihp):
+    """``grads += partials[0] + ... + partials[n_partials - 1]`` (in that order), then
+    the optimizer update, chunk by chunk of the parameters."""
     n = params.shape[0]
     for c in prange((n + PARAM_CHUNK - 1) // PARAM_CHUNK):
         lo = c * PARAM_CHUNK
         hi = min(lo + PARAM_CHUNK, n)
-        g = grads[lo:hi]
         for b in range(n_partials):
-            # slices, not indices from lo: this form vectorises (10x, measured)
-            p = partials[b, lo:hi]
-            for j in range(hi - lo):
-                g[j] += p[j]
-        if step:
-            # the weights-only terms of ``form`` count from the chunk's start
-            chunk_form = (form[0], form[1] - lo, form[2], form[3])
-            optimizer_step(ihp[IHP_SOLVER], params[lo:hi], grads[lo:hi], chunk_form,
-                           state[0, lo:hi], state[1, lo:hi], hp, ihp)
+            _add_into(grads[lo:hi], partials[b, lo:hi])
+        # the weights-only terms of ``form`` count from the chunk's start
+        chunk_form = (form[0], form[1] - lo, form[2], form[3])
+        _chunk_step(ihp[IHP_SOLVER], params[lo:hi], grads[lo:hi], chunk_form,
+                    state[0, lo:hi], state[1, lo:hi], hp, ihp)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**PARALLEL_OPTIONS)
 def train_epoch_blocked(params, grads, partials, state, hp, ihp, net, X, Xsp, Y, sw,
                         order, batch_size, act, delta, xbuf, dact, drop, sums):
     """``train.train_epoch`` with every minibatch cut into blocks (module docstring).
@@ -156,20 +170,20 @@ def train_epoch_blocked(params, grads, partials, state, hp, ihp, net, X, Xsp, Y,
             sw_sum += sums[b, 1]
         if sw_sum == 0.0:
             continue
-        if sum_first:
-            _sum_and_step(params, grads, partials, nb - 1, state, (1.0, 0, 0.0, 1.0), hp,
-                          ihp, False)
+        if sum_first:  # (serial: a rare path, and one region less to compile)
+            for b in range(nb - 1):
+                _add_into(grads, partials[b])
         form, sq, l1_norm = step_form(params, grads, hp, n_coefs, sw_sum)
         total += batch_loss(loss_sum, sw_sum, hp, sq, l1_norm) * (stop - start)
         last = rows
         ihp[IHP_T] += 1
         _sum_and_step(params, grads, partials, 0 if sum_first else nb - 1, state, form,
-                      hp, ihp, True)
+                      hp, ihp)
     ihp[IHP_FINITE] = _blocks_finite(params, net, X, Xsp, last, act, xbuf, drop)
     return total
 
 
-@njit(**JIT_OPTIONS)
+@njit(**INLINED_JIT_OPTIONS)
 def _blocks_finite(params, net, X, Xsp, rows, act, xbuf, drop):
     """``train.outputs_finite`` of ``rows``, block by block (a block's workspace)."""
     m = rows.shape[0]
@@ -181,7 +195,7 @@ def _blocks_finite(params, net, X, Xsp, rows, act, xbuf, drop):
     return finite
 
 
-@njit(**PARALLEL_OPTIONS)
+@njit(**INLINED_JIT_OPTIONS)
 def _wave_loss_grad(params, scratch, net, X, Xsp, Y, sw, order, chunk, first, count,
                     loss_code, clip_eps, huber_delta, act, delta, xbuf, dact, no_drop,
                     sums):
@@ -192,14 +206,14 @@ def _wave_loss_grad(params, scratch, net, X, Xsp, Y, sw, order, chunk, first, co
     for s in prange(count):
         start = (first + s) * chunk
         ls, ss = batch_loss_grad(params, scratch[s], net, X, Xsp, Y, sw,
-                                 order[start:min(start + chunk, n)], loss_code, clip_eps,
-                                 huber_delta, act[s], delta[s], xbuf[s], dact[s], no_drop,
-                                 key, 0)
+                                  order[start:min(start + chunk, n)], loss_code, clip_eps,
+                                  huber_delta, act[s], delta[s], xbuf[s], dact[s], no_drop,
+                                  key, 0)
         sums[s, 0] = ls
         sums[s, 1] = ss
 
 
-@njit(**JIT_OPTIONS)
+@njit(**PARALLEL_OPTIONS)
 def full_loss_grad_parallel(params, grads, scratch, net, X, Xsp, Y, sw, order, chunk,
                             loss_code, clip_eps, huber_delta, alpha, l1, act, delta, xbuf,
                             dact, no_drop, sums):
@@ -222,7 +236,7 @@ def full_loss_grad_parallel(params, grads, scratch, net, X, Xsp, Y, sw, order, c
     return objective(params, grads, net.icpt_off[0], alpha, l1, loss_sum, sw_sum)
 
 
-@njit(**PARALLEL_OPTIONS)
+@njit(**INLINED_JIT_OPTIONS)
 def _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
                   huber_delta, act, delta, xbuf, no_drop, sums):
     """``(loss_sum, sw_sum)`` of every chunk of ``order`` into ``sums[chunk]``; chunk c
@@ -239,7 +253,7 @@ def _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
             sums[c, 1] = ss
 
 
-@njit(**JIT_OPTIONS)
+@njit(**PARALLEL_OPTIONS)
 def mean_loss_parallel(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
                        huber_delta, act, delta, xbuf, no_drop, sums):
     """``train.mean_loss`` with the chunks spread over ``SLOTS`` workspaces (rows of

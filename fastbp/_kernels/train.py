@@ -149,7 +149,7 @@ def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_
                                    batch_size, act, delta, xbuf, dact, drop)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**INLINED_JIT_OPTIONS)
 def outputs_finite(params, net, X, Xsp, rows, act, xbuf, drop):
     """1 if the network's outputs on ``rows`` (an epoch's last minibatch, after its last
     step) are all finite, else 0: weights can grow finite but so large that the outputs
