@@ -7,6 +7,7 @@ import json
 import os
 import re
 import statistics
+import time
 import warnings
 
 import numba
@@ -299,7 +300,7 @@ def test_fit_workloads_set_fastbp_n_threads_and_time_threads_in_float32(monkeypa
     assert all("n_threads" not in params for lib, _, params, _ in seen if lib == "sklearn")
     scaling = rows[1]
     assert (scaling.label, scaling.target) == ("mc-b200 2 vs 1 thr", 1.6)
-    assert "float32" in scaling.note
+    assert "float32" in scaling.note and "cores busy" in scaling.note
 
 
 def test_lbfgs_row_fits_at_one_and_two_threads(monkeypatch):
@@ -594,6 +595,22 @@ def test_interleave_warms_up_then_takes_turns_at_each_thread_count():
     assert (numba.get_num_threads(), blas_threads()) == before
 
 
+def test_busy_cores_is_cpu_time_over_wall_time():
+    """About 1 for a sample that computes throughout, about 0 for one that sleeps."""
+    cores = []
+
+    def spin():
+        end = time.perf_counter() + 0.05
+        while time.perf_counter() < end:
+            pass
+        return 1.0
+
+    assert common.busy_cores(spin, cores)() == 1.0
+    assert common.busy_cores(lambda: time.sleep(0.05) or 2.0, cores)() == 2.0
+    # a busy neighbour may take the spin's core part of the time, never give it more
+    assert 0 <= cores[1] < 0.2 and cores[1] < cores[0] <= 1.2
+
+
 def test_threads_restored_when_the_block_raises():
     before = (numba.get_num_threads(), blas_threads())
     with pytest.raises(RuntimeError), common.threads(1):
@@ -711,7 +728,7 @@ def test_noisy_rows_are_flagged():
 
 def thread_row(one, two):
     samples = {"fastbp": two, "sklearn": [5.0] * len(two), "fastbp@1": one, "fastbp@2": two}
-    return workloads.speed_rows("w", "w", samples, 2.0, 10, 10, 1.0, "s/epoch")[1]
+    return workloads.speed_rows("w", "w", samples, 2.0, 10, 10, 1.0, "s/epoch", [2.0])[1]
 
 
 def test_thread_rows_verdict_from_repeat_by_repeat_ratios():

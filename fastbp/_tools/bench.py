@@ -41,6 +41,7 @@ from .ceilings import WIDE_BATCH, add_ceiling, gemm_operands, gemm_seconds, laye
 from .common import (
     ALPHA,
     SEED,
+    busy_cores,
     classification,
     digits,
     fit_params,
@@ -118,11 +119,12 @@ def _fastbp_epochs(X, y, params, epochs=1, rows=None):
     return lambda: fit_seconds(FastbpMLP, params, Xs, ys) * scale
 
 
-def _fit_configs(X, y, hidden, batch_size, epochs, sklearn_rows, torch, X_threads, extra):
+def _fit_configs(X, y, hidden, batch_size, epochs, sklearn_rows, torch, X_threads, extra,
+                 cores):
     """Configurations of one fit workload. Every sample is seconds per epoch over all of
     X's rows (scaled per row for a subset). Keys: fastbp, sklearn, torch (if given) on X;
     fastbp@1, fastbp@2 on ``X_threads`` (X in the thread rows' dtype); ``extra``
-    configurations are added as they are."""
+    configurations are added as they are. ``cores``: see ``_with_thread_configs``."""
     from sklearn.neural_network import MLPClassifier as SklearnMLP
 
     n = X.shape[0]
@@ -149,17 +151,22 @@ def _fit_configs(X, y, hidden, batch_size, epochs, sklearn_rows, torch, X_thread
             return lambda: _torch_fit_seconds(torch, Xs, ys, hidden, batch_size, epochs) / epochs
 
         configs["torch"] = (torch_fit(n), torch_fit(warm_rows), main)
-    return _with_thread_configs(configs, lambda t: fastbp(X_threads, t), X_threads is X, extra)
+    return _with_thread_configs(configs, lambda t: fastbp(X_threads, t), X_threads is X, extra,
+                                cores)
 
 
-def _with_thread_configs(configs, fastbp_at, main_is_twin, extra):
+def _with_thread_configs(configs, fastbp_at, main_is_twin, extra, cores):
     """``configs`` and fastbp at 1 thread and at 2 (``fastbp_at(n_threads)`` gives the
     ``(sample, warm_up)`` of fastbp with ``n_threads=n_threads``), then the ``extra``
     configurations. On 2 cores the main run is the 2-thread one when it is its twin
-    (``main_is_twin``: same data and dtype), and is not run twice."""
+    (``main_is_twin``: same data and dtype), and is not run twice. Every 2-thread run
+    appends the cores it kept busy to the list ``cores`` (``common.busy_cores``)."""
     for threads in (1, 2):
         if not (threads == 2 == usable_cores() and main_is_twin):
             configs[f"fastbp@{threads}"] = (*fastbp_at(threads), threads)
+    two = "fastbp@2" if "fastbp@2" in configs else "fastbp"
+    sample, warm_up, threads = configs[two]
+    configs[two] = (busy_cores(sample, cores), warm_up, threads)
     configs.update(extra or {})
     return configs
 
@@ -170,9 +177,13 @@ def _thread_samples(samples):
     return samples["fastbp@1"], two
 
 
-def thread_row(workload, label, one, two, target, unit, note=""):
-    """fastbp's speed-up from 1 thread (samples ``one``) to 2 (``two``), taken in turns."""
+def thread_row(workload, label, one, two, target, unit, cores, note=""):
+    """fastbp's speed-up from 1 thread (samples ``one``) to 2 (``two``), taken in turns;
+    the note says how many cores its 2-thread runs kept busy (``cores``, one per run)."""
     per = {"s/epoch": "/epoch", "s/call": "/call", "s/fit": "/fit"}.get(unit, "")
+    note = "; ".join(filter(None, [note, (
+        f"2-thread runs kept {statistics.median(cores):.2f} cores busy (median CPU time over "
+        "wall time; near 1: the second core was taken, no speed-up possible)")]))
     return Row(
         workload,
         f"{label} 2 vs 1 thr",
@@ -188,8 +199,10 @@ def thread_row(workload, label, one, two, target, unit, note=""):
     )
 
 
-def speed_rows(workload, label, samples, target, n, sklearn_rows, thread_target, unit):
-    """The speed-up row and the thread-scaling row of a fit or predict workload."""
+def speed_rows(workload, label, samples, target, n, sklearn_rows, thread_target, unit,
+               cores):
+    """The speed-up row and the thread-scaling row of a fit or predict workload (its
+    2-thread runs kept ``cores`` busy)."""
     fast, sk = _median(samples, "fastbp"), _median(samples, "sklearn")
     per = "/epoch" if unit == "s/epoch" else "/call"
     note = ""
@@ -210,15 +223,16 @@ def speed_rows(workload, label, samples, target, n, sklearn_rows, thread_target,
         torch_ratio,
         note,
     )
-    scaling = thread_row(workload, label, *_thread_samples(samples), thread_target, unit)
+    scaling = thread_row(workload, label, *_thread_samples(samples), thread_target, unit,
+                         cores)
     return [speed, scaling]
 
 
 def _fit_workload(settings, torch, peaks, shape, extra=None):
     """Interleave a fit workload's configurations with its peers' (``TrainingPeers``);
-    return ``(samples, peers)``. ``shape`` is ``(name, X, y, hidden, batch_size,
-    epochs, sklearn_rows, repeats, peer_dtype, large)``; ``large`` workloads leave JAX
-    out unless ``settings.jax_large``."""
+    return ``(samples, peers, cores)`` (``cores``: see ``_with_thread_configs``).
+    ``shape`` is ``(name, X, y, hidden, batch_size, epochs, sklearn_rows, repeats,
+    peer_dtype, large)``; ``large`` workloads leave JAX out unless ``settings.jax_large``."""
     name, X, y, hidden, batch_size, epochs, sklearn_rows, repeats, peer_dtype, large = shape
     skip_jax = f"left out in {settings.mode} mode" if large and not settings.jax_large else None
     # the thread rows and the peers share fastbp's 1- and 2-thread fits in peer_dtype
@@ -226,12 +240,13 @@ def _fit_workload(settings, torch, peaks, shape, extra=None):
     with contextlib.ExitStack() as stack:  # the JAX processes live through the turns
         vs = TrainingPeers(stack, name, X_threads, y, hidden, batch_size, epochs, skip_jax)
         extra = {**(extra or {}), **peaks.configs(X.dtype), **vs.configs}
+        cores = []
         configs = _fit_configs(X, y, hidden, batch_size, epochs, sklearn_rows, torch,
-                               X_threads, extra)
+                               X_threads, extra, cores)
         samples = interleave(configs, repeats)
     peaks.collect(X.dtype, samples)
     vs.take(samples)
-    return samples, vs
+    return samples, vs, cores
 
 
 def digits_workload(dtype):
@@ -242,9 +257,9 @@ def digits_workload(dtype):
         X, y = digits(dtype)
         E, name = settings.digits_epochs, f"digits{dtype[-2:]}"
         shape = (name, X, y, (64,), 32, E, len(X), settings.repeats, dtype, False)
-        samples, vs = _fit_workload(settings, torch, peaks, shape)
+        samples, vs, cores = _fit_workload(settings, torch, peaks, shape)
         rows = speed_rows(name, name, samples, 30, len(X), len(X), THREAD_TARGETS[name],
-                          "s/epoch")
+                          "s/epoch", cores)
         rows[0].note = f"{E} epoch(s) per fit, all 1797 rows, {dtype}" + rows[0].note
         add_ceiling(rows[0], peaks, dtype, layer_units(X, y, (64,)), len(X))
         return [*rows, *vs.rows(*rows)]
@@ -262,11 +277,11 @@ def mc_workload(batch_size, target):
         X, y = classification(n, 100)
         name = f"mc-b{batch_size}"
         shape = (name, X, y, MC_HIDDEN, batch_size, 1, m, settings.repeats, "float32", True)
-        samples, vs = _fit_workload(settings, torch, peaks, shape)
+        samples, vs, cores = _fit_workload(settings, torch, peaks, shape)
         rows = speed_rows(name, name, samples, target, n, min(m, n), THREAD_TARGETS[name],
-                          "s/epoch")
+                          "s/epoch", cores)
         rows[0].note = f"{n} x 100, 1 epoch per fit" + rows[0].note
-        rows[1].note = f"{n} x 100 float32, 1 epoch per fit"
+        rows[1].note = f"{n} x 100 float32, 1 epoch per fit; " + rows[1].note
         add_ceiling(rows[0], peaks, X.dtype, layer_units(X, y, MC_HIDDEN), n)
         return [*rows, *vs.rows(*rows)]
 
@@ -314,15 +329,15 @@ def wide_workload(settings, torch, peaks):
         "gemm@1": (lambda: gemm_seconds(A, B, out, calls), None, 1),
     }
     shape = ("wide", X, y, WIDE_HIDDEN, WIDE_BATCH, 1, m, settings.wide_repeats, "float32", True)
-    samples, vs = _fit_workload(settings, torch, peaks, shape, extra)
+    samples, vs, cores = _fit_workload(settings, torch, peaks, shape, extra)
 
     gemm = {k: samples.pop(k) for k in ("gemm", "gemm@1")}
     speed, scaling = speed_rows("wide", "wide", samples, None, n, min(m, n),
-                                THREAD_TARGETS["wide"], "s/epoch")
+                                THREAD_TARGETS["wide"], "s/epoch", cores)
     speed.note = f"{n} x 256 float32, 1 epoch per fit" + speed.note
     add_ceiling(speed, peaks, X.dtype, layer_units(X, y, WIDE_HIDDEN), n)
     gemm_scaling = _median(gemm, "gemm@1") / _median(gemm, "gemm")
-    scaling.note = f"numpy's GEMM alone: {gemm_scaling:.2f}x from 1 to 2 threads"
+    scaling.note = f"numpy's GEMM alone: {gemm_scaling:.2f}x from 1 to 2 threads; " + scaling.note
     scaling.times.update(gemm)
     fraction = _gflops_row(n, samples, gemm, (A.shape[0], A.shape[1], B.shape[1]))
     return [fraction, speed, scaling, *vs.rows(speed, scaling)]
@@ -363,11 +378,13 @@ def predict_workload(n_rows, dtype, method, target, peer_target):
         if torch is not None:
             configs["torch"] = (latency(_torch_predict(torch, X.shape[1], X.dtype)), None, main)
         peer, why_not = onnxruntime_config(models["fastbp"], x, calls)
-        configs = _with_thread_configs(configs, fastbp_at, True, peer)
+        cores = []
+        configs = _with_thread_configs(configs, fastbp_at, True, peer, cores)
         samples = interleave(configs, settings.repeats)
         label = "predict 1 row" if n_rows == 1 else f"predict {n_rows} rows"
         name = workload_name(n_rows)
-        rows = speed_rows(name, label, samples, target, 1, 1, THREAD_TARGETS[name], "s/call")
+        rows = speed_rows(name, label, samples, target, 1, 1, THREAD_TARGETS[name], "s/call",
+                          cores)
         rows[0].note = (f"{method}, median of {calls} calls per sample, digits model, "
                         f"{dtype}" + rows[0].note)
         predict_peer(rows[0], samples, why_not, peer_target)
@@ -404,10 +421,12 @@ def predict_mc_workload(settings, torch, peaks):
         predict = at_threads(fitted, threads).predict
         return (lambda: median_call_seconds(predict, X, PREDICT_MC_CALLS)), None
 
-    samples = interleave(_with_thread_configs({}, fastbp_at, False, None), settings.repeats)
+    cores = []
+    samples = interleave(_with_thread_configs({}, fastbp_at, False, None, cores),
+                         settings.repeats)
     return [thread_row(
         "predict-mc", f"predict {n} rows mc", *_thread_samples(samples),
-        THREAD_TARGETS["predict-mc"], "s/call",
+        THREAD_TARGETS["predict-mc"], "s/call", cores,
         note=f"predict, median of {PREDICT_MC_CALLS} calls per sample, {n} x 100 float32, "
         f"hidden {MC_HIDDEN}; n_threads 1 and 2",
     )]
@@ -428,10 +447,12 @@ def lbfgs_workload(settings, torch, peaks):
         at = {**params, "n_threads": threads}
         return _fastbp_epochs(X, y, at), _fastbp_epochs(X, y, at, rows=min(n, 512))
 
-    samples = interleave(_with_thread_configs({}, fastbp_at, False, None), settings.repeats)
+    cores = []
+    samples = interleave(_with_thread_configs({}, fastbp_at, False, None, cores),
+                         settings.repeats)
     return [thread_row(
         "lbfgs", f"lbfgs {n} rows", *_thread_samples(samples), THREAD_TARGETS["lbfgs"],
-        "s/fit", note=f"{n} x 100 float32, hidden {MC_HIDDEN}, {iterations} L-BFGS "
+        "s/fit", cores, note=f"{n} x 100 float32, hidden {MC_HIDDEN}, {iterations} L-BFGS "
         "iterations per fit; n_threads 1 and 2",
     )]
 

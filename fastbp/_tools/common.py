@@ -82,6 +82,20 @@ def timed(func):
     return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
 
 
+def busy_cores(sample, cores):
+    """``sample`` that also appends to ``cores`` the cores this process kept busy while it
+    ran (CPU time over wall time): about 2 when two threads both ran throughout, about 1
+    when another process held the second core (a 2-thread run cannot gain then)."""
+
+    def run():
+        wall, cpu = time.perf_counter(), time.process_time()
+        value = sample()
+        cores.append((time.process_time() - cpu) / max(time.perf_counter() - wall, 1e-9))
+        return value
+
+    return run
+
+
 def call_seconds(func, calls):
     """Seconds per call of ``func()`` over ``calls`` calls: ``wall``, the median (stray
     stalls dropped), and ``cpu``, the mean (one call is below the CPU clock's reach)."""
