@@ -575,8 +575,9 @@ def test_torch_side_comparison(tmp_path):
     assert threads["torch_ratio"] is None
 
 
-def test_interleave_warms_up_then_takes_turns_at_each_thread_count():
+def test_interleave_warms_up_then_takes_turns_at_each_thread_count(monkeypatch):
     calls = []
+    monkeypatch.setattr(common, "settle", lambda: calls.append(("settle",)))
 
     def config(name, n_threads):
         def sample():
@@ -588,10 +589,11 @@ def test_interleave_warms_up_then_takes_turns_at_each_thread_count():
     before = (numba.get_num_threads(), blas_threads())
     samples = common.interleave({"a": config("a", 1), "b": config("b", 2)}, repeats=2)
     assert samples == {"a": [1.0, 1.0], "b": [1.0, 1.0]}
-    assert [c[:1] for c in calls] == [("a",), ("b",), ("a",), ("b",), ("a",), ("b",)]
+    # a pause after every call with more than one thread: no spinning threads in a turn
+    assert [c[:1] for c in calls] == [("a",), ("b",), ("settle",)] * 3
     assert calls[:2] == [("a", "warm-up"), ("b", "warm-up")]
-    assert calls[2][1:] == (1, {1})
-    assert calls[3][1] == min(2, numba.config.NUMBA_NUM_THREADS)
+    assert calls[3][1:] == (1, {1})
+    assert calls[4][1] == min(2, numba.config.NUMBA_NUM_THREADS)
     assert (numba.get_num_threads(), blas_threads()) == before
 
 

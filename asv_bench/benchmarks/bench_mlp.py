@@ -203,16 +203,24 @@ def _threads(n):
             numba.set_num_threads(old)
 
 
+# The pause after each call of _interleaved_medians: idle BLAS threads spin for a while
+# after a multi-threaded call, and would share a core with the next function's turn
+# (fastbp._tools.common.SETTLE_SECONDS has the measurement).
+SETTLE_SECONDS = 0.2
+
+
 def _interleaved_medians(funcs, repeats=5):
     """Median seconds of each function, called in turns after one untimed call each."""
     for func in funcs.values():
         func()
+        time.sleep(SETTLE_SECONDS)
     times = {name: [] for name in funcs}
     for _ in range(repeats):
         for name, func in funcs.items():
             start = time.perf_counter()
             func()
             times[name].append(time.perf_counter() - start)
+            time.sleep(SETTLE_SECONDS)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
