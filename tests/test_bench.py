@@ -2,10 +2,12 @@
 prints its table, writes its JSON and PNG, and rejects bad arguments. Nothing here checks
 a speed: the speed targets are what the benchmark reports, not what the tests assert."""
 
+import contextlib
 import json
 import os
 import re
 import statistics
+import time
 import warnings
 
 import numba
@@ -101,7 +103,7 @@ def check_printed_table(out, digits):
     )
     cells = re.search(digits_line, out, re.M).groups()[:2]
     assert cells == (f"{digits['ceiling']:.1f}", f"{digits['ceiling_1thread']:.1f}")
-    assert re.search(r"^digits32 2 vs 1 thr\s+.+x\s+—\s+>= 1x", out, re.M)
+    assert re.search(r"^digits32 2 vs 1 thr\s+.+x\s+—\s+>= 0.97x", out, re.M)
     assert re.search(r"^wide\s+.+x \(.+x\)\s+—\s+report\s+—$", out, re.M)  # tiny: no JAX
     assert re.search(r"^mc-b32 GEMM fraction\s+\S+ ms/epoch \(1 thr\)\s+GEMM .+>= 0.8", out, re.M)
     assert re.search(r"^GEMM fraction: numpy's time", out, re.M)
@@ -127,17 +129,23 @@ def check_peer_rows(rows):
         assert "jax peer not measured: the jax peer needs" in digits["note"]
     for name in ("mc-b32", "wide"):
         assert "jax peer not measured: left out in tiny mode" in by_label[name]["note"]
-    for name, target, fastbp_key in [("digits32", None, "fastbp@1"),
-                                     ("mc-b32", 0.8, "fastbp@1 float32"),
-                                     ("wide", 0.9, "fastbp@1")]:
+    for name, target in [("digits32", None), ("mc-b32", 0.8), ("wide", 0.9)]:
         fraction = by_label[f"{name} GEMM fraction"]
         assert (fraction["metric"], fraction["target"]) == ("fraction", target)
         med = fraction["medians"]
-        assert set(med) == {fastbp_key, "gemm-epoch@1"}
-        assert fraction["value"] == pytest.approx(med["gemm-epoch@1"] / med[fastbp_key])
-    # digits' 1-thread fastbp samples are the thread row's, not a second configuration
-    assert by_label["digits32 GEMM fraction"]["times"]["fastbp@1"] == (
-        by_label["digits32 2 vs 1 thr"]["times"]["fastbp@1"])
+        assert set(med) == {"fastbp@1", "gemm-epoch@1"}
+        assert fraction["value"] == pytest.approx(med["gemm-epoch@1"] / med["fastbp@1"])
+        # the 1-thread fastbp samples are the thread row's, not a second configuration
+        assert fraction["times"]["fastbp@1"] == by_label[f"{name} 2 vs 1 thr"]["times"]["fastbp@1"]
+    # JAX at 2 threads (on two cores) against fastbp's 2-thread samples of the thread row
+    jax2 = by_label.get("digits32 vs jax 2 thr")
+    assert (jax2 is not None) == (HAS_JAX and len(os.sched_getaffinity(0)) >= 2)
+    if jax2 is not None:
+        med = jax2["medians"]
+        assert (jax2["metric"], jax2["target"], set(med)) == (
+            "speed-up", 1.25, {"fastbp@2", "jax@2"})
+        assert jax2["value"] == pytest.approx(med["jax@2"] / med["fastbp@2"])
+        assert jax2["times"]["fastbp@2"] == by_label["digits32 2 vs 1 thr"]["times"]["fastbp@2"]
 
 
 def test_json_report_and_table(tmp_path, capsys):
@@ -157,10 +165,12 @@ def test_json_report_and_table(tmp_path, capsys):
     )
 
     rows = result["rows"]
+    jax2 = ["digits32 vs jax 2 thr"] if HAS_JAX and len(os.sched_getaffinity(0)) >= 2 else []
     assert [row["label"] for row in rows] == [
         "digits32",
         "digits32 2 vs 1 thr",
         "digits32 GEMM fraction",
+        *jax2,
         "mc-b32",
         "mc-b32 2 vs 1 thr",
         "mc-b32 GEMM fraction",
@@ -186,7 +196,8 @@ def test_json_report_and_table(tmp_path, capsys):
         assert row["torch_ratio"] is None
         assert (row["peer"] is not None) == (HAS_JAX and row["label"] == "digits32")
 
-    digits, digits_threads, mc = rows[0], rows[1], rows[3]
+    by_label = {row["label"]: row for row in rows}
+    digits, digits_threads, mc = rows[0], rows[1], by_label["mc-b32"]
     peak_keys = {f"peak@{n}" for n in ceilings.PeakRates.thread_counts()}
     jax_keys = {"fastbp@1", "jax@1"} if HAS_JAX else set()
     assert set(digits["times"]) == {"fastbp", "sklearn"} | peak_keys | jax_keys
@@ -199,9 +210,12 @@ def test_json_report_and_table(tmp_path, capsys):
     )
     assert "sklearn trained on 200 of 400 rows" in mc["note"]
     check_peer_rows(rows)
-    gflops, wide, wide_threads = rows[6], rows[7], rows[8]
+    gflops, wide = by_label["wide GFLOP/s vs GEMM"], by_label["wide"]
     assert (gflops["metric"], gflops["target"], wide["target"]) == ("fraction", 0.5, None)
-    assert wide_threads["target"] == 1.5 and "gemm@1" in wide_threads["times"]
+    targets = {name: by_label[f"{name} 2 vs 1 thr"]["target"] for name in ("digits32", "mc-b32")}
+    assert targets == {"digits32": 0.97, "mc-b32": 1.3}
+    wide_threads = by_label["wide 2 vs 1 thr"]
+    assert wide_threads["target"] == 1.8 and "gemm@1" in wide_threads["times"]
     flops = ceilings.training_flops([256, 1024, 1024, 10], 512)
     gemm_flops = 2 * 512 * 1024 * 1024
     expected = (flops / gflops["medians"]["fastbp"]) / (gemm_flops / gflops["medians"]["gemm"])
@@ -257,6 +271,72 @@ def test_table_fits_stop_early_at_one_thread(monkeypatch):
     assert len(seen) == 6  # a warm-up and two repeats, each library
     assert {entry[0] for entry in seen} == {"fastbp", "sklearn"}
     assert {entry[1:] for entry in seen} == {(True, 2, 1, (500, 90), 0.0, (1,))}
+
+
+def record_fastbp_fits(monkeypatch):
+    """Replace the workloads' fits by a record of (library, dtype, params, BLAS threads)."""
+    seen = []
+
+    def fake_fit_seconds(cls, params, X, y):
+        seen.append((cls.__module__.split(".")[0], X.dtype.name, params,
+                     max(blas_threads().values())))
+        return 1.0
+
+    monkeypatch.setattr(workloads, "fit_seconds", fake_fit_seconds)
+    return seen
+
+
+def test_fit_workloads_set_fastbp_n_threads_and_time_threads_in_float32(monkeypatch):
+    """fastbp's thread count is its n_threads (BLAS is only an outer limit to it): the
+    main run at the usable cores, the thread row's runs at 1 and 2, in float32 on the
+    50k-row networks, with the outer BLAS limit at the same count."""
+    seen = record_fastbp_fits(monkeypatch)
+    rows = workloads.RUNNERS["mc-b200"](runner.TINY, None, ceilings.PeakRates(64, 1))
+    main = len(os.sched_getaffinity(0))
+    fastbp = {(dtype, params["n_threads"], blas) for lib, dtype, params, blas in seen
+              if lib == "fastbp"}
+    assert fastbp == {("float64", main, main), ("float32", 1, 1), ("float32", 2, 2)}
+    assert {lib for lib, *_ in seen} == {"fastbp", "sklearn"}
+    assert all("n_threads" not in params for lib, _, params, _ in seen if lib == "sklearn")
+    scaling = rows[1]
+    assert (scaling.label, scaling.target) == ("mc-b200 2 vs 1 thr", 1.6)
+    assert "float32" in scaling.note and "cores busy" in scaling.note
+
+
+def test_lbfgs_row_fits_at_one_and_two_threads(monkeypatch):
+    seen = record_fastbp_fits(monkeypatch)
+    (row,) = workloads.RUNNERS["lbfgs"](runner.TINY, None, None)
+    assert (row.label, row.target, row.unit) == ("lbfgs 400 rows 2 vs 1 thr", 1.6, "s/fit")
+    assert set(row.times) == {"fastbp@1", "fastbp@2"}
+    assert [(params["n_threads"], blas) for *_, params, blas in seen] == [
+        (1, 1), (2, 2), (1, 1), (2, 2)]  # warm-ups, then one repeat in turns
+    for _, dtype, params, _ in seen:
+        assert (dtype, params["solver"], params["max_iter"]) == ("float32", "lbfgs", 2)
+        assert "batch_size" not in params and "n_iter_no_change" not in params
+
+
+def test_predict_mc_row_predicts_at_one_and_two_threads(monkeypatch):
+    seen = []
+
+    def fake_latency(predict, x, calls):
+        seen.append((predict.__self__.n_threads, x.shape, x.dtype.name))
+        return 1.0
+
+    monkeypatch.setattr(workloads, "median_call_seconds", fake_latency)
+    (row,) = workloads.RUNNERS["predict-mc"](runner.TINY, None, None)
+    assert (row.label, row.target, row.unit) == ("predict 1000 rows mc 2 vs 1 thr", 1.6, "s/call")
+    assert seen == [(1, (1000, 100), "float32"), (2, (1000, 100), "float32")] * 2
+
+
+def test_busy_row_runs_fastbp_at_its_default_threads(monkeypatch):
+    seen = record_fastbp_fits(monkeypatch)
+    monkeypatch.setattr(workloads, "burner", lambda core: contextlib.nullcontext())
+    workloads.RUNNERS["busy"](runner.TINY, None, None)
+    # warm-ups (the busy one's is a quiet fit), then quiet and busy in turns
+    assert len(seen) == 4
+    assert [(params["n_threads"], blas) for *_, params, blas in seen[::2]] == [(1, 1), (1, 1)]
+    assert "n_threads" not in seen[-1][2]  # the busy sample: fastbp's default
+    assert seen[-1][3] == max(blas_threads().values())  # and no outer limit
 
 
 def test_peer_columns_show_a_dash_when_the_peers_are_unavailable(tmp_path, monkeypatch, capsys):
@@ -520,8 +600,9 @@ def test_torch_side_comparison(tmp_path):
     assert threads["torch_ratio"] is None
 
 
-def test_interleave_warms_up_then_takes_turns_at_each_thread_count():
+def test_interleave_warms_up_then_takes_turns_at_each_thread_count(monkeypatch):
     calls = []
+    monkeypatch.setattr(common, "settle", lambda: calls.append(("settle",)))
 
     def config(name, n_threads):
         def sample():
@@ -533,11 +614,28 @@ def test_interleave_warms_up_then_takes_turns_at_each_thread_count():
     before = (numba.get_num_threads(), blas_threads())
     samples = common.interleave({"a": config("a", 1), "b": config("b", 2)}, repeats=2)
     assert samples == {"a": [1.0, 1.0], "b": [1.0, 1.0]}
-    assert [c[:1] for c in calls] == [("a",), ("b",), ("a",), ("b",), ("a",), ("b",)]
+    # a pause after every call with more than one thread: no spinning threads in a turn
+    assert [c[:1] for c in calls] == [("a",), ("b",), ("settle",)] * 3
     assert calls[:2] == [("a", "warm-up"), ("b", "warm-up")]
-    assert calls[2][1:] == (1, {1})
-    assert calls[3][1] == min(2, numba.config.NUMBA_NUM_THREADS)
+    assert calls[3][1:] == (1, {1})
+    assert calls[4][1] == min(2, numba.config.NUMBA_NUM_THREADS)
     assert (numba.get_num_threads(), blas_threads()) == before
+
+
+def test_busy_cores_is_cpu_time_over_wall_time():
+    """About 1 for a sample that computes throughout, about 0 for one that sleeps."""
+    cores = []
+
+    def spin():
+        end = time.perf_counter() + 0.05
+        while time.perf_counter() < end:
+            pass
+        return 1.0
+
+    assert common.busy_cores(spin, cores)() == 1.0
+    assert common.busy_cores(lambda: time.sleep(0.05) or 2.0, cores)() == 2.0
+    # a busy neighbour may take the spin's core part of the time, never give it more
+    assert 0 <= cores[1] < 0.2 and cores[1] < cores[0] <= 1.2
 
 
 def test_threads_restored_when_the_block_raises():
@@ -657,7 +755,7 @@ def test_noisy_rows_are_flagged():
 
 def thread_row(one, two):
     samples = {"fastbp": two, "sklearn": [5.0] * len(two), "fastbp@1": one, "fastbp@2": two}
-    return workloads.speed_rows("w", "w", samples, 2.0, 10, 10, 1.0, "s/epoch")[1]
+    return workloads.speed_rows("w", "w", samples, 2.0, 10, 10, 1.0, "s/epoch", [2.0])[1]
 
 
 def test_thread_rows_verdict_from_repeat_by_repeat_ratios():

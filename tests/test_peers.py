@@ -84,7 +84,7 @@ def test_jax_epoch_trains_the_same_weights_as_fastbp(loss, dtype, rtol):
 
 
 @needs_jax
-def test_jax_peer_pins_the_core_asked_for_and_only_at_one_thread():
+def test_jax_peer_pins_the_core_asked_for_at_one_thread_and_as_many_cores_as_threads():
     X, y = _digits("float64", 64)
     Y = LabelBinarizer().fit_transform(y)
     weights = ([np.full((64, 10), 0.01)], [np.zeros(10)])
@@ -92,7 +92,7 @@ def test_jax_peer_pins_the_core_asked_for_and_only_at_one_thread():
     with peers.JaxEpochs(*weights, X, Y, 16, threads=1, core=usable[0]) as jax:
         assert jax.info["affinity"] == [usable[0]]
     with peers.JaxEpochs(*weights, X, Y, 16, threads=2) as jax:
-        assert jax.info["affinity"] == usable
+        assert jax.info["affinity"] == usable[:2]
 
 
 @needs_onnx

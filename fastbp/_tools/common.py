@@ -82,6 +82,20 @@ def timed(func):
     return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
 
 
+def busy_cores(sample, cores):
+    """``sample`` that also appends to ``cores`` the cores this process kept busy while it
+    ran (CPU time over wall time): about 2 when two threads both ran throughout, about 1
+    when another process held the second core (a 2-thread run cannot gain then)."""
+
+    def run():
+        wall, cpu = time.perf_counter(), time.process_time()
+        value = sample()
+        cores.append((time.process_time() - cpu) / max(time.perf_counter() - wall, 1e-9))
+        return value
+
+    return run
+
+
 def call_seconds(func, calls):
     """Seconds per call of ``func()`` over ``calls`` calls: ``wall``, the median (stray
     stalls dropped), and ``cpu``, the mean (one call is below the CPU clock's reach)."""
@@ -127,22 +141,43 @@ def threads(n):
                 torch.set_num_threads(old_torch)
 
 
+# Idle BLAS (OpenBLAS, OpenMP) threads spin for a while after a multi-threaded call before
+# they sleep; a configuration whose turn comes right after shares a core with them.
+# Measured on 2 cores with one taken by another process: fastbp's 1-thread mc-b200 epoch
+# (10k rows, float32) took 102 ms right after scikit-learn's 2-thread fit, 79 ms after a
+# 0.05 s pause, 56 ms after 0.2 s, as without the fit.
+SETTLE_SECONDS = 0.2
+
+
+def settle():
+    """Wait until the threads a multi-threaded call left spinning have gone to sleep."""
+    time.sleep(SETTLE_SECONDS)
+
+
 def interleave(configs, repeats):
     """Time configurations in turns; return ``{key: [samples]}``.
 
     ``configs`` maps a key to ``(sample, warm_up, n_threads)``: ``warm_up()`` runs once,
     untimed, before any sample; ``sample()`` returns one measurement (seconds). Every
-    call runs under ``threads(n_threads)``. Taking turns makes a busy neighbour slow
-    every configuration alike, so that their ratios stay meaningful.
+    call runs under ``threads(n_threads)``, and one with more than one thread (or the
+    process's own, None) is followed by ``settle()``, so the next turn starts with no
+    spinning threads. Taking turns makes a busy neighbour slow every configuration
+    alike, so that their ratios stay meaningful.
     """
-    for sample, warm_up, n_threads in configs.values():
+
+    def run(call, n_threads):
         with threads(n_threads):
-            (warm_up or sample)()
+            value = call()
+        if n_threads != 1:
+            settle()
+        return value
+
+    for sample, warm_up, n_threads in configs.values():
+        run(warm_up or sample, n_threads)
     samples = {key: [] for key in configs}
     for _ in range(repeats):
         for key, (sample, _warm_up, n_threads) in configs.items():
-            with threads(n_threads):
-                samples[key].append(sample())
+            samples[key].append(run(sample, n_threads))
     return samples
 
 

@@ -214,9 +214,7 @@ def _child_main(npz_path, config_json):
 # imported: sched_setaffinity(0) binds the calling thread, and threads inherit it.
 _BOOT = """
 import os, sys
-core = int(sys.argv[1])
-if core >= 0:
-    os.sched_setaffinity(0, {core})
+os.sched_setaffinity(0, {int(core) for core in sys.argv[1].split(",")})
 import importlib.util
 spec = importlib.util.spec_from_file_location("fastbp_peers_child", sys.argv[2])
 module = importlib.util.module_from_spec(spec)
@@ -246,7 +244,8 @@ class JaxEpochs:
     dtype : {'float32', 'float64'}
     threads : int
         1 pins the child to one core (``core``, default the last one this process may
-        use); more leave it unpinned on every core of this process.
+        use) and XLA to one thread; more pin it to the first ``threads`` cores this
+        process may use, where XLA starts a thread per core.
 
     Use as a context manager; ``info`` holds the child's affinity, JAX version and
     compile time.
@@ -285,9 +284,10 @@ class JaxEpochs:
         if self.threads == 1:
             env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {ONE_THREAD_XLA_FLAGS}".strip()
         self._stderr = open(Path(self._dir.name) / "stderr", "w+")  # noqa: SIM115
-        core = self.core if self.threads == 1 else -1
+        cores = [self.core] if self.threads == 1 else sorted(os.sched_getaffinity(0))[
+            : self.threads]
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, str(core), __file__, str(npz),
+            [sys.executable, "-c", _BOOT, ",".join(map(str, cores)), __file__, str(npz),
              json.dumps(self.config)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
             text=True, env=env,

@@ -45,6 +45,8 @@ class Settings:
     # The JAX peer on mc-b32, mc-b200 and wide. Off in --quick: each of them adds a JAX
     # process, its compile and its 1-thread epochs to the run; digits keeps its peer.
     jax_large: bool = True
+    lbfgs_iterations: int = 10  # per L-BFGS fit (on mc_rows rows)
+    predict_mc_rows: int = 100_000  # rows of the mc network's prediction
 
 
 # The peak GEMM: OpenBLAS on the 2-core development machine reaches the same GFLOP/s at
@@ -52,9 +54,10 @@ class Settings:
 # the time; 256 is within 10 % of it.
 FULL = Settings("full", 7, 20, 50_000, 10_000, 50_000, 5_000, 5, 1_000, True, 3, 25, 1024)
 QUICK = Settings("quick", 3, 5, 10_000, 2_000, 4_096, 1_024, 3, 200, False, 1, 10, 512, False,
-                 table_epochs=5, jax_large=False)
+                 table_epochs=5, jax_large=False, lbfgs_iterations=5)
 TINY = Settings("tiny", 1, 1, 400, 200, 512, 512, 1, 5, False, 1, 1, 256,
-                table_rows=500, table_epochs=2, jax_large=False)
+                table_rows=500, table_epochs=2, jax_large=False, lbfgs_iterations=2,
+                predict_mc_rows=1_000)
 
 
 def load_torch():

@@ -1,28 +1,30 @@
 """The bench's comparisons with fastbp's speed peers (``peers.py``), side by side with
-the workload's other configurations, in the same interleaved turns, all at one thread.
+the workload's other configurations, in the same interleaved turns, at one thread (and
+JAX also at two).
 
 Training: the JAX peer (a whole epoch jitted as one ``lax.scan``, in a subprocess pinned
-to one core) trains the same network from the same kind of initial weights over
-``epochs`` shuffled epochs per sample, as fastbp's 1-thread fit does, and numpy's BLAS
-times the matrix products of one epoch of the same shapes (``peers.GemmEpoch``): over
-fastbp's 1-thread epoch that is the workload's own-shape GEMM fraction. Prediction: a
-1-thread onnxruntime session of fastbp's exported model. A peer that is not installed is
-left out and the row's note says why; the table then shows "—" in its peer column.
+to one core, and a second one on two cores against fastbp at 2 threads) trains the same
+network from the same kind of initial weights over ``epochs`` shuffled epochs per
+sample, as fastbp's fit does, and numpy's BLAS times the matrix products of one epoch of
+the same shapes (``peers.GemmEpoch``): over fastbp's 1-thread epoch that is the
+workload's own-shape GEMM fraction. Prediction: a 1-thread onnxruntime session of
+fastbp's exported model. A peer that is not installed is left out and the row's note
+says why; the table then shows "—" in its peer column.
 """
 
 import statistics
 
-import numpy as np
-
+from .._threads import usable_cores
 from . import peers
 from .ceilings import layer_units
-from .common import fit_params, fit_seconds, fmt_seconds, median_call_seconds, timed
+from .common import fit_params, fmt_seconds, median_call_seconds, timed
 from .report import Row, per_repeat
 
-JAX_TARGET = 1.25  # fastbp's 1-thread epoch at least this much faster than JAX's
+JAX_TARGET = 1.25  # fastbp's epoch at least this much faster than JAX's, at 1 thread and 2
 # own-shape GEMM fraction the issue asks for; digits' tiny products have none (report)
 GEMM_TARGETS = {"mc-b32": 0.8, "mc-b200": 0.8, "wide": 0.9}
-GEMM_KEY, JAX_KEY, ONNX_KEY = "gemm-epoch@1", "jax@1", "onnxruntime@1"
+GEMM_KEY, JAX_KEY, JAX2_KEY, ONNX_KEY = "gemm-epoch@1", "jax@1", "jax@2", "onnxruntime@1"
+FASTBP_KEY = "fastbp@1"  # the workload's own 1-thread fastbp configuration
 
 
 def set_fastest_peer(row, fastbp, peer_samples, target):
@@ -43,53 +45,77 @@ def _note(row, text):
 
 
 class TrainingPeers:
-    """The 1-thread peer configurations of one training workload, then its peer rows.
+    """The peer configurations of one training workload, then its peer rows.
 
     ``configs`` go into the workload's ``interleave``; fastbp's side is the workload's
-    own ``fastbp@1`` configuration when its data are in ``dtype`` already, else one of
-    its own on the data in ``dtype`` (key ``fastbp@1 <dtype>``). ``stack`` (an
-    ``ExitStack``) keeps the JAX process alive until the workload is done. ``skip_jax``, a
+    own ``fastbp@1`` and ``fastbp@2`` configurations, on the same ``X`` (in the peers'
+    dtype). ``stack`` (an ``ExitStack``) keeps the JAX processes alive until the
+    workload is done. ``skip_jax``, a
     reason, leaves JAX out (``--quick`` on the large workloads); ``why_no_jax`` says why.
+    With 2 usable cores or more, a second JAX process (``jax@2``) runs on two of them
+    (XLA's default threads) against fastbp at 2 threads.
     """
 
-    def __init__(self, stack, name, X, y, hidden, batch_size, epochs, dtype,
-                 skip_jax=None):
+    def __init__(self, stack, name, X, y, hidden, batch_size, epochs, skip_jax=None):
         from .. import MLPClassifier
 
-        self.name, self.configs, self.dtype = name, {}, np.dtype(dtype).name
-        self.fastbp_key = "fastbp@1"
-        if X.dtype != np.dtype(dtype):
-            X = np.ascontiguousarray(X, dtype=dtype)
-            self.fastbp_key = f"fastbp@1 {np.dtype(dtype).name}"
-            params = fit_params(hidden, batch_size, epochs)
-            self.configs[self.fastbp_key] = (
-                lambda: fit_seconds(MLPClassifier, params, X, y) / epochs, None, 1)
+        self.name, self.configs, self.dtype = name, {}, X.dtype.name
         gemm = peers.GemmEpoch(layer_units(X, y, hidden), len(X), batch_size, X.dtype)
         self.configs[GEMM_KEY] = (lambda: timed(gemm)["wall"], None, 1)
         self.why_no_jax = skip_jax or peers.unavailable("jax")
         if self.why_no_jax is None:
             # one epoch gives the network its shapes and weights; the peer starts from them
             start = MLPClassifier(**fit_params(hidden, batch_size, 1), n_threads=1).fit(X, y)
-            arguments = peers.jax_arguments(start, X, y, batch_size, epochs, threads=1)
-            jax = stack.enter_context(peers.JaxEpochs(**arguments))
-            self.configs[JAX_KEY] = (lambda: jax.sample(epochs)["wall"], None, 1)
+            for key, threads in ((JAX_KEY, 1), (JAX2_KEY, 2))[:usable_cores()]:
+                arguments = peers.jax_arguments(start, X, y, batch_size, epochs, threads)
+                jax = stack.enter_context(peers.JaxEpochs(**arguments))
+                self.configs[key] = (self._sampler(jax, epochs), None, threads)
+
+    @staticmethod
+    def _sampler(jax, epochs):
+        return lambda: jax.sample(epochs)["wall"]
 
     def take(self, samples):
-        """Move this comparison's samples out of the workload's ``samples`` (fastbp's
-        ``fastbp@1`` stays there too: the thread-scaling row uses it)."""
-        keep = self.fastbp_key == "fastbp@1"
-        self.samples = {key: samples[key] if key == "fastbp@1" and keep else samples.pop(key)
-                        for key in [self.fastbp_key, *self.configs] if key in samples}
+        """Move this comparison's samples out of the workload's ``samples``, and copy
+        fastbp's ``fastbp@1`` (the thread-scaling row uses it too)."""
+        self.samples = {key: samples.pop(key) for key in self.configs if key in samples}
+        self.samples[FASTBP_KEY] = samples[FASTBP_KEY]
 
-    def rows(self, speed):
+    def rows(self, speed, scaling):
         """Put the fastest peer on the workload's ``speed`` row (``take`` first); return
-        the GEMM fraction row."""
-        fastbp, gemm = self.samples[self.fastbp_key], self.samples[GEMM_KEY]
+        the GEMM fraction row and, where JAX ran at 2 threads, the row comparing it with
+        fastbp's 2-thread samples (those of the ``scaling`` row, in this dtype)."""
+        fastbp, gemm = self.samples[FASTBP_KEY], self.samples[GEMM_KEY]
         if JAX_KEY in self.samples:
             set_fastest_peer(speed, fastbp, {JAX_KEY: self.samples[JAX_KEY]}, JAX_TARGET)
-            speed.times[self.fastbp_key] = fastbp
+            speed.times[FASTBP_KEY] = fastbp
         else:
             _note(speed, f"jax peer not measured: {self.why_no_jax}")
+        rows = [self._gemm_row(fastbp, gemm)]
+        if JAX2_KEY in self.samples:
+            rows.append(self._jax_two_threads(scaling.times["fastbp@2"]))
+        return rows
+
+    def _jax_two_threads(self, fastbp):
+        """JAX's epoch over fastbp's, both at 2 threads, measured in turns."""
+        jax = self.samples[JAX2_KEY]
+        return Row(
+            self.name,
+            f"{self.name} vs jax 2 thr",
+            "speed-up",
+            statistics.median(jax) / statistics.median(fastbp),
+            JAX_TARGET,
+            fmt_seconds(statistics.median(fastbp)) + "/epoch (2 thr)",
+            "jax " + fmt_seconds(statistics.median(jax)) + "/epoch (2 thr)",
+            {"fastbp@2": fastbp, JAX2_KEY: jax},
+            "s/epoch",
+            per_repeat(jax, fastbp),
+            note=f"JAX (jit + lax.scan epoch) in a process on this process's cores, XLA's "
+            f"default threads; fastbp n_threads=2; {self.dtype}",
+        )
+
+    def _gemm_row(self, fastbp, gemm):
+        """numpy's time for the epoch's products over fastbp's epoch, at 1 thread."""
         fraction = statistics.median(gemm) / statistics.median(fastbp)
         return Row(
             self.name,
@@ -99,7 +125,7 @@ class TrainingPeers:
             GEMM_TARGETS.get(self.name),
             fmt_seconds(statistics.median(fastbp)) + "/epoch (1 thr)",
             "GEMM " + fmt_seconds(statistics.median(gemm)) + "/epoch",
-            {self.fastbp_key: fastbp, GEMM_KEY: gemm},
+            {FASTBP_KEY: fastbp, GEMM_KEY: gemm},
             "s/epoch",
             per_repeat(gemm, fastbp),
             note=f"numpy's time for the matrix products of one epoch over fastbp's epoch, "
