@@ -106,7 +106,7 @@ _SHARED_PARAMETERS = Template("""\
         (``fan_in``) uniform or normal distribution and set the biases to 0.
     n_threads : int or None, default=None
         Threads of fit and predict. Networks whose minibatch step is large (batch rows x
-        parameters >= 2**20, and at least 32 rows) train data-parallel: each minibatch
+        parameters >= 2**20, and at least 64 rows) train data-parallel: each minibatch
         is cut into up to 8 blocks of rows that run on these threads, their gradients
         summed in a fixed order; large predicts, validation losses and L-BFGS passes run
         their 256-row chunks in parallel. None or -1: the usable cores, no more than

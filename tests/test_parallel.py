@@ -53,7 +53,7 @@ def test_block_rows_bounds_every_block_of_every_batch():
         assert min(blocks) >= 1 and P.n_blocks(batch) <= P.MAX_BLOCKS
 
 
-def blocked_problem(dtype, loss_code, sparse, weighted, batch, hidden=TANH, n=71):
+def blocked_problem(dtype, loss_code, sparse, weighted, batch, hidden=TANH, n=150):
     pb = make_problem(dtype, loss_code, hidden, n=n, units=(6, 9, 7), sparse=sparse,
                       weighted=weighted, seed=180 + loss_code)
     ws = Workspace(pb.layout, pb.ws.net.act_codes, block_rows(batch), dtype,
@@ -82,14 +82,14 @@ def run_blocked(pb, ws, order, state, hp, ihp, batch, drop, threads):
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
 @pytest.mark.parametrize("which", ["adam", "nesterov", "adamw", "adam+l1+clip", "sgd+dropout"])
 def test_train_epoch_blocked_matches_the_oracle_on_any_thread_count(dtype, sparse, which):
-    """Batches of 33 rows: two blocks (16 + 17), the last batch of 5 one block; the
+    """Batches of 67 rows: two blocks (33 + 34), the last batch of 16 one block; the
     oracle's dropout masks are those of whole minibatches, so the blocks must draw
     theirs at their rows' places in the batch."""
     cfg = dict(SOLVERS[which])
     solver, nesterov, lr = cfg.pop("solver"), cfg.pop("nesterov"), cfg.pop("lr")
     dropout = cfg.pop("dropout", None)
     drop = no_dropout() if dropout is None else readonly(np.array(dropout))
-    alpha, batch, t0 = 1e-3, 33, 3
+    alpha, batch, t0 = 1e-3, 67, 3
     for loss_code in (SQUARED_ERROR, LOG_LOSS, LOSSES[-1]):
         weighted = loss_code == SQUARED_ERROR
         pb, ws, order, state = blocked_problem(dtype, loss_code, sparse, weighted, batch)
@@ -125,10 +125,10 @@ def test_train_epoch_blocked_flags_outputs_that_overflow():
     """One full-batch step of size 1e150 (two blocks): finite weights near 1e150, and
     three identity layers multiply them to about 1e450 = inf at the output."""
     dtype = np.float64
-    pb, ws, order, _ = blocked_problem(dtype, SQUARED_ERROR, False, False, 71, IDENTITY)
+    pb, ws, order, _ = blocked_problem(dtype, SQUARED_ERROR, False, False, 150, IDENTITY)
     hp, ihp = make_hp(dtype, "sgd", False, 1e150, SQUARED_ERROR, 0.0, 0)
     state = np.zeros((2, pb.layout.n_params))
-    run_blocked(pb, ws, order, state, hp, ihp, 71, no_dropout(), THREADS[-1])
+    run_blocked(pb, ws, order, state, hp, ihp, 150, no_dropout(), THREADS[-1])
     assert np.isfinite(pb.params).all() and ihp[T.IHP_FINITE] == 0
 
 

@@ -137,7 +137,7 @@ def test_blocking_depends_on_the_shape_not_the_threads(Est):
     and how, follows from the batch and the network alone."""
     n_params = 64 * 256 + 256 + 256 * 3 + 3
     assert _threads.blocked(200, n_params, P.MIN_BLOCK_ROWS)
-    assert not _threads.blocked(31, n_params, P.MIN_BLOCK_ROWS)  # one block only
+    assert not _threads.blocked(63, n_params, P.MIN_BLOCK_ROWS)  # one block only
     assert not _threads.blocked(200, 1000, P.MIN_BLOCK_ROWS)  # a step too small to pay
     X, y = _data(Est)
     fits = [Est(hidden_layer_sizes=(256,), max_iter=2, batch_size=100, random_state=0,

@@ -55,10 +55,12 @@ PARALLEL_OPTIONS = dict(JIT_OPTIONS, parallel=True)
 # A minibatch of ``rows`` rows is cut into blocks: one below 2 * MIN_BLOCK_ROWS rows,
 # else 2, doubled (up to MAX_BLOCKS) while every block keeps BLOCK_ROWS rows. Each block
 # costs its own small products and a gradient partial (a pass over the parameters):
-# measured on a 100-256-128-10 net in float32, one thread, a batch of 200 took 1.10x the
-# unblocked step in 2 blocks, 1.33x in 4 and 1.41x in 8; a power of two keeps 2 and 4
-# cores evenly loaded.
-MIN_BLOCK_ROWS = 16
+# measured on a 100-256-128-10 net in float32, one thread, a batch of 200 took 1.08x the
+# unblocked step in 2 blocks (1.33x in 4 before the partial sums were vectorised); a
+# power of two keeps 2 and 4 cores evenly loaded. Two blocks of 16 rows ran 1.44-1.60x
+# faster on two threads than on one, an epoch of them not at all, while 32 and 64 rows
+# ran 1.9x (quiet machine): blocks keep 32 rows at least.
+MIN_BLOCK_ROWS = 32
 BLOCK_ROWS = 100
 MAX_BLOCKS = 8
 # Parameters per task of the gradient sum and optimizer step: 16 KiB of float32
