@@ -25,16 +25,16 @@ from . import _caller
 # about 2 s more). Measured as the CPU time between numba's "numba:compile" events, one
 # digits fit (or predict) per kernel in a fresh process with an empty NUMBA_CACHE_DIR.
 GROUPS = {
-    "train_epoch": ("training", 8),
+    "train_epoch": ("training", 11),
     "predict_rows": ("prediction", 2),
     "mean_loss": ("validation-loss", 1),
     "full_loss_grad": ("L-BFGS objective", 2),
     # the parallel kernels (fastbp._kernels.parallel), compiled on first use by a fit or
     # predict large enough to run them
-    "train_epoch_blocked": ("parallel training", 10),
+    "train_epoch_blocked": ("parallel training", 20),
     "predict_rows_parallel": ("parallel prediction", 3),
-    "mean_loss_parallel": ("parallel validation-loss", 2),
-    "full_loss_grad_parallel": ("parallel L-BFGS objective", 3),
+    "mean_loss_parallel": ("parallel validation-loss", 3),
+    "full_loss_grad_parallel": ("parallel L-BFGS objective", 5),
 }
 KERNEL_PACKAGE = "fastbp._kernels."
 

@@ -225,7 +225,10 @@ def full_loss_grad_parallel(params, grads, scratch, net, X, Xsp, Y, sw, order, c
     n_chunks = (order.shape[0] + chunk - 1) // chunk
     loss_sum = 0.0
     sw_sum = 0.0
-    grads[:] = 0.0
+    # explicit loops: an array expression in a parallel kernel becomes a region of its
+    # own (measured: with ``grads += scratch[s]`` this pass ran 6x slower than serial)
+    for j in range(grads.shape[0]):
+        grads[j] = 0.0
     for first in range(0, n_chunks, SLOTS):
         count = min(SLOTS, n_chunks - first)
         _wave_loss_grad(params, scratch, net, X, Xsp, Y, sw, order, chunk, first, count,
@@ -234,7 +237,7 @@ def full_loss_grad_parallel(params, grads, scratch, net, X, Xsp, Y, sw, order, c
         for s in range(count):  # chunk order, as full_loss_grad adds them
             loss_sum += sums[s, 0]
             sw_sum += sums[s, 1]
-            grads += scratch[s]
+            _add_into(grads, scratch[s])
     return objective(params, grads, net.icpt_off[0], alpha, l1, loss_sum, sw_sum)
 
 
