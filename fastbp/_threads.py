@@ -116,6 +116,8 @@ def _start_layer():
     """Choose and start numba's threading layer once (TBB when available, unless the
     user chose one with NUMBA_THREADING_LAYER or numba runs one already)."""
     global _layer, _turns
+    if _layer is not None:  # every parallel call asks: no lock once it is chosen
+        return
     import numba
     from numba.np.ufunc import parallel
 

@@ -232,12 +232,15 @@ class Trainer:
         return ws
 
     def _partials(self, params):
-        """The blocked epoch's gradient partials and loss sums, kept between epochs."""
-        partials = getattr(self, "_partial_grads", None)
-        if partials is None or partials.shape[1:] != params.shape or partials.dtype != params.dtype:
-            partials = self._partial_grads = np.empty((_par.MAX_BLOCKS - 1, *params.shape),
-                                                      dtype=params.dtype)
-        return partials, np.empty((_par.MAX_BLOCKS, 2))
+        """The blocked epoch's gradient partials and per-block loss sums, kept between
+        epochs (a fit allocates them once)."""
+        kept = getattr(self, "_partial_grads", None)  # absent from older pickles
+        if kept is None or kept[0].shape[1:] != params.shape or kept[0].dtype != params.dtype:
+            kept = self._partial_grads = (
+                np.empty((_par.MAX_BLOCKS - 1, *params.shape), dtype=params.dtype),
+                np.empty((_par.MAX_BLOCKS, 2)),
+            )
+        return kept
 
     def _gradient_buffer(self, params):
         """The epoch's gradient buffer, kept between epochs (a fit allocates it once)."""
