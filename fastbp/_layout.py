@@ -9,10 +9,14 @@ from collections import namedtuple
 
 import numpy as np
 
+from ._kernels import activations
+
 # The kernels' description of a network: per layer its units, the offsets of its
 # weights and biases in the flat vector, of its block in the activation buffers, and
-# its activation code (numba passes a namedtuple of arrays like a tuple, by field).
-Net = namedtuple("Net", ["units", "coef_off", "icpt_off", "act_off", "act_codes"])
+# its activation code and the address of that activation's compiled function for the
+# network's dtype (numba passes a namedtuple of arrays like a tuple, by field). The
+# addresses hold for this process only: a Net is rebuilt, never pickled.
+Net = namedtuple("Net", ["units", "coef_off", "icpt_off", "act_off", "act_codes", "act_fns"])
 
 
 class Layout:
@@ -80,15 +84,20 @@ class Layout:
         off = np.concatenate([[0], np.cumsum(block)[:-1]]).astype(np.int64)
         return off, int(block.sum())
 
-    def net(self, rows, act_codes):
-        """The tuple the kernels take as the description of the network.
+    def net(self, rows, act_codes, dtype):
+        """The tuple the kernels take as the description of the network, for ``dtype``
+        arrays (float32 or float64).
 
         ``act_codes[l]`` is the activation code of layer ``l`` (entry 0 is unused; the
-        last entry is the output activation). Returns ``(net, buffer_size)``.
+        last entry is the output activation); their functions are compiled here if this
+        process has not used them yet. Returns ``(net, buffer_size)``.
         """
         act_off, size = self.buffer_offsets(rows)
         codes = np.asarray(act_codes, dtype=np.int64)
-        return Net(self.units, self.coef_off, self.icpt_off, act_off, codes), size
+        fns = np.zeros(codes.shape[0], dtype=np.int64)
+        for layer in range(1, codes.shape[0]):
+            fns[layer] = activations.address(int(codes[layer]), dtype)
+        return Net(self.units, self.coef_off, self.icpt_off, act_off, codes, fns), size
 
     def cached(self, key, build):
         """``build()``, cached for the last ``key`` asked. Predict keeps its plan here

@@ -231,7 +231,7 @@ class Network:
         hidden = hidden_activations(
             activation, self.n_layers - 2, tuple(int(u) for u in units[1:-1])
         )
-        net, size = self.layout.net(chunk, self.act_codes(hidden, raw))
+        net, size = self.layout.net(chunk, self.act_codes(hidden, raw), self.dtype)
         tiny = chunk * int(units.max()) ** 2 < _threads.TINY_PRODUCT
         return net, size, tiny, int(units[0]), int(units[-1])
 

@@ -87,7 +87,8 @@ def _outcome(before, after):
 
 
 def warm_up(dtypes=(np.float64, np.float32), verbose=True):
-    """Fit and predict tiny models through every kernel entry point, in each dtype.
+    """Compile every activation, then fit and predict tiny models through every kernel
+    entry point, in each dtype.
 
     With ``verbose``, prints on stderr, for each dtype and kernel group, whether it was
     compiled or loaded from numba's cache and the seconds it took, then the total.
@@ -96,7 +97,7 @@ def warm_up(dtypes=(np.float64, np.float32), verbose=True):
     """
     from sklearn.exceptions import ConvergenceWarning
 
-    from ._kernels import train
+    from ._kernels import activations, train
 
     def say(text, end="\n"):
         if verbose:
@@ -110,6 +111,12 @@ def warm_up(dtypes=(np.float64, np.float32), verbose=True):
         warnings.simplefilter("ignore", CompileWarning)  # these lines say it instead
         for dtype in dtypes:
             name = np.dtype(dtype).name
+            say(f"fastbp warm-up: {name} activations... ", end="")
+            t0 = time.perf_counter()
+            compiled, loaded = activations.warm(dtype)
+            outcome = ("compiled" if compiled else "loaded from the cache" if loaded
+                       else "already in memory")
+            say(f"{outcome} in {time.perf_counter() - t0:.2f} s")
             for group, kernel, call in steps:
                 say(f"fastbp warm-up: {name} {group} kernels ({kernel})... ", end="")
                 before, t0 = _compiles(kernel), time.perf_counter()

@@ -109,7 +109,7 @@ class Workspace:
         self.dense = dense
         self.train = train
         self.slots = slots
-        self.net, size = layout.net(rows, act_codes)
+        self.net, size = layout.net(rows, act_codes, dtype)
         lead = () if slots is None else (slots,)
         self.act = np.empty((*lead, size), dtype=dtype)
         self.delta = np.empty((*lead, size), dtype=dtype)

@@ -137,8 +137,13 @@ def test_warm_up_reports_each_kernel_group_and_the_total(capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     groups = [group for group, _ in _compile_notice.GROUPS.values()]
     outcome = r"(compiled|loaded from the cache|already in memory) in \d+\.\d\d s"
-    expected = [rf"fastbp warm-up: {dtype} {group} kernels \(\w+\)\.\.\. {outcome}"
-                for dtype in ("float64", "float32") for group in groups]
+    expected = [
+        line
+        for dtype in ("float64", "float32")
+        for line in [rf"fastbp warm-up: {dtype} activations\.\.\. {outcome}"]
+        + [rf"fastbp warm-up: {dtype} {group} kernels \(\w+\)\.\.\. {outcome}"
+           for group in groups]
+    ]
     assert len(lines) == len(expected) + 1, lines
     for pattern, line in zip(expected, lines[:-1], strict=True):
         assert re.fullmatch(pattern, line), line

@@ -1,7 +1,8 @@
 """Forward pass of one batch: matrix product + bias + activation, into preallocated blocks.
 
 The network travels as the namedtuple ``net`` (``units``, ``coef_off``, ``icpt_off``,
-``act_off``, ``act_codes``) built by ``fastbp._layout.Layout.net``. X travels as a dense
+``act_off``, ``act_codes``, ``act_fns``: the addresses of the activations, see
+``activations.call``) built by ``fastbp._layout.Layout.net``. X travels as a dense
 2-D array plus a CSR triple ``(indptr, indices, data)``: for sparse X the dense array is
 empty; for dense X the triple is None.
 
@@ -16,8 +17,7 @@ import numpy as np
 from numba import njit
 
 from .._config import JIT_OPTIONS
-from . import dropout
-from .activations import activate
+from . import activations, dropout
 
 
 @njit(**JIT_OPTIONS)
@@ -110,7 +110,7 @@ def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key, row0):
 def forward_layers(params, net, n, act, dact, drop, key, row0):
     """The rest of the forward pass of ``n`` rows whose first product ``X W_0`` is in
     the first block of ``act`` (see ``forward_batch``): returns the output block."""
-    units, act_codes = net.units, net.act_codes
+    units, act_fns = net.units, net.act_fns
     n_layers = units.shape[0]
     train = dact.shape[0] > 0
     Z = block_view(act, net, 1, n)
@@ -121,10 +121,10 @@ def forward_layers(params, net, n, act, dact, drop, key, row0):
         add_bias(Z, icpt_view(params, net, layer - 1))
         if train and layer < n_layers - 1:
             dZ = block_view(dact, net, layer, n)
-            activate(Z, act_codes[layer], dZ)
+            activations.call(act_fns[layer], Z, dZ)
             if drop is not None:  # compiled only for fits with dropout
                 if drop.shape[0] > layer and drop[layer] > 0.0:
                     dropout.apply(Z, dZ, drop[layer], key, layer, row0)
         else:
-            activate(Z, act_codes[layer], dact[:0].reshape((0, 0)))
+            activations.call(act_fns[layer], Z, dact[:0].reshape((0, 0)))
     return Z
