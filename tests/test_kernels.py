@@ -19,16 +19,14 @@ import scipy.sparse as sp
 
 from fastbp._config import JIT_OPTIONS
 from fastbp._kernels import activations as A
+from fastbp._kernels import backward, dropout, forward
 from fastbp._kernels import losses as L
 from fastbp._kernels import optimizers as O
 from fastbp._kernels import train as T
 from fastbp._kernels.activations import activate
-from fastbp._kernels.backward import backward_batch, finalize_gradient, sum_of_squares
-from fastbp._kernels.dropout import apply as dropout_apply
-from fastbp._kernels.dropout import batch_key
-from fastbp._kernels.forward import forward_batch
-from fastbp._kernels.losses import loss_and_delta
-from fastbp._kernels.optimizers import adagrad_step, adam_step, rmsprop_step, sgd_step, step
+from fastbp._kernels.backward import backward_batch
+from fastbp._kernels.blas import matmul
+from fastbp._kernels.optimizers import step
 from fastbp._kernels.train import full_loss_grad, mean_loss, predict_rows, train_epoch
 from fastbp._layout import Layout
 from fastbp._workspace import Workspace, kernel_rows, kernel_X, no_dropout, readonly
@@ -37,6 +35,25 @@ try:  # tests/ is not a package: pytest puts it on sys.path (rootdir "prepend" m
     from . import naive
 except ImportError:
     import naive
+
+
+
+def from_python(kernel):
+    """``kernel`` callable from Python: the kernels only compiled code calls have no
+    CPython wrapper (``_config.HELPER_JIT_OPTIONS``), so tests go through a compiled
+    trampoline, as the entry kernels do."""
+    return numba.njit(lambda *args: kernel(*args))
+
+
+finalize_gradient = from_python(backward.finalize_gradient)
+sum_of_squares = from_python(backward.sum_of_squares)
+dropout_apply = from_python(dropout.apply)
+batch_key = from_python(dropout.batch_key)
+forward_batch = from_python(forward.forward_batch)
+loss_and_delta = from_python(L.loss_and_delta)
+adagrad_step, adam_step, rmsprop_step, sgd_step = (
+    from_python(rule) for rule in (O.adagrad_step, O.adam_step, O.rmsprop_step, O.sgd_step)
+)
 
 DTYPES = [np.float64, np.float32]
 RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
@@ -239,6 +256,36 @@ def test_loss_and_delta(dtype, code, weighted):
     assert_close(D, want_D, dtype)
     if weighted:
         assert np.all(D[rows == 2] == 0)  # zero weight: no gradient
+
+
+# -------------------------------------------------------------------------- matrix product
+@numba.njit
+def _numba_dot(a, b, out):
+    np.dot(a, b, out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7, 5, 3), (1, 5, 3), (7, 5, 1), (1, 5, 1), (0, 5, 3),
+                                   (7, 0, 3), (7, 5, 0), (40, 33, 17)])
+@pytest.mark.parametrize("layouts", ["CC", "FC", "CF"])
+def test_matmul_is_numbas_dot(dtype, shape, layouts):
+    """``blas.matmul`` makes numba's BLAS calls for ``np.dot(a, b, out)`` (gemm, gemv or
+    dot by shape; zeros for an empty product), so the products are those of before,
+    bit for bit, in every operand layout the kernels use (``A.T @ D``, ``D @ W.T``)."""
+    m, k, n = shape
+    rng = np.random.default_rng(m * 100 + k * 10 + n)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    if layouts[0] == "F":
+        a = np.ascontiguousarray(a.T).T
+    if layouts[1] == "F":
+        b = np.ascontiguousarray(b.T).T
+    got = np.full((m, n), np.nan, dtype=dtype)
+    want = np.full((m, n), np.nan, dtype=dtype)
+    from_python(matmul)(a, b, got)
+    _numba_dot(a, b, want)
+    assert got.tobytes() == want.tobytes()
+    assert_close(got, a.astype(np.float64) @ b.astype(np.float64), dtype, scale=1.0)
 
 
 # --------------------------------------------------------------------------------- forward
@@ -555,12 +602,12 @@ def test_float32_kernels_compute_in_float32():
     key = batch_key(1, 2)
     form = (0.5, 10, 1e-4, 3.0)  # raw sums: L2 term, weight sum, clipping factor
     cases = {
-        "sgd": (sgd_step, (v, v.copy(), form, v.copy(), 0.1, 0.9, True)),
-        "adamw": (adam_step, (v, v.copy(), form, v.copy(), v.copy(), 3, 1e-3, 0.9, 0.999,
-                              1e-8, 0.99)),
-        "rmsprop": (rmsprop_step, (v, v.copy(), form, v.copy(), 0.1, 0.9, 1e-8)),
-        "adagrad": (adagrad_step, (v, v.copy(), form, v.copy(), 0.1, 1e-8)),
-        "dropout": (dropout_apply, (Z.copy(), Z.copy(), 0.3, key, 1, 0)),
+        "sgd": (O.sgd_step, (v, v.copy(), form, v.copy(), 0.1, 0.9, True)),
+        "adamw": (O.adam_step, (v, v.copy(), form, v.copy(), v.copy(), 3, 1e-3, 0.9, 0.999,
+                                1e-8, 0.99)),
+        "rmsprop": (O.rmsprop_step, (v, v.copy(), form, v.copy(), 0.1, 0.9, 1e-8)),
+        "adagrad": (O.adagrad_step, (v, v.copy(), form, v.copy(), 0.1, 1e-8)),
+        "dropout": (dropout.apply, (Z.copy(), Z.copy(), 0.3, key, 1, 0)),
     }
     irs = {name: float32_ir(kernel, *args) for name, (kernel, args) in cases.items()}
     # each activation is a C callback of its own; gelu calls libm's erf (no SIMD form)

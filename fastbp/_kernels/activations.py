@@ -223,8 +223,9 @@ def _signature(dtype):
 
 _SIGNATURES = {np.dtype(np.float64): _signature(types.float64),
                np.dtype(np.float32): _signature(types.float32)}
-# cfunc takes numba's compile options but not nogil (a C callback holds no GIL)
-_CFUNC_OPTIONS = {k: v for k, v in JIT_OPTIONS.items() if k != "nogil"}
+# cfunc takes numba's compile options but not nogil (a C callback holds no GIL), and it
+# makes the C wrapper that the other kernels go without
+_CFUNC_OPTIONS = {k: v for k, v in JIT_OPTIONS.items() if k not in ("nogil", "no_cfunc_wrapper")}
 _compiled = {}
 _compile_lock = threading.Lock()
 

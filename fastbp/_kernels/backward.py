@@ -3,11 +3,12 @@
 import numpy as np
 from numba import njit
 
-from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
+from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS, JIT_OPTIONS
+from .blas import matmul
 from .forward import block_view, coef_view, icpt_view
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def csr_rows_tdot(indptr, indices, data, rows, D, G):
     """``G = X[rows].T @ D`` for CSR X, without densifying X."""
     fan_in, m = G.shape
@@ -23,7 +24,7 @@ def csr_rows_tdot(indptr, indices, data, rows, D, G):
                 G[a, j] += v * D[i, j]
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def column_sums(D, out):
     n, m = D.shape
     for j in range(m):
@@ -33,7 +34,7 @@ def column_sums(D, out):
             out[j] += D[i, j]
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def multiply(D, F):
     """``D *= F`` elementwise (2-D, same shape)."""
     n, m = D.shape
@@ -64,15 +65,15 @@ def backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact):
         if layer - 1 == 0:
             if Xsp is None:  # dense X (see forward's module docstring)
                 A0 = xbuf[: n * units[0]].reshape((n, units[0]))
-                np.dot(A0.T, D, G)
+                matmul(A0.T, D, G)
             else:
                 csr_rows_tdot(Xsp[0], Xsp[1], Xsp[2], rows, D, G)
         else:
-            np.dot(block_view(act, net, layer - 1, n).T, D, G)
+            matmul(block_view(act, net, layer - 1, n).T, D, G)
         column_sums(D, icpt_view(grads, net, layer - 1))
         if layer > 1:
             D_prev = block_view(delta, net, layer - 1, n)
-            np.dot(D, coef_view(params, net, layer - 1).T, D_prev)
+            matmul(D, coef_view(params, net, layer - 1).T, D_prev)
             multiply(D_prev, block_view(dact, net, layer - 1, n))
 
 
@@ -82,7 +83,7 @@ def backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact):
 # (8 hand-written partial sums stayed scalar). The lanes depend only on the compiled
 # code, so the result is the same on every run on a given machine; between machines it
 # may differ in the last bits, which no parity test can see.
-_REASSOC_OPTIONS = dict(JIT_OPTIONS, fastmath=JIT_OPTIONS["fastmath"] | {"reassoc"})
+_REASSOC_OPTIONS = dict(HELPER_JIT_OPTIONS, fastmath=JIT_OPTIONS["fastmath"] | {"reassoc"})
 
 
 @njit(**_REASSOC_OPTIONS)
@@ -95,7 +96,7 @@ def sum_of_squares(a, n):
     return s
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def finalize_gradient(params, grads, n_coefs, alpha, l1, sw_sum, want_norm):
     """Add the penalty terms to the weight gradients and divide everything by ``sw_sum``.
 

@@ -9,7 +9,7 @@ evaluation, and two estimators training in two threads cannot disturb each other
 import numpy as np
 from numba import njit
 
-from .._config import JIT_OPTIONS
+from .._config import HELPER_JIT_OPTIONS
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -18,7 +18,7 @@ _S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(
 _TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def mix(x):
     """SplitMix64's output function of the counter ``x`` (uint64 -> uint64)."""
     z = x + _GOLDEN
@@ -27,19 +27,19 @@ def mix(x):
     return z ^ (z >> _S31)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def unit(h):
     """The top 53 bits of the hash ``h`` as a float64 in [0, 1)."""
     return float(h >> _S11) * _TO_UNIT
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def batch_key(seed, step):
     """Key of one minibatch: ``seed`` and the global step count (int64 each)."""
     return mix(mix(np.uint64(seed)) ^ np.uint64(step))
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def apply(A, dA, p, key, layer, row0):
     """Drop each entry of ``A`` with probability ``p``; scale the kept by 1 / (1 - p).
 

@@ -13,14 +13,14 @@ compile the sparse products and the dropout masks, and optimise them again in ea
 caller).
 """
 
-import numpy as np
 from numba import njit
 
-from .._config import JIT_OPTIONS
+from .._config import HELPER_JIT_OPTIONS
 from . import activations, dropout
+from .blas import matmul
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def coef_view(flat, net, layer):
     """Weights from layer ``layer`` to ``layer + 1`` (fan_in x fan_out view of flat)."""
     units, coef_off = net.units, net.coef_off
@@ -30,7 +30,7 @@ def coef_view(flat, net, layer):
     )
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def icpt_view(flat, net, layer):
     """Bias of layer ``layer + 1`` (view of flat)."""
     units, icpt_off = net.units, net.icpt_off
@@ -38,7 +38,7 @@ def icpt_view(flat, net, layer):
     return flat[a : a + units[layer + 1]]
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def block_view(buf, net, layer, n):
     """The ``n x units[layer]`` block of layer ``layer >= 1`` in a workspace buffer."""
     units, act_off = net.units, net.act_off
@@ -46,7 +46,7 @@ def block_view(buf, net, layer, n):
     return buf[a : a + n * units[layer]].reshape((n, units[layer]))
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def gather_rows(X, rows, xbuf):
     """Copy rows ``rows`` of dense ``X`` into the head of ``xbuf``; return that view."""
     n = rows.shape[0]
@@ -59,7 +59,7 @@ def gather_rows(X, rows, xbuf):
     return out
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def csr_rows_dot(indptr, indices, data, rows, W, out):
     """``out = X[rows] @ W`` for CSR X, without densifying X."""
     n, m = out.shape
@@ -74,7 +74,7 @@ def csr_rows_dot(indptr, indices, data, rows, W, out):
                 out[i, j] += v * W[wrow, j]
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def add_bias(Z, b):
     n, m = Z.shape
     for i in range(n):
@@ -82,7 +82,7 @@ def add_bias(Z, b):
             Z[i, j] += b[j]
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key, row0):
     """Forward pass of the rows ``rows`` of X.
 
@@ -100,13 +100,13 @@ def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key, row0):
     Z = block_view(act, net, 1, n)
     if Xsp is None:
         A0 = gather_rows(X, rows, xbuf)
-        np.dot(A0, coef_view(params, net, 0), Z)
+        matmul(A0, coef_view(params, net, 0), Z)
     else:
         csr_rows_dot(Xsp[0], Xsp[1], Xsp[2], rows, coef_view(params, net, 0), Z)
     return forward_layers(params, net, n, act, dact, drop, key, row0)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def forward_layers(params, net, n, act, dact, drop, key, row0):
     """The rest of the forward pass of ``n`` rows whose first product ``X W_0`` is in
     the first block of ``act`` (see ``forward_batch``): returns the output block."""
@@ -117,7 +117,7 @@ def forward_layers(params, net, n, act, dact, drop, key, row0):
     for layer in range(1, n_layers):
         if layer > 1:
             Z = block_view(act, net, layer, n)
-            np.dot(block_view(act, net, layer - 1, n), coef_view(params, net, layer - 1), Z)
+            matmul(block_view(act, net, layer - 1, n), coef_view(params, net, layer - 1), Z)
         add_bias(Z, icpt_view(params, net, layer - 1))
         if train and layer < n_layers - 1:
             dZ = block_view(dact, net, layer, n)

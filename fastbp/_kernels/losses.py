@@ -31,7 +31,7 @@ import math
 
 from numba import njit
 
-from .._config import JIT_OPTIONS
+from .._config import HELPER_JIT_OPTIONS
 from . import activations as A
 
 SQUARED_ERROR = 0
@@ -68,7 +68,7 @@ OUTPUT_ACTIVATION = {
 }
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def loss_and_delta(P, Y, rows, sw, code, clip_eps, huber_delta, D):
     """Loss of the batch and the output delta.
 

@@ -25,7 +25,7 @@ import math
 
 from numba import njit
 
-from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
+from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS
 
 SGD = 0
 ADAM = 1
@@ -36,7 +36,7 @@ ADAGRAD = 4
 CODES = {"sgd": SGD, "adam": ADAM, "adamw": ADAMW, "rmsprop": RMSPROP, "adagrad": ADAGRAD}
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def final_gradient(grads, params, j, n_coefs, alpha, total, gscale):
     """Entry ``j`` of the gradient the rules step along (see the module docstring);
     ``alpha``, ``total`` and ``gscale`` already in the parameters' dtype.
@@ -47,7 +47,7 @@ def final_gradient(grads, params, j, n_coefs, alpha, total, gscale):
     return (grads[j] + a * params[j]) / total * gscale
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def sgd_step(params, grads, form, velocity, lr, momentum, nesterov):
     """SGD with (Nesterov) momentum: v <- mu v - lr g; w <- w + v (or + mu v - lr g)."""
     cast = params.dtype.type
@@ -63,7 +63,7 @@ def sgd_step(params, grads, form, velocity, lr, momentum, nesterov):
             params[j] += v
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def adam_step(params, grads, form, m, v, t, lr_init, beta_1, beta_2, epsilon, decay=1.0):
     """Adam step number ``t`` (1-based), bias correction folded into the step size
     (scikit-learn's form: ``w -= lr_t m / (sqrt(v) + eps)``).
@@ -86,7 +86,7 @@ def adam_step(params, grads, form, m, v, t, lr_init, beta_1, beta_2, epsilon, de
         params[j] = w + -step_size * mj / (math.sqrt(vj) + eps)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def rmsprop_step(params, grads, form, v, lr, rho, epsilon):
     """RMSprop: v <- rho v + (1 - rho) g^2; w <- w - lr g / (sqrt(v) + eps)."""
     cast = params.dtype.type
@@ -100,7 +100,7 @@ def rmsprop_step(params, grads, form, v, lr, rho, epsilon):
         params[j] -= step_size * g / (math.sqrt(vj) + eps)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def adagrad_step(params, grads, form, acc, lr, epsilon):
     """Adagrad: G <- G + g^2; w <- w - lr g / (sqrt(G) + eps)."""
     cast = params.dtype.type

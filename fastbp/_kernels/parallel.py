@@ -26,7 +26,7 @@ import math
 
 from numba import njit, prange
 
-from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
+from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS, JIT_OPTIONS
 from . import dropout
 from .train import (
     HP_CLIP_EPS,
@@ -93,7 +93,7 @@ def block_start(rows, blocks, b):
 # its callees' compile again (measured: a first blocked fit compiled for 25 s of CPU with
 # the regions as functions of their own). The optimizer step stays a function (its five
 # rules inlined into a region's body would all pass through the parfor analysis).
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def _chunk_step(solver, params, grads, form, s0, s1, hp, ihp):
     optimizer_step(solver, params, grads, form, s0, s1, hp, ihp)
 

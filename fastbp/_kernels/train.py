@@ -10,13 +10,13 @@ Buffers (allocated once per fit by the caller, see ``fastbp._workspace``):
 
 import math
 
-import numpy as np
 from numba import njit
 
-from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
+from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS, JIT_OPTIONS
 from . import dropout
 from . import optimizers as opt
 from .backward import backward_batch, finalize_gradient, sum_of_squares
+from .blas import matmul
 from .forward import block_view, coef_view, forward_batch, forward_layers
 from .losses import loss_and_delta
 
@@ -50,7 +50,7 @@ def batch_loss_grad(params, grads, net, X, Xsp, Y, sw, rows, loss_code, clip_eps
     return loss_sum, sw_sum
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def step_form(params, grads, hp, n_coefs, sw_sum):
     """How the optimizer reads the minibatch gradient ``grads`` (raw sums), and the
     penalty terms of the reported loss: ``(form, sq, l1_norm)``.
@@ -72,7 +72,7 @@ def step_form(params, grads, hp, n_coefs, sw_sum):
     return (gscale, n_coefs, 0.0, 1.0), sq, l1_norm
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def batch_loss(loss_sum, sw_sum, hp, sq, l1_norm):
     """A minibatch's loss with its penalty terms (scikit-learn's per-batch value)."""
     return (loss_sum / sw_sum + 0.5 * hp[HP_ALPHA] * sq / sw_sum
@@ -199,7 +199,7 @@ def full_loss_grad(params, grads, scratch, net, X, Xsp, Y, sw, order, chunk, los
     return objective(params, grads, net.icpt_off[0], alpha, l1, loss_sum, sw_sum)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def objective(params, grads, n_coefs, alpha, l1, loss_sum, sw_sum):
     """The objective from the summed loss and raw gradient: finishes ``grads`` (the
     penalties, the division by the weight sum) and returns the loss (NaN if the
@@ -210,7 +210,7 @@ def objective(params, grads, n_coefs, alpha, l1, loss_sum, sw_sum):
     return loss_sum / sw_sum + 0.5 * alpha * sq / sw_sum + l1 * l1_norm / sw_sum
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def chunk_loss(params, net, X, Xsp, Y, sw, rows, loss_code, clip_eps, huber_delta, act,
                delta, xbuf, no_drop):
     """``(loss_sum, sw_sum)`` of the rows ``rows``, no dropout (see ``mean_loss``)."""
@@ -238,7 +238,7 @@ def mean_loss(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps, hub
     return loss_sum / sw_sum
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def all_finite(X, order):
     """Whether the rows ``order`` of dense X hold only finite values.
 
@@ -255,7 +255,7 @@ def all_finite(X, order):
     return True
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def is_range(order):
     """Whether ``order`` is ``order[0], order[0] + 1, ...`` (predict's usual rows)."""
     n = order.shape[0]
@@ -285,7 +285,7 @@ def predict_rows(params, net, X, Xsp, order, chunk, act, xbuf, no_drop, out):
     return True
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def predict_chunk(params, net, X, Xsp, order, start, stop, direct, act, xbuf, no_drop,
                   out):
     """Rows ``order[start:stop]`` of ``predict_rows``. With ``direct`` (consecutive rows
@@ -293,7 +293,7 @@ def predict_chunk(params, net, X, Xsp, order, start, stop, direct, act, xbuf, no
     key = dropout.batch_key(0, 0)
     if direct:
         Z = block_view(act, net, 1, stop - start)
-        np.dot(X[order[0] + start : order[0] + stop], coef_view(params, net, 0), Z)
+        matmul(X[order[0] + start : order[0] + stop], coef_view(params, net, 0), Z)
         P = forward_layers(params, net, stop - start, act, act[:0], no_drop, key, 0)
     else:
         P = forward_batch(params, net, X, Xsp, order[start:stop], act, xbuf, act[:0],

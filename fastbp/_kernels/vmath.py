@@ -35,7 +35,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from .._config import FASTMATH, JIT_OPTIONS
+from .._config import FASTMATH, HELPER_JIT_OPTIONS, JIT_OPTIONS
 
 # ---------------------------------------------------------------------------------------
 # Constants, per dtype
@@ -191,7 +191,7 @@ def _to_float(typingctx, k, like):
 # _C64), a compile-time constant once inlined
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def _poly(coefs, v):
     """Horner's rule, highest coefficient first."""
     q = coefs[0]
@@ -200,7 +200,7 @@ def _poly(coefs, v):
     return q
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def _exp_parts(x, c):
     """``(e**r - 1, k)`` with x = k ln2 + r, |r| <= ln2 / 2, for x clamped to
     [x_min, x_max]. NaN compares false, so it becomes x_max (k stays in range): callers
@@ -214,7 +214,7 @@ def _exp_parts(x, c):
     return r + r * r * _poly(c.exp_poly, r), k
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def _scale(p, k, c, like):
     """p * 2**k in two halves, so that neither overflows the exponent field: the
     second product rounds once into the subnormals, or overflows to inf."""
@@ -224,14 +224,14 @@ def _scale(p, k, c, like):
     return (p * s1) * s2
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def _exp(x, c):
     em1r, k = _exp_parts(x, c)
     e = _scale(c.one + em1r, k, c, x)
     return e if x == x else x
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def _expm1(x, c):
     em1r, k = _exp_parts(x, c)
     s = _scale(c.one, k, c, x)  # 2**k: 0 below the subnormals, inf above the range
@@ -242,7 +242,7 @@ def _expm1(x, c):
     return y if x == x else x
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def _log(x, c):
     tiny = x < c.min_normal
     bits = _bits(x * c.denorm_scale if tiny else x)
@@ -263,7 +263,7 @@ def _log(x, c):
     return -c.inf if x == c.zero else y
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def _log1p(x, c):
     w = c.one + x
     lw = _log(w, c)
@@ -274,7 +274,7 @@ def _log1p(x, c):
     return y if (w > c.zero and w != c.inf) else lw
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def _tanh(x, c):
     a = abs(x)
     x2 = x * x
@@ -285,7 +285,7 @@ def _tanh(x, c):
     return small if a < c.tanh_switch else large
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def _logistic(x, c):
     # e = exp(-|x|) <= 1 never overflows; 1 / (1 + e) or e / (1 + e) by the sign
     e = _exp(-abs(x), c)
