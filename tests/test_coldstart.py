@@ -19,6 +19,7 @@ from numba.core.event import Event, EventStatus
 import fastbp
 from fastbp import _compile_notice
 from fastbp._kernels import train
+from fastbp._kernels.activations import LOGISTIC, RELU
 
 ROOT = str(Path(fastbp.__file__).resolve().parents[1])
 NOTICE = "fastbp is compiling"
@@ -33,7 +34,7 @@ THREE_FITS = """
     import numpy as np
     import fastbp
     from sklearn.exceptions import ConvergenceWarning
-    from fastbp._kernels import backward, dropout, forward, optimizers, train
+    from fastbp._kernels import activations, backward, dropout, forward, optimizers, train
     warnings.simplefilter("ignore", ConvergenceWarning)
     X = np.random.default_rng(0).normal(size=(60, 4))
     y = np.arange(60) % 2
@@ -46,6 +47,7 @@ THREE_FITS = """
               optimizers.sgd_step, optimizers.rmsprop_step, optimizers.adagrad_step]
     print(" ".join(k.__name__ for k in unused if k.signatures) or "-")
     print(len(optimizers.adam_step.signatures))
+    print(" ".join(f"{code}:{dtype}" for code, dtype in activations.loaded()))
 """
 
 
@@ -57,8 +59,8 @@ def _three_fits(cache_dir):
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(THREE_FITS)], env=env,
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    compiled, unused, adam = proc.stdout.splitlines()[-3:]
-    return proc.stderr, int(compiled), unused, int(adam)
+    compiled, unused, adam, acts = proc.stdout.splitlines()[-4:]
+    return proc.stderr, int(compiled), unused, int(adam), acts
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def cold_cache(tmp_path_factory):
 
 
 def test_a_process_that_compiles_says_so_once(cold_cache):
-    cache, stderr, compiled, _, _ = cold_cache
+    cache, stderr, compiled, _, _, _ = cold_cache
     assert compiled == 2  # the premise: both entry kernels compiled in that process
     assert stderr.count(NOTICE) == 1, stderr
     notice = next(line for line in stderr.splitlines() if NOTICE in line)
@@ -81,15 +83,18 @@ def test_a_process_that_compiles_says_so_once(cold_cache):
 
 def test_a_dense_fit_compiles_only_the_paths_it_takes(cold_cache):
     """Sparse products, dropout masks and the other optimizers' rules are typed apart
-    (None, one epoch kernel per optimizer): a dense Adam fit compiles none of them."""
-    _, _, _, unused, adam = cold_cache
+    (None, one epoch kernel per optimizer), and each activation is a function of its own:
+    a dense Adam fit compiles none of them, and only the two activations it uses."""
+    _, _, _, unused, adam, acts = cold_cache
     assert adam >= 1  # the premise: a rule the fit uses shows as compiled
     assert unused == "-", f"compiled for a dense Adam fit without dropout: {unused}"
+    # relu hidden layers and the logistic output of a binary classifier
+    assert acts == f"{LOGISTIC}:float64 {RELU}:float64", acts
 
 
 def test_a_process_that_loads_the_cache_says_nothing(cold_cache):
     cache = cold_cache[0]
-    stderr, compiled, _, _ = _three_fits(cache)
+    stderr, compiled, *_ = _three_fits(cache)
     assert compiled == 0  # the premise: everything came from the cache
     assert NOTICE not in stderr, stderr
 

@@ -244,6 +244,11 @@ def compiled(code, dtype):
     return fn
 
 
+def loaded():
+    """``(code, dtype name)`` of every activation compiled or loaded in this process."""
+    return sorted((code, dtype.name) for code, dtype in list(_compiled))
+
+
 def warm(dtype):
     """Compile (or load) every activation for ``dtype``: ``(compiled, loaded)``, how
     many of those not yet in this process were compiled and loaded from the cache."""
