@@ -20,21 +20,22 @@ from . import _caller
 
 # What each entry kernel of ``_kernels.train`` is for, and the CPU seconds it took to
 # compile with an empty cache on the 2-core development machine (numba 0.68, LLVM,
-# callees included: the training kernel compiles the forward, loss and activation code
-# that the later ones reuse, and the rule of one optimizer; each other optimizer's epoch
-# about 2 s more). Measured as the CPU time between numba's "numba:compile" events, one
-# digits fit (or predict) per kernel in a fresh process with an empty NUMBA_CACHE_DIR.
+# callees included: the training kernel compiles the forward, loss and backward code
+# that the later ones reuse, the rule of one optimizer and the fit's activations; each
+# other optimizer's epoch about 1.5 s more). Measured in fresh processes with an empty
+# NUMBA_CACHE_DIR at load 0.8-1.3: a first digits fit 5.0-5.5 s; the others from
+# ``python -m fastbp warmup``, each after the kernels above it.
 GROUPS = {
-    "train_epoch": ("training", 11),
-    "predict_rows": ("prediction", 2),
+    "train_epoch": ("training", 5),
+    "predict_rows": ("prediction", 1),
     "mean_loss": ("validation-loss", 1),
     "full_loss_grad": ("L-BFGS objective", 2),
     # the parallel kernels (fastbp._kernels.parallel), compiled on first use by a fit or
-    # predict large enough to run them
-    "train_epoch_blocked": ("parallel training", 20),
-    "predict_rows_parallel": ("parallel prediction", 3),
-    "mean_loss_parallel": ("parallel validation-loss", 3),
-    "full_loss_grad_parallel": ("parallel L-BFGS objective", 5),
+    # predict large enough to run them (a first fit that trains blocked: 10.8 s)
+    "train_epoch_blocked": ("parallel training", 10),
+    "predict_rows_parallel": ("parallel prediction", 2),
+    "mean_loss_parallel": ("parallel validation-loss", 2),
+    "full_loss_grad_parallel": ("parallel L-BFGS objective", 3),
 }
 KERNEL_PACKAGE = "fastbp._kernels."
 

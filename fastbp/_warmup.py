@@ -1,14 +1,15 @@
 """Compile the kernels once, for both float dtypes, into numba's on-disk cache: every
-solver's epoch, prediction, validation loss and L-BFGS, on dense input without dropout
-(a fit with dropout or sparse input compiles its own variant of the training kernels
-on first use, a few seconds: see ``_kernels.forward``).
+activation, every solver's epoch, prediction, validation loss and L-BFGS, serial and
+parallel, on dense input without dropout (a fit with dropout or sparse input compiles
+its own variant of the training kernels on first use, a few seconds: see
+``_kernels.forward``).
 
 Run it once after installing (``python -m fastbp warmup``), or before starting workers
 (Dask, joblib): every later process then loads the machine code from the cache instead
-of compiling it again. On the 2-core development machine (empty cache, CPU, load 1.6-2.8,
-two runs): 40-42 s for both dtypes, against 33-34 s when one epoch kernel held all five
-optimizers (it now compiles five smaller ones per dtype, so that a first fit compiles
-one: about 8 s of CPU per dtype instead of 12).
+of compiling it again. On the 2-core development machine (empty cache, load 0.8-0.9):
+61 s of wall time for both dtypes (89 s before the activations became functions of their
+own and the helpers lost their CPython wrappers, 33-34 s before the parallel kernels and
+the five per-optimizer epochs).
 
 The dtypes are compiled one after the other. On the 2-core development machine (shared,
 empty cache each time): two threads took as long as one (99 vs 104 s at load average 7;
