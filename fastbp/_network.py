@@ -197,7 +197,7 @@ class Network:
         # into the same memory); the plan (offsets; read only) is cached, since
         # one-row latency is mostly overheads.
         net, size, tiny, n_inputs, n_outputs = self.layout.cached(
-            ("predict", chunk, _hashable(activation), raw),
+            ("predict", chunk, _hashable(activation), raw, dtype),  # dtype: act_fns
             lambda: self._inference_plan(chunk, activation, raw),
         )
         if width != n_inputs:  # kernels do not check bounds
