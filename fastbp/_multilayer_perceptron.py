@@ -731,8 +731,14 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
 
     def _update_validation(self, val, hyper):
         """Score and loss on the validation set; with early stopping, keep the best."""
-        loss = val.loss(self._network, hyper, self._trainer.threads)
-        score = self._validation_score(val, loss)
+        network, threads = self._network, self._trainer.threads
+        if self.scoring is None:
+            # the default score reads the outputs of the loss's own forward pass
+            loss, out = val.loss_and_outputs(network, hyper, threads)
+            score = self._score_outputs(out, val.y, val.sample_weight)
+        else:
+            loss = val.loss(network, hyper, threads)
+            score = self._validation_score(val, loss)
         self.validation_scores_.append(score)
         self.validation_loss_curve_.append(loss)
         if self.verbose:
@@ -743,10 +749,9 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         )
 
     def _validation_score(self, val, loss):
-        """The score early stopping follows (higher is better): ``score`` by default,
-        the negative validation loss for ``scoring='loss'``, else the scorer's."""
-        if self.scoring is None:
-            return self._score(val.X, val.y, sample_weight=val.sample_weight)
+        """The score early stopping follows (higher is better) for a ``scoring``
+        setting: the negative validation loss for 'loss', else the scorer's (the
+        default, ``score``, comes from the outputs: ``_update_validation``)."""
         if isinstance(self.scoring, str) and self.scoring == "loss":
             return -loss
         scorer = _check_scoring(self, self.scoring)
@@ -941,13 +946,15 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         est._monitor = _stopping.Monitor(imported.network.params, imported.no_improvement_count)
         return est
 
-    def _score_with_function(self, X, y, sample_weight, score_function):
+    def _score_outputs(self, out, y, sample_weight):
+        """``score``'s value (accuracy, R^2) of the network's outputs ``out`` (which
+        ``_predictions`` may overwrite) against ``y``, without scikit-learn's per-call
+        checks."""
         # NaN, not a score, for a network whose outputs overflow: labels derived from
         # NaN probabilities would still score (and early stopping would keep them).
-        out = self._forward_pass_fast(X, check_input=False)
         if not np.isfinite(out).all():
             return np.nan
-        return score_function(y, self._predictions(out), sample_weight=sample_weight)
+        return self._score_function(y, self._predictions(out), sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -1233,8 +1240,7 @@ $shared_attributes
             return self.classes_[(y_pred > threshold).astype(np.intp)]
         return self._label_binarizer.inverse_transform(y_pred, threshold=threshold)
 
-    def _score(self, X, y, sample_weight=None):
-        return self._score_with_function(X, y, sample_weight, _stopping.accuracy)
+    _score_function = staticmethod(_stopping.accuracy)
 
     @available_if(_stochastic_solver)
     @_fit_context(prefer_skip_nested_validation=True)
@@ -1645,8 +1651,7 @@ $shared_attributes
             np.clip(y_pred, bounds[0], bounds[1], out=y_pred)
         return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
 
-    def _score(self, X, y, sample_weight=None):
-        return self._score_with_function(X, y, sample_weight, _stopping.r2)
+    _score_function = staticmethod(_stopping.r2)
 
     @available_if(_stochastic_solver)
     @_fit_context(prefer_skip_nested_validation=True)
