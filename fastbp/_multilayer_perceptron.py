@@ -625,20 +625,22 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         hyper = self._hyperparameters()
         self._trainer.start(self._network, hyper, keep_optimizer=incremental)
+        train = None  # all rows
         if self.early_stopping and val is None:
-            X, Y, sample_weight, val = self._hold_out(X, Y, sample_weight)
+            train, val = self._hold_out(X, Y, sample_weight)
         self._stopping_bookkeeping(self.early_stopping, val is not None)
-        if self.batch_size != "auto" and self.batch_size > X.shape[0]:
+        data = KernelData(X, self._kernel_targets(Y), sample_weight, self._network.dtype,
+                          rows=train)
+        if self.batch_size != "auto" and self.batch_size > data.n:
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than sample size. It is going to "
                 "be clipped",
                 stacklevel=_caller.stacklevel(),
             )
-        batch_size = batch_rows(self.batch_size, X.shape[0])
+        batch_size = batch_rows(self.batch_size, data.n)
         drop = self._dropout_rates(self.n_layers_)
         if drop.any():
             self._trainer.draw_dropout_seed(self._random_state)
-        data = KernelData(X, self._kernel_targets(Y), sample_weight, self._network.dtype)
         with self._trainer.running(self.n_threads):
             try:
                 self._run_epochs(data, batch_size, hyper, drop, incremental, val, tasks)
@@ -651,22 +653,23 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             self._monitor.restore_best(self._network.params)
 
     def _hold_out(self, X, Y, sample_weight):
-        """Split off scikit-learn's early-stopping validation set: ``(X, Y,
-        sample_weight)`` of the rows left for training, and the validation set."""
+        """Split off scikit-learn's early-stopping validation set: ``(train,
+        validation set)``, ``train`` the indices of the rows left for training, in the
+        order of scikit-learn's copy of them (training reads them in place)."""
         stratify = Y.astype(bool) if (is_classifier(self) and self.n_outputs_ == 1) else None
         train, held = _stopping.holdout(
             X.shape[0], self.validation_fraction, self._random_state, stratify
         )
         sw_val = None if sample_weight is None else sample_weight[held]
-        val = self._validation_set(X[held], Y[held], sw_val)
-        sample_weight = None if sample_weight is None else sample_weight[train]
-        return X[train], Y[train], sample_weight, val
+        return train, self._validation_set(X[held], Y[held], sw_val)
 
     def _run_epochs(self, data, batch_size, hyper, drop, incremental, val, tasks):
         """scikit-learn's epoch loop, each epoch one compiled call."""
         trainer, network = self._trainer, self._network
         act_codes = self._act_codes()
-        sample_idx = np.arange(data.n, dtype=np.int64)
+        # the rows of X in the order of scikit-learn's training copy, whose row i is
+        # X's row data.rows[i]: its shuffles permute data.rows alike
+        sample_idx = data.rows
         self.n_iter_ = 0
         for _ in range(self.max_iter):
             if self.shuffle:

@@ -42,23 +42,30 @@ def batch_rows(batch_size, n_samples):
 class KernelData:
     """A data set as the kernels take it, made once per data set (training or
     validation): dense X or its CSR triple, 2-D targets, the sample weights (empty for
-    unit weights) and the row indices, each in the network's dtype, read-only."""
+    unit weights) and the row indices, each in the network's dtype, read-only.
 
-    def __init__(self, X, Y, sample_weight, dtype):
+    ``rows`` (int64) picks the rows that make the data set (default: all of them, in
+    order): the early-stopping split trains on its rows of X, not on a copy of them.
+    """
+
+    def __init__(self, X, Y, sample_weight, dtype, rows=None):
         self.X, self.Xsp = kernel_X(X, dtype)
         self.Y = readonly(native(Y, dtype))
         self.sw = readonly(
             np.empty(0, dtype=dtype) if sample_weight is None else native(sample_weight, dtype)
         )
-        self.n = int(X.shape[0])
         self.dense = self.Xsp is None
-        self.rows = kernel_rows(self.n)
+        if rows is None:
+            self.n = int(X.shape[0])
+            self.rows = kernel_rows(self.n)
+        else:
+            self.n = int(rows.shape[0])
+            self.rows = readonly(native(rows, np.int64))
         self.chunk = chunk_rows(self.n)
 
     def arrays(self):
         """``(X, Xsp, Y, sw)``, the kernels' data arguments."""
         return self.X, self.Xsp, self.Y, self.sw
-
 
 class Hyperparameters:
     """The settings of one fit as the kernels and the schedule need them.

@@ -1,13 +1,17 @@
 """Early stopping's validation set, as the epoch loop reads it: one forward pass gives
 the validation loss and the default score (they must equal the loss pass and ``score``
-run apart, serial or parallel)."""
+run apart, serial or parallel), and training reads its rows of X in place (the same
+fit as on a copy of them, without the copy)."""
+
+import tracemalloc
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.datasets import make_classification, make_regression
 
-from fastbp import MLPClassifier, MLPRegressor, _threads, _training
+from fastbp import MLPClassifier, MLPRegressor, _stopping, _threads, _training
+from fastbp._stopping import holdout
 
 ESTIMATORS = [MLPClassifier, MLPRegressor]
 IDS = ["clf", "reg"]
@@ -83,3 +87,55 @@ def test_one_pass_outputs_are_predicts(Est):
     loss, out = val.loss_and_outputs(est._network, est._hyperparameters(), 1)
     np.testing.assert_array_equal(out, est._forward_pass_fast(X[400:]))
     assert loss == val.loss(est._network, est._hyperparameters(), 1)
+
+
+@pytest.mark.parametrize("Est", ESTIMATORS, ids=IDS)
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+def test_training_on_the_split_rows_in_place_is_training_on_their_copy(monkeypatch, Est,
+                                                                       sparse):
+    """The hold-out trains on its rows of X read in place: the same fit as one on
+    scikit-learn's copy of them in their order (here given as such, with the held-out
+    rows as the validation set; no shuffling, which would draw differently)."""
+    X, y = _data(Est, 500, np.float64, sparse)
+    sw = np.linspace(0.5, 2.0, 500)
+    params = dict(hidden_layer_sizes=(9,), max_iter=5, random_state=3, shuffle=False,
+                  batch_size=64, early_stopping=True, n_iter_no_change=10, tol=0.0)
+    splits = []
+
+    def recording(*args, **kwargs):
+        splits.append(holdout(*args, **kwargs))
+        return splits[-1]
+
+    monkeypatch.setattr(_stopping, "holdout", recording)
+    split = Est(**params)
+    with pytest.warns(Warning, match="Maximum iterations"):
+        split.fit(X, y, sample_weight=sw)
+    (train, held), = splits
+    assert not np.array_equal(np.sort(train), train)  # an order of its own to keep
+    copy = Est(**params)
+    with pytest.warns(Warning, match="Maximum iterations"):
+        copy.fit(X[train], y[train], sample_weight=sw[train], X_val=X[held], y_val=y[held],
+                 sample_weight_val=sw[held])
+    assert split.loss_curve_ == copy.loss_curve_
+    assert split.validation_scores_ == copy.validation_scores_
+    for a, b in zip(split.coefs_, copy.coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_hold_out_does_not_copy_the_training_rows():
+    """Traced memory of an early-stopping fit stays well below X's size: the training
+    rows are read in place (the validation rows, a tenth, are copied)."""
+    X, y = _data(MLPClassifier, 20_000, np.float64, False)
+    X = np.hstack([X] * 4)  # 80 columns: 12.8 MB
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, early_stopping=True,
+                        random_state=0)
+    with pytest.warns(Warning, match="Maximum iterations"):
+        est.fit(X[:200], y[:200])  # compiled, and sklearn's modules imported
+    tracemalloc.start()
+    try:
+        with pytest.warns(Warning, match="Maximum iterations"):
+            est.fit(X, y)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.4 * X.nbytes
