@@ -625,20 +625,22 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         hyper = self._hyperparameters()
         self._trainer.start(self._network, hyper, keep_optimizer=incremental)
+        train = None  # all rows
         if self.early_stopping and val is None:
-            X, Y, sample_weight, val = self._hold_out(X, Y, sample_weight)
+            train, val = self._hold_out(X, Y, sample_weight)
         self._stopping_bookkeeping(self.early_stopping, val is not None)
-        if self.batch_size != "auto" and self.batch_size > X.shape[0]:
+        data = KernelData(X, self._kernel_targets(Y), sample_weight, self._network.dtype,
+                          rows=train)
+        if self.batch_size != "auto" and self.batch_size > data.n:
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than sample size. It is going to "
                 "be clipped",
                 stacklevel=_caller.stacklevel(),
             )
-        batch_size = batch_rows(self.batch_size, X.shape[0])
+        batch_size = batch_rows(self.batch_size, data.n)
         drop = self._dropout_rates(self.n_layers_)
         if drop.any():
             self._trainer.draw_dropout_seed(self._random_state)
-        data = KernelData(X, self._kernel_targets(Y), sample_weight, self._network.dtype)
         with self._trainer.running(self.n_threads):
             try:
                 self._run_epochs(data, batch_size, hyper, drop, incremental, val, tasks)
@@ -651,22 +653,23 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
             self._monitor.restore_best(self._network.params)
 
     def _hold_out(self, X, Y, sample_weight):
-        """Split off scikit-learn's early-stopping validation set: ``(X, Y,
-        sample_weight)`` of the rows left for training, and the validation set."""
+        """Split off scikit-learn's early-stopping validation set: ``(train,
+        validation set)``, ``train`` the indices of the rows left for training, in the
+        order of scikit-learn's copy of them (training reads them in place)."""
         stratify = Y.astype(bool) if (is_classifier(self) and self.n_outputs_ == 1) else None
         train, held = _stopping.holdout(
             X.shape[0], self.validation_fraction, self._random_state, stratify
         )
         sw_val = None if sample_weight is None else sample_weight[held]
-        val = self._validation_set(X[held], Y[held], sw_val)
-        sample_weight = None if sample_weight is None else sample_weight[train]
-        return X[train], Y[train], sample_weight, val
+        return train, self._validation_set(X[held], Y[held], sw_val)
 
     def _run_epochs(self, data, batch_size, hyper, drop, incremental, val, tasks):
         """scikit-learn's epoch loop, each epoch one compiled call."""
         trainer, network = self._trainer, self._network
         act_codes = self._act_codes()
-        sample_idx = np.arange(data.n, dtype=np.int64)
+        # the rows of X in the order of scikit-learn's training copy, whose row i is
+        # X's row data.rows[i]: its shuffles permute data.rows alike
+        sample_idx = data.rows
         self.n_iter_ = 0
         for _ in range(self.max_iter):
             if self.shuffle:
@@ -731,8 +734,14 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
 
     def _update_validation(self, val, hyper):
         """Score and loss on the validation set; with early stopping, keep the best."""
-        loss = val.loss(self._network, hyper, self._trainer.threads)
-        score = self._validation_score(val, loss)
+        network, threads = self._network, self._trainer.threads
+        if self.scoring is None:
+            # the default score reads the outputs of the loss's own forward pass
+            loss, out = val.loss_and_outputs(network, hyper, threads)
+            score = self._score_outputs(out, val.y, val.sample_weight)
+        else:
+            loss = val.loss(network, hyper, threads)
+            score = self._validation_score(val, loss)
         self.validation_scores_.append(score)
         self.validation_loss_curve_.append(loss)
         if self.verbose:
@@ -743,10 +752,9 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         )
 
     def _validation_score(self, val, loss):
-        """The score early stopping follows (higher is better): ``score`` by default,
-        the negative validation loss for ``scoring='loss'``, else the scorer's."""
-        if self.scoring is None:
-            return self._score(val.X, val.y, sample_weight=val.sample_weight)
+        """The score early stopping follows (higher is better) for a ``scoring``
+        setting: the negative validation loss for 'loss', else the scorer's (the
+        default, ``score``, comes from the outputs: ``_update_validation``)."""
         if isinstance(self.scoring, str) and self.scoring == "loss":
             return -loss
         scorer = _check_scoring(self, self.scoring)
@@ -941,13 +949,15 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         est._monitor = _stopping.Monitor(imported.network.params, imported.no_improvement_count)
         return est
 
-    def _score_with_function(self, X, y, sample_weight, score_function):
+    def _score_outputs(self, out, y, sample_weight):
+        """``score``'s value (accuracy, R^2) of the network's outputs ``out`` (which
+        ``_predictions`` may overwrite) against ``y``, without scikit-learn's per-call
+        checks."""
         # NaN, not a score, for a network whose outputs overflow: labels derived from
         # NaN probabilities would still score (and early stopping would keep them).
-        out = self._forward_pass_fast(X, check_input=False)
         if not np.isfinite(out).all():
             return np.nan
-        return score_function(y, self._predictions(out), sample_weight=sample_weight)
+        return self._score_function(y, self._predictions(out), sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -1233,8 +1243,7 @@ $shared_attributes
             return self.classes_[(y_pred > threshold).astype(np.intp)]
         return self._label_binarizer.inverse_transform(y_pred, threshold=threshold)
 
-    def _score(self, X, y, sample_weight=None):
-        return self._score_with_function(X, y, sample_weight, _stopping.accuracy)
+    _score_function = staticmethod(_stopping.accuracy)
 
     @available_if(_stochastic_solver)
     @_fit_context(prefer_skip_nested_validation=True)
@@ -1645,8 +1654,7 @@ $shared_attributes
             np.clip(y_pred, bounds[0], bounds[1], out=y_pred)
         return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
 
-    def _score(self, X, y, sample_weight=None):
-        return self._score_with_function(X, y, sample_weight, _stopping.r2)
+    _score_function = staticmethod(_stopping.r2)
 
     @available_if(_stochastic_solver)
     @_fit_context(prefer_skip_nested_validation=True)

@@ -42,23 +42,30 @@ def batch_rows(batch_size, n_samples):
 class KernelData:
     """A data set as the kernels take it, made once per data set (training or
     validation): dense X or its CSR triple, 2-D targets, the sample weights (empty for
-    unit weights) and the row indices, each in the network's dtype, read-only."""
+    unit weights) and the row indices, each in the network's dtype, read-only.
 
-    def __init__(self, X, Y, sample_weight, dtype):
+    ``rows`` (int64) picks the rows that make the data set (default: all of them, in
+    order): the early-stopping split trains on its rows of X, not on a copy of them.
+    """
+
+    def __init__(self, X, Y, sample_weight, dtype, rows=None):
         self.X, self.Xsp = kernel_X(X, dtype)
         self.Y = readonly(native(Y, dtype))
         self.sw = readonly(
             np.empty(0, dtype=dtype) if sample_weight is None else native(sample_weight, dtype)
         )
-        self.n = int(X.shape[0])
         self.dense = self.Xsp is None
-        self.rows = kernel_rows(self.n)
+        if rows is None:
+            self.n = int(X.shape[0])
+            self.rows = kernel_rows(self.n)
+        else:
+            self.n = int(rows.shape[0])
+            self.rows = readonly(native(rows, np.int64))
         self.chunk = chunk_rows(self.n)
 
     def arrays(self):
         """``(X, Xsp, Y, sw)``, the kernels' data arguments."""
         return self.X, self.Xsp, self.Y, self.sw
-
 
 class Hyperparameters:
     """The settings of one fit as the kernels and the schedule need them.
@@ -329,10 +336,23 @@ class Validation:
             self.data.dense, train=False,
         )
         self.workspaces = {}
+        n_outputs = int(network.units[-1])
+        self._outputs = np.empty((self.data.n, n_outputs), dtype=network.dtype)
+        self._no_outputs = self._outputs[:0]
+        self._sums = np.empty((-(-self.data.n // self.data.chunk), 2))
 
     def loss(self, network, hyper, threads=1):
         """Mean loss on the validation set (no penalty, no dropout), on ``threads``
         threads when the pass is large enough (the same value either way)."""
+        return self._pass(network, hyper, threads, self._no_outputs)
+
+    def loss_and_outputs(self, network, hyper, threads=1):
+        """``(loss, outputs)`` of one forward pass: the value ``loss`` returns and the
+        output activations of every row, (n, n_outputs), those ``Network.predict``
+        returns. ``outputs`` is a buffer of this object: the next call overwrites it."""
+        return self._pass(network, hyper, threads, self._outputs), self._outputs
+
+    def _pass(self, network, hyper, threads, out):
         data = self.data
         parallel = _threads.whole_data(data.n, data.chunk, network.params.shape[0], threads)
         slots = _par.SLOTS if parallel else None
@@ -342,7 +362,6 @@ class Validation:
         args = (network.params, ws.net, *data.arrays(), data.rows, data.chunk, hyper.loss,
                 hyper.clip_eps, hyper.huber_delta, ws.act, ws.delta, ws.xbuf, no_dropout())
         if not parallel:
-            return float(_train.mean_loss(*args))
-        sums = np.empty((-(-data.n // data.chunk), 2))
+            return float(_train.mean_loss(*args, out))
         with _threads.numba_threads(threads):
-            return float(_par.mean_loss_parallel(*args, sums))
+            return float(_par.mean_loss_parallel(*args, self._sums, out))

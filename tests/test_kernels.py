@@ -451,7 +451,8 @@ def test_full_loss_grad(dtype, sparse, loss_code, weighted):
     # the validation loss: the data term alone, forward only
     ws = Workspace(pb.layout, pb.ws.net.act_codes, 6, dtype, dense=not sparse, train=False)
     got = mean_loss(pb.params, ws.net, pb.Xk, pb.Xsp, pb.Yk, pb.swk, perm, 6, pb.loss_code,
-                    pb.clip_eps, HUBER_DELTA, ws.act, ws.delta, ws.xbuf, no_dropout())
+                    pb.clip_eps, HUBER_DELTA, ws.act, ws.delta, ws.xbuf, no_dropout(),
+                    np.empty((0, pb.Yk.shape[1]), dtype))
     data_only, _, _ = naive.objective(coefs, intercepts, pb.X64, pb.Y64, pb.hidden, pb.loss,
                                       0.0, pb.sw64, pb.clip_eps, 0.0, HUBER_DELTA)
     assert_close(got, data_only, dtype)

@@ -167,17 +167,26 @@ def test_whole_data_passes_equal_their_serial_twins(dtype, sparse):
 
         serial, slots = whole_data_workspaces(pb, chunk, train=False)
         common = (*args, order, chunk, LOG_LOSS, pb.clip_eps, HUBER_DELTA)
+        no_out = np.empty((0, 3), dtype)
         want = T.mean_loss(pb.params, serial.net, *common, serial.act, serial.delta,
-                           serial.xbuf, no_dropout())
-        sums = np.empty((-(-pb.n // chunk), 2))
-        for k in THREADS:
-            got = on_threads(k, P.mean_loss_parallel, pb.params, slots.net, *common,
-                             slots.act, slots.delta, slots.xbuf, no_dropout(), sums)
-            assert got == want
-
+                           serial.xbuf, no_dropout(), no_out)
         want_out = np.empty((pb.n, 3), dtype)
         assert T.predict_rows(pb.params, serial.net, pb.Xk, pb.Xsp, order, chunk, serial.act,
                               serial.xbuf, no_dropout(), want_out)
+        # the validation pass that also writes the outputs: predict's, the same loss
+        out = np.full((pb.n, 3), np.nan, dtype)
+        assert T.mean_loss(pb.params, serial.net, *common, serial.act, serial.delta,
+                           serial.xbuf, no_dropout(), out) == want
+        np.testing.assert_array_equal(out, want_out)
+        sums = np.empty((-(-pb.n // chunk), 2))
+        for k in THREADS:
+            for out in (no_out, np.full((pb.n, 3), np.nan, dtype)):
+                got = on_threads(k, P.mean_loss_parallel, pb.params, slots.net, *common,
+                                 slots.act, slots.delta, slots.xbuf, no_dropout(), sums, out)
+                assert got == want
+                if out.size:
+                    np.testing.assert_array_equal(out, want_out)
+
         for k in THREADS:
             out = np.full((pb.n, 3), np.nan, dtype)
             assert on_threads(k, P.predict_rows_parallel, pb.params, slots.net, pb.Xk,

@@ -243,9 +243,10 @@ def full_loss_grad_parallel(params, grads, scratch, net, X, Xsp, Y, sw, order, c
 
 @njit(**INLINED_JIT_OPTIONS)
 def _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
-                  huber_delta, act, delta, xbuf, no_drop, sums):
-    """``(loss_sum, sw_sum)`` of every chunk of ``order`` into ``sums[chunk]``; chunk c
-    runs in workspace ``c % SLOTS``, after chunk ``c - SLOTS`` (one task per slot)."""
+                  huber_delta, act, delta, xbuf, no_drop, sums, out):
+    """``(loss_sum, sw_sum)`` of every chunk of ``order`` into ``sums[chunk]`` (and its
+    outputs into its rows of ``out``, see ``mean_loss``); chunk c runs in workspace
+    ``c % SLOTS``, after chunk ``c - SLOTS`` (one task per slot)."""
     n = order.shape[0]
     n_chunks = sums.shape[0]
     for s in prange(min(SLOTS, n_chunks)):
@@ -253,19 +254,19 @@ def _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
             start = c * chunk
             ls, ss = chunk_loss(params, net, X, Xsp, Y, sw, order[start:min(start + chunk, n)],
                                 loss_code, clip_eps, huber_delta, act[s], delta[s], xbuf[s],
-                                no_drop)
+                                no_drop, out, start)
             sums[c, 0] = ls
             sums[c, 1] = ss
 
 
 @njit(**PARALLEL_OPTIONS)
 def mean_loss_parallel(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
-                       huber_delta, act, delta, xbuf, no_drop, sums):
+                       huber_delta, act, delta, xbuf, no_drop, sums, out):
     """``train.mean_loss`` with the chunks spread over ``SLOTS`` workspaces (rows of
     ``act``, ``delta``, ``xbuf``); ``sums`` is (number of chunks, 2) float64. The chunk
-    sums are added in chunk order: exactly ``mean_loss``'s value."""
+    sums are added in chunk order: exactly ``mean_loss``'s value (and outputs)."""
     _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
-                  huber_delta, act, delta, xbuf, no_drop, sums)
+                  huber_delta, act, delta, xbuf, no_drop, sums, out)
     loss_sum = 0.0
     sw_sum = 0.0
     for c in range(sums.shape[0]):

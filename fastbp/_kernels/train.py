@@ -212,25 +212,33 @@ def objective(params, grads, n_coefs, alpha, l1, loss_sum, sw_sum):
 
 @njit(**HELPER_JIT_OPTIONS)
 def chunk_loss(params, net, X, Xsp, Y, sw, rows, loss_code, clip_eps, huber_delta, act,
-               delta, xbuf, no_drop):
-    """``(loss_sum, sw_sum)`` of the rows ``rows``, no dropout (see ``mean_loss``)."""
+               delta, xbuf, no_drop, out, start):
+    """``(loss_sum, sw_sum)`` of the rows ``rows``, no dropout (see ``mean_loss``); their
+    outputs go to ``out[start:]`` unless ``out`` has no rows."""
     P = forward_batch(params, net, X, Xsp, rows, act, xbuf, act[:0], no_drop,
                       dropout.batch_key(0, 0), 0)
+    if out.shape[0] > 0:
+        write_rows(P, out, start)
     D = block_view(delta, net, net.units.shape[0] - 1, rows.shape[0])
     return loss_and_delta(P, Y, rows, sw, loss_code, clip_eps, huber_delta, D)
 
 
 @njit(**JIT_OPTIONS)
 def mean_loss(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps, huber_delta,
-              act, delta, xbuf, no_drop):
+              act, delta, xbuf, no_drop, out):
     """Weighted mean loss (no penalty, no dropout) over the rows ``order``: the
-    validation loss. NaN if the sample weights sum to zero."""
+    validation loss. NaN if the sample weights sum to zero.
+
+    Unless ``out`` (n, n_outputs) has no rows, the same pass writes the output
+    activations of row ``order[i]`` into ``out[i]``: what ``predict_rows`` writes, so
+    that early stopping scores the epoch without a second forward pass."""
     n = order.shape[0]
     loss_sum = 0.0
     sw_sum = 0.0
     for start in range(0, n, chunk):
         ls, ss = chunk_loss(params, net, X, Xsp, Y, sw, order[start:min(start + chunk, n)],
-                            loss_code, clip_eps, huber_delta, act, delta, xbuf, no_drop)
+                            loss_code, clip_eps, huber_delta, act, delta, xbuf, no_drop,
+                            out, start)
         loss_sum += ls
         sw_sum += ss
     if sw_sum == 0.0:
@@ -298,8 +306,14 @@ def predict_chunk(params, net, X, Xsp, order, start, stop, direct, act, xbuf, no
     else:
         P = forward_batch(params, net, X, Xsp, order[start:stop], act, xbuf, act[:0],
                           no_drop, key, 0)
-    # an explicit copy: the slice assignment compiles numba's shape-error reporting,
-    # seconds of a cold first predict for a check that cannot fail here
+    write_rows(P, out, start)
+
+
+@njit(**JIT_OPTIONS)
+def write_rows(P, out, start):
+    """``out[start:start + len(P)] = P``, as a loop: the slice assignment compiles
+    numba's shape-error reporting, seconds of a cold first predict for a check that
+    cannot fail here."""
     for i in range(P.shape[0]):
         for j in range(P.shape[1]):
             out[start + i, j] = P[i, j]
