@@ -67,6 +67,7 @@ class KernelData:
         """``(X, Xsp, Y, sw)``, the kernels' data arguments."""
         return self.X, self.Xsp, self.Y, self.sw
 
+
 class Hyperparameters:
     """The settings of one fit as the kernels and the schedule need them.
 

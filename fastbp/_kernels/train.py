@@ -309,7 +309,7 @@ def predict_chunk(params, net, X, Xsp, order, start, stop, direct, act, xbuf, no
     write_rows(P, out, start)
 
 
-@njit(**JIT_OPTIONS)
+@njit(**HELPER_JIT_OPTIONS)
 def write_rows(P, out, start):
     """``out[start:start + len(P)] = P``, as a loop: the slice assignment compiles
     numba's shape-error reporting, seconds of a cold first predict for a check that
