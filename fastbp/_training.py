@@ -273,6 +273,8 @@ class Trainer:
         hyper.hp[_train.HP_LR] = opt.rate(hyper)
         hyper.ihp[_train.IHP_T] = opt.t
         hyper.ihp[_train.IHP_SEED] = self.dropout_seed or 0
+        hyper.ihp[_train.IHP_RULE] = _opt.address(int(hyper.ihp[_train.IHP_SOLVER]),
+                                                  network.dtype)
         data_args = (*data.arrays(), readonly(order), batch_size)
         if _threads.blocked(batch_size, params.shape[0], _par.MIN_BLOCK_ROWS):
             ws = self.workspace(network, block_rows(batch_size), data.dense, act_codes,

@@ -6,10 +6,10 @@ its own variant of the training kernels on first use, a few seconds: see
 
 Run it once after installing (``python -m fastbp warmup``), or before starting workers
 (Dask, joblib): every later process then loads the machine code from the cache instead
-of compiling it again. On the 2-core development machine (empty cache, load 0.8-0.9):
-61 s of wall time for both dtypes (89 s before the activations became functions of their
-own and the helpers lost their CPython wrappers, 33-34 s before the parallel kernels and
-the five per-optimizer epochs).
+of compiling it again. On the 2-core development machine (empty cache, load 0.7-0.9):
+53 s of wall time for both dtypes (61 s with an epoch kernel per optimizer; 89 s before
+the activations became functions of their own and the helpers lost their CPython
+wrappers; 33-34 s before the parallel kernels).
 
 The dtypes are compiled one after the other. On the 2-core development machine (shared,
 empty cache each time): two threads took as long as one (99 vs 104 s at load average 7;
@@ -48,7 +48,7 @@ def _steps():
         return np.resize(X, (n, X.shape[1]))
 
     def training(X):
-        # one epoch kernel per optimizer (dropout and sparse X compile on first use)
+        # every optimizer's rule (dropout and sparse X compile on first use)
         for solver in STOCHASTIC_SOLVERS:
             small.set_params(solver=solver).fit(X, labels[:40])
 
@@ -125,6 +125,6 @@ def warm_up(dtypes=(np.float64, np.float32), verbose=True):
                 seconds = time.perf_counter() - t0
                 say(f"{_outcome(before, _compiles(kernel))} in {seconds:.2f} s")
     total = time.perf_counter() - start
-    cache = getattr(train.EPOCHS[0]._cache, "_cache_path", None)
+    cache = getattr(train.train_epoch._cache, "_cache_path", None)
     say(f"fastbp warm-up: {total:.1f} s in all; numba's cache: {cache or 'off'}")
     return total

@@ -99,7 +99,7 @@ def test_a_process_that_loads_the_cache_says_nothing(cold_cache):
     assert NOTICE not in stderr, stderr
 
 
-def _compile_event(dtype, dispatcher=train.EPOCHS[0]):
+def _compile_event(dtype, dispatcher=train.train_epoch):
     args = (types.Array(dtype, 1, "C"), types.int64)
     return Event("numba:compile", EventStatus.START,
                  data={"dispatcher": dispatcher, "args": args, "return_type": None})

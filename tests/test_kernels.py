@@ -722,6 +722,7 @@ def make_hp(dtype, solver, nesterov, lr, loss_code, alpha, t, l1=0.0, max_grad_n
     ihp[T.IHP_LOSS] = loss_code
     ihp[T.IHP_T] = t
     ihp[T.IHP_SEED] = SEED
+    ihp[T.IHP_RULE] = O.address(O.CODES[solver], dtype)
     return hp, ihp
 
 
@@ -875,6 +876,7 @@ for dtype in (np.float64, np.float32):
             ihp[T.IHP_NESTEROV] = 1
             ihp[T.IHP_LOSS] = L.LOG_LOSS
             ihp[T.IHP_SEED] = 42
+            ihp[T.IHP_RULE] = O.address(O.CODES[solver], dtype)
             state = np.zeros((2, layout.n_params), dtype=dtype)
             args = (params, np.empty_like(params), state, hp, ihp, ws.net, Xk, Xsp, Y, sw,
                     readonly(rng.permutation(n).astype(np.int64)), batch, ws.act, ws.delta,

@@ -528,21 +528,23 @@ def test_toolbox_parameters_in_grid_search_and_pickle():
     assert fastbp.check_gradients(est, X[:20], y[:20], max_entries=20) < 1e-6
 
 
-def test_toolbox_choices_share_one_compiled_epoch_per_optimizer_and_dtype(monkeypatch):
-    """Activations, losses, dropout rates and penalties are runtime codes and values:
-    whatever is chosen, each optimizer's epoch kernel takes one signature per dtype (a
-    fit with dropout takes another, which no optimizer below gets twice)."""
+def test_toolbox_choices_share_one_compiled_epoch_per_dtype(monkeypatch):
+    """Activations, losses, optimizers, dropout rates and penalties are runtime codes,
+    addresses and values: whatever is chosen, the epoch kernel takes one signature per
+    dtype, and one more per dtype for fits with dropout."""
     from numba import typeof
 
-    seen = {code: set() for code in range(len(T.EPOCHS))}
+    from fastbp._kernels import optimizers as O
 
-    def recording(code, epoch):
-        def call(*args):
-            seen[code].add(tuple(typeof(a) for a in args))  # the types numba dispatches on
-            return epoch(*args)
-        return call
+    seen, solvers = set(), set()
+    epoch = T.train_epoch
 
-    monkeypatch.setattr(T, "EPOCHS", tuple(recording(c, e) for c, e in enumerate(T.EPOCHS)))
+    def recording(*args):
+        seen.add(tuple(typeof(a) for a in args))  # the types numba dispatches on
+        solvers.add(int(args[4][T.IHP_SOLVER]))
+        return epoch(*args)
+
+    monkeypatch.setattr(T, "train_epoch", recording)
     X, y = _data(MLPRegressor)
     configs = [
         dict(activation="gelu", solver="adamw", dropout=0.2, l1=0.1, max_grad_norm=1.0),
@@ -560,7 +562,8 @@ def test_toolbox_choices_share_one_compiled_epoch_per_optimizer_and_dtype(monkey
         Xc, yc = _data(MLPClassifier)
         MLPClassifier((5,), loss="hinge", max_iter=2).fit(Xc.astype(dtype), yc)
         MLPClassifier((5,), max_iter=2, class_weight="balanced").fit(Xc.astype(dtype), yc)
-    assert {code: len(sigs) for code, sigs in seen.items()} == dict.fromkeys(seen, 2)
+    assert solvers == set(O.CODES.values())  # the premise: every optimizer ran
+    assert len(seen) == 4, seen
 
 
 # ------------------------------------------------------------- early-stopping scoring

@@ -26,7 +26,7 @@ import math
 
 from numba import njit, prange
 
-from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS, JIT_OPTIONS
+from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
 from . import dropout
 from .train import (
     HP_CLIP_EPS,
@@ -36,7 +36,6 @@ from .train import (
     IHP_FINITE,
     IHP_LOSS,
     IHP_SEED,
-    IHP_SOLVER,
     IHP_T,
     all_finite,
     batch_loss,
@@ -91,12 +90,8 @@ def block_start(rows, blocks, b):
 # one parallel kernel per entry point: numba runs the whole LLVM pipeline again for each
 # compiled function over everything it calls, so every level of the call tree costs
 # its callees' compile again (measured: a first blocked fit compiled for 25 s of CPU with
-# the regions as functions of their own). The optimizer step stays a function (its five
-# rules inlined into a region's body would all pass through the parfor analysis).
-@njit(**HELPER_JIT_OPTIONS)
-def _chunk_step(solver, params, grads, form, s0, s1, hp, ihp):
-    optimizer_step(solver, params, grads, form, s0, s1, hp, ihp)
-
+# the regions as functions of their own). The optimizer step is a call to its rule's C
+# callback (``optimizers.call``).
 
 @njit(**INLINED_JIT_OPTIONS)
 def _blocks_loss_grad(params, grads, partials, net, X, Xsp, Y, sw, rows, loss_code,
@@ -137,8 +132,8 @@ def _sum_and_step(params, grads, partials, n_partials, state, form, hp, ihp):
             _add_into(grads[lo:hi], partials[b, lo:hi])
         # the weights-only terms of ``form`` count from the chunk's start
         chunk_form = (form[0], form[1] - lo, form[2], form[3])
-        _chunk_step(ihp[IHP_SOLVER], params[lo:hi], grads[lo:hi], chunk_form,
-                    state[0, lo:hi], state[1, lo:hi], hp, ihp)
+        optimizer_step(params[lo:hi], grads[lo:hi], chunk_form, state[0, lo:hi],
+                       state[1, lo:hi], hp, ihp)
 
 
 @njit(**PARALLEL_OPTIONS)

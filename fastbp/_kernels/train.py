@@ -27,9 +27,11 @@ N_HP = 12
 # Slots of the int64 vector ``ihp``. IHP_T, the number of optimizer steps taken so far,
 # is advanced in place (Adam's bias correction and the dropout masks read it);
 # IHP_FINITE is written: 1 if the network's outputs on the last minibatch are finite
-# after the epoch's last step (0: the weights overflow the forward pass).
-IHP_SOLVER, IHP_NESTEROV, IHP_LOSS, IHP_T, IHP_SEED, IHP_FINITE = range(6)
-N_IHP = 6
+# after the epoch's last step (0: the weights overflow the forward pass). IHP_RULE is
+# the address of the optimizer's rule for the network's dtype (``optimizers.address``),
+# set by the caller before each epoch: valid in this process only.
+IHP_SOLVER, IHP_NESTEROV, IHP_LOSS, IHP_T, IHP_SEED, IHP_FINITE, IHP_RULE = range(7)
+N_IHP = 7
 
 
 @njit(**INLINED_JIT_OPTIONS)
@@ -80,73 +82,52 @@ def batch_loss(loss_sum, sw_sum, hp, sq, l1_norm):
 
 
 @njit(**INLINED_JIT_OPTIONS)
-def optimizer_step(solver, params, grads, form, s0, s1, hp, ihp):
-    """One update of optimizer code ``solver``, step number ``ihp[IHP_T]``, over
-    ``params`` (the whole vector, or a slice of it with the matching slices). Inlined:
-    with a constant ``solver`` only that rule is compiled (see ``_epoch_kernel``)."""
-    opt.step(solver, params, grads, form, s0, s1, ihp[IHP_T], hp[HP_LR], hp[HP_MOMENTUM],
-             ihp[IHP_NESTEROV] != 0, hp[HP_BETA_1], hp[HP_BETA_2], hp[HP_EPSILON],
-             hp[HP_RHO], hp[HP_WEIGHT_DECAY])
+def optimizer_step(params, grads, form, s0, s1, hp, ihp):
+    """One update of the optimizer whose rule is at ``ihp[IHP_RULE]``, step number
+    ``ihp[IHP_T]``, over ``params`` (the whole vector, or a slice of it with the
+    matching slices)."""
+    opt.call(ihp[IHP_RULE], params, grads, s0, s1, form, ihp[IHP_T], hp[HP_LR],
+             hp[HP_MOMENTUM], ihp[IHP_NESTEROV], hp[HP_BETA_1], hp[HP_BETA_2],
+             hp[HP_EPSILON], hp[HP_RHO], hp[HP_WEIGHT_DECAY])
 
 
-def _epoch_kernel(solver):
-    """The compiled epoch of optimizer code ``solver`` (see ``train_epoch``).
-
-    ``solver`` is a constant of the closure, so numba compiles only that optimizer's
-    rule into it (``optimizers.step`` is inlined and its other branches pruned): a first
-    fit compiles one rule instead of five. numba's cache keeps one entry per closure
-    (it hashes the closure's variables into the key).
-    """
-
-    @njit(**JIT_OPTIONS)
-    def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_size,
-                    act, delta, xbuf, dact, drop):
-        """One pass over the rows in ``order``, one optimizer step per minibatch.
-
-        ``state`` is (2, n_params), the optimizer's state (see ``optimizers``); ``drop``
-        the dropout rate of each layer (None: no dropout). ``ihp[IHP_T]`` counts the
-        steps and is advanced in place.
-
-        A minibatch whose sample weights sum to zero carries no information: it is
-        skipped (scikit-learn divides by the zero sum and turns the weights into NaN).
-
-        Returns the sum over minibatches of ``batch_loss * batch_rows`` (scikit-learn's
-        accumulated loss), where batch_loss includes the penalty terms.
-        """
-        n = order.shape[0]
-        n_coefs = net.icpt_off[0]
-        total = 0.0
-        last = order[:0]
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            rows = order[start:stop]
-            key = dropout.batch_key(ihp[IHP_SEED], ihp[IHP_T] + 1)
-            loss_sum, sw_sum = batch_loss_grad(
-                params, grads, net, X, Xsp, Y, sw, rows, ihp[IHP_LOSS], hp[HP_CLIP_EPS],
-                hp[HP_HUBER_DELTA], act, delta, xbuf, dact, drop, key, 0,
-            )
-            if sw_sum == 0.0:
-                continue
-            form, sq, l1_norm = step_form(params, grads, hp, n_coefs, sw_sum)
-            total += batch_loss(loss_sum, sw_sum, hp, sq, l1_norm) * (stop - start)
-            last = rows
-            ihp[IHP_T] += 1
-            optimizer_step(solver, params, grads, form, state[0], state[1], hp, ihp)
-        ihp[IHP_FINITE] = outputs_finite(params, net, X, Xsp, last, act, xbuf, drop)
-        return total
-
-    return train_epoch
-
-
-# One epoch kernel per optimizer, each compiled (or loaded from the cache) on first use.
-EPOCHS = tuple(_epoch_kernel(code) for code in sorted(opt.CODES.values()))
-
-
+@njit(**JIT_OPTIONS)
 def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_size,
                 act, delta, xbuf, dact, drop):
-    """One epoch (see ``_epoch_kernel``) with the optimizer ``ihp[IHP_SOLVER]``."""
-    return EPOCHS[ihp[IHP_SOLVER]](params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order,
-                                   batch_size, act, delta, xbuf, dact, drop)
+    """One pass over the rows in ``order``, one optimizer step per minibatch.
+
+    ``state`` is (2, n_params), the optimizer's state (see ``optimizers``); ``drop`` the
+    dropout rate of each layer (None: no dropout). ``ihp[IHP_T]`` counts the steps and
+    is advanced in place; the optimizer's rule is the C callback at ``ihp[IHP_RULE]``
+    (one compiled epoch for every optimizer).
+
+    A minibatch whose sample weights sum to zero carries no information: it is skipped
+    (scikit-learn divides by the zero sum and turns the weights into NaN).
+
+    Returns the sum over minibatches of ``batch_loss * batch_rows`` (scikit-learn's
+    accumulated loss), where batch_loss includes the penalty terms.
+    """
+    n = order.shape[0]
+    n_coefs = net.icpt_off[0]
+    total = 0.0
+    last = order[:0]
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        rows = order[start:stop]
+        key = dropout.batch_key(ihp[IHP_SEED], ihp[IHP_T] + 1)
+        loss_sum, sw_sum = batch_loss_grad(
+            params, grads, net, X, Xsp, Y, sw, rows, ihp[IHP_LOSS], hp[HP_CLIP_EPS],
+            hp[HP_HUBER_DELTA], act, delta, xbuf, dact, drop, key, 0,
+        )
+        if sw_sum == 0.0:
+            continue
+        form, sq, l1_norm = step_form(params, grads, hp, n_coefs, sw_sum)
+        total += batch_loss(loss_sum, sw_sum, hp, sq, l1_norm) * (stop - start)
+        last = rows
+        ihp[IHP_T] += 1
+        optimizer_step(params, grads, form, state[0], state[1], hp, ihp)
+    ihp[IHP_FINITE] = outputs_finite(params, net, X, Xsp, last, act, xbuf, drop)
+    return total
 
 
 @njit(**INLINED_JIT_OPTIONS)
@@ -320,6 +301,5 @@ def write_rows(P, out, start):
 
 
 def dispatchers(kernel):
-    """The numba dispatchers behind entry kernel ``kernel`` (a name in this module):
-    ``train_epoch`` has one per optimizer, the others are one each."""
-    return EPOCHS if kernel == "train_epoch" else (globals()[kernel],)
+    """The numba dispatchers behind entry kernel ``kernel`` (a name in this module)."""
+    return (globals()[kernel],)
