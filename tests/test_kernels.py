@@ -26,6 +26,7 @@ from fastbp._kernels import train as T
 from fastbp._kernels.activations import activate
 from fastbp._kernels.backward import backward_batch
 from fastbp._kernels.blas import matmul
+from fastbp._kernels.callbacks import CFUNC_OPTIONS
 from fastbp._kernels.optimizers import step
 from fastbp._kernels.train import full_loss_grad, mean_loss, predict_rows, train_epoch
 from fastbp._layout import Layout
@@ -613,7 +614,7 @@ def test_float32_kernels_compute_in_float32():
     irs = {name: float32_ir(kernel, *args) for name, (kernel, args) in cases.items()}
     # each activation is a C callback of its own; gelu calls libm's erf (no SIMD form)
     for code, function in A.FUNCTIONS.items():
-        fresh = numba.cfunc(A._SIGNATURES[np.dtype(np.float32)], **dict(A._CFUNC_OPTIONS,
+        fresh = numba.cfunc(A._SIGNATURES[np.dtype(np.float32)], **dict(CFUNC_OPTIONS,
                                                                         cache=False))
         ir = fresh(function).inspect_llvm()
         if code == A.GELU:

@@ -25,16 +25,16 @@ however few units a row has. gelu still calls libm (erf has no vmath counterpart
 """
 
 import math
-import threading
 
 import numpy as np
 from llvmlite import ir
-from numba import carray, cfunc, njit, types
+from numba import carray, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._config import JIT_OPTIONS
 from . import vmath
+from .callbacks import CallbackTable
 
 IDENTITY = 0
 LOGISTIC = 1
@@ -223,43 +223,8 @@ def _signature(dtype):
 
 _SIGNATURES = {np.dtype(np.float64): _signature(types.float64),
                np.dtype(np.float32): _signature(types.float32)}
-# cfunc takes numba's compile options but not nogil (a C callback holds no GIL), and it
-# makes the C wrapper that the other kernels go without
-_CFUNC_OPTIONS = {k: v for k, v in JIT_OPTIONS.items() if k not in ("nogil", "no_cfunc_wrapper")}
-_compiled = {}
-_compile_lock = threading.Lock()
-
-
-def compiled(code, dtype):
-    """The C callback of activation ``code`` for ``dtype`` (float32 or float64),
-    compiled or loaded from the cache on first use in this process."""
-    key = (code, np.dtype(dtype))
-    fn = _compiled.get(key)
-    if fn is None:
-        with _compile_lock:
-            fn = _compiled.get(key)
-            if fn is None:
-                fn = cfunc(_SIGNATURES[key[1]], **_CFUNC_OPTIONS)(FUNCTIONS[code])
-                _compiled[key] = fn
-    return fn
-
-
-def loaded():
-    """``(code, dtype name)`` of every activation compiled or loaded in this process."""
-    return sorted((code, dtype.name) for code, dtype in list(_compiled))
-
-
-def warm(dtype):
-    """Compile (or load) every activation for ``dtype``: ``(compiled, loaded)``, how
-    many of those not yet in this process were compiled and loaded from the cache."""
-    fresh = [code for code in FUNCTIONS if (code, np.dtype(dtype)) not in _compiled]
-    hits = sum(compiled(code, dtype).cache_hits for code in fresh)
-    return len(fresh) - hits, hits
-
-
-def address(code, dtype):
-    """The address the kernels call activation ``code`` at, for ``dtype`` arrays."""
-    return compiled(code, dtype).address
+_TABLE = CallbackTable(FUNCTIONS, _SIGNATURES)
+compiled, address, loaded, warm = _TABLE.compiled, _TABLE.address, _TABLE.loaded, _TABLE.warm
 
 
 @intrinsic

@@ -30,14 +30,14 @@ float64, its step size being a NumPy float64 scalar.)
 """
 
 import math
-import threading
 
 import numpy as np
 from llvmlite import ir
-from numba import carray, cfunc, njit, types
+from numba import carray, njit, types
 from numba.extending import intrinsic
 
-from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS, JIT_OPTIONS
+from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS
+from .callbacks import CallbackTable
 
 SGD = 0
 ADAM = 1
@@ -174,41 +174,8 @@ def _signature(dtype):
 
 _SIGNATURES = {np.dtype(np.float64): _signature(types.float64),
                np.dtype(np.float32): _signature(types.float32)}
-_CFUNC_OPTIONS = {k: v for k, v in JIT_OPTIONS.items() if k not in ("nogil", "no_cfunc_wrapper")}
-_compiled = {}
-_compile_lock = threading.Lock()
-
-
-def compiled(code, dtype):
-    """The C callback of rule ``code`` for ``dtype`` parameters, compiled or loaded
-    from the cache on first use in this process."""
-    key = (code, np.dtype(dtype))
-    fn = _compiled.get(key)
-    if fn is None:
-        with _compile_lock:
-            fn = _compiled.get(key)
-            if fn is None:
-                fn = cfunc(_SIGNATURES[key[1]], **_CFUNC_OPTIONS)(_RULES[code])
-                _compiled[key] = fn
-    return fn
-
-
-def address(code, dtype):
-    """The address the kernels call rule ``code`` at, for ``dtype`` parameters."""
-    return compiled(code, dtype).address
-
-
-def loaded():
-    """``(code, dtype name)`` of every rule compiled or loaded in this process."""
-    return sorted((code, dtype.name) for code, dtype in list(_compiled))
-
-
-def warm(dtype):
-    """Compile (or load) every rule for ``dtype``: ``(compiled, loaded)`` counts of
-    those not yet in this process."""
-    fresh = [code for code in CODES.values() if (code, np.dtype(dtype)) not in _compiled]
-    hits = sum(compiled(code, dtype).cache_hits for code in fresh)
-    return len(fresh) - hits, hits
+_TABLE = CallbackTable(_RULES, _SIGNATURES)
+compiled, address, loaded, warm = _TABLE.compiled, _TABLE.address, _TABLE.loaded, _TABLE.warm
 
 
 _C_ARGS = ("f8", "i8", "f8", "f8", "i8", "f8", "f8", "i8", "f8", "f8", "f8", "f8", "f8")

@@ -1,0 +1,56 @@
+"""Kernels compiled as C callbacks on first use and called by address: one per (code,
+dtype), so that a fit compiles only the variants it runs (``activations``, the
+optimizer rules in ``optimizers``). numba compiles a ``cfunc`` when it is made; a table
+makes it the first time its address is asked for, or loads it from numba's cache.
+"""
+
+import threading
+
+import numpy as np
+from numba import cfunc
+
+from .._config import JIT_OPTIONS
+
+# cfunc takes numba's compile options but not nogil (a C callback holds no GIL), and it
+# makes the C wrapper that the other kernels go without
+CFUNC_OPTIONS = {k: v for k, v in JIT_OPTIONS.items() if k not in ("nogil", "no_cfunc_wrapper")}
+
+
+class CallbackTable:
+    """The C callbacks of ``functions`` (code -> Python function of the C signature
+    ``signatures[dtype]``), compiled or loaded from the cache on first use in this
+    process; safe to ask from several threads."""
+
+    def __init__(self, functions, signatures):
+        self.functions = functions
+        self.signatures = {np.dtype(dtype): sig for dtype, sig in signatures.items()}
+        self._compiled = {}
+        self._lock = threading.Lock()
+
+    def compiled(self, code, dtype):
+        """The callback of ``code`` for ``dtype`` arrays."""
+        key = (code, np.dtype(dtype))
+        fn = self._compiled.get(key)
+        if fn is None:
+            with self._lock:
+                fn = self._compiled.get(key)
+                if fn is None:
+                    fn = cfunc(self.signatures[key[1]], **CFUNC_OPTIONS)(self.functions[code])
+                    self._compiled[key] = fn
+        return fn
+
+    def address(self, code, dtype):
+        """The address the kernels call ``code`` at, for ``dtype`` arrays."""
+        return self.compiled(code, dtype).address
+
+    def loaded(self):
+        """``(code, dtype name)`` of every callback compiled or loaded in this process."""
+        return sorted((code, dtype.name) for code, dtype in list(self._compiled))
+
+    def warm(self, dtype):
+        """Compile (or load) every callback for ``dtype``: ``(compiled, loaded)``, how
+        many of those not yet in this process were compiled and loaded from the cache."""
+        dtype = np.dtype(dtype)
+        fresh = [code for code in self.functions if (code, dtype) not in self._compiled]
+        hits = sum(self.compiled(code, dtype).cache_hits for code in fresh)
+        return len(fresh) - hits, hits
