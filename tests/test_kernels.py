@@ -643,6 +643,41 @@ def test_sum_of_squares(dtype):
     assert sum_of_squares(long, 10_000) == sum_of_squares(long, 10_000)
 
 
+@numba.njit
+def _rule_by_address(fn, params, grads, form, s0, s1, t, nesterov):
+    O.call(fn, params, grads, s0, s1, form, t, 0.01, 0.9, nesterov, 0.9, 0.999, 1e-8,
+           0.9, 0.01)
+
+
+@numba.njit
+def _rule_by_code(code, params, grads, form, s0, s1, t, nesterov):
+    step(code, params, grads, form, s0, s1, t, 0.01, 0.9, nesterov != 0, 0.9, 0.999, 1e-8,
+         0.9, 0.01)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("code", sorted(O.CODES.values()))
+def test_rule_callback_is_the_rule(dtype, code):
+    """``optimizers.call`` at a rule's address updates the weights and both state
+    vectors exactly as ``step`` with that rule's code, slices included (the parallel
+    kernels step 4096-entry chunks)."""
+    rng = np.random.default_rng(code)
+    n = 77
+    vectors = [rng.standard_normal(n).astype(dtype) for _ in range(4)]
+    by_code = [v.copy() for v in vectors]
+    form = (0.5, 50, 1e-3, 3.0)  # clipping factor, weights, L2 term, weight sum
+    for nesterov in (0, 1):
+        for lo, hi in ((0, n), (16, 45)):
+            p, g, s0, s1 = (v[lo:hi] for v in vectors)
+            _rule_by_address(O.address(code, dtype), p, g, form, s0, s1, 4, nesterov)
+            p, g, s0, s1 = (v[lo:hi] for v in by_code)
+            _rule_by_code(code, p, g, form, s0, s1, 4, nesterov)
+            for got, want in zip(vectors, by_code, strict=True):
+                assert got.tobytes() == want.tobytes()
+    assert not np.array_equal(vectors[0], rng.standard_normal(n))  # the weights moved
+    assert (code, np.dtype(dtype).name) in O.loaded()
+
+
 # --------------------------------------------------------------------------------- predict
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
