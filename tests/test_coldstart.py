@@ -83,7 +83,7 @@ def test_a_process_that_compiles_says_so_once(cold_cache):
 
 def test_a_dense_fit_compiles_only_the_paths_it_takes(cold_cache):
     """Sparse products, dropout masks and the other optimizers' rules are typed apart
-    (None, one epoch kernel per optimizer), and each activation is a function of its own:
+    (None), and each activation and optimizer rule is a C callback of its own:
     a dense Adam fit compiles none of them, and only the two activations it uses."""
     _, _, _, unused, adam, acts = cold_cache
     assert adam >= 1  # the premise: a rule the fit uses shows as compiled

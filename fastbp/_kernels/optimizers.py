@@ -125,8 +125,8 @@ def adagrad_step(params, grads, form, acc, lr, epsilon):
         params[j] -= step_size * g / (math.sqrt(acc_j) + eps)
 
 
-# Inlined into the caller: called with a constant ``code`` (``train._epoch_kernel``),
-# numba prunes the other rules' branches before compiling them.
+# Inlined into the caller: called with a constant ``code`` (each rule's C callback,
+# ``_callback``), numba prunes the other rules' branches before compiling them.
 @njit(**INLINED_JIT_OPTIONS)
 def step(code, params, grads, form, s0, s1, t, lr, momentum, nesterov, beta_1, beta_2,
          epsilon, rho, weight_decay):
