@@ -762,6 +762,20 @@ def make_hp(dtype, solver, nesterov, lr, loss_code, alpha, t, l1=0.0, max_grad_n
     return hp, ihp
 
 
+def oracle_epoch(pb, state, order, batch_size, alpha, solver, lr, nesterov, t0, dropout,
+                 cfg):
+    """``naive.train_epoch`` from problem ``pb``'s weights and the optimizer ``state``:
+    ``(coefs, intercepts, state, t, total)`` after the epoch."""
+    coefs, intercepts = naive_params(pb)
+    want_state = (split(pb.layout, state[0]), split(pb.layout, state[1]))
+    return naive.train_epoch(
+        coefs, intercepts, want_state, pb.X64, pb.Y64, pb.sw64, order, batch_size,
+        pb.hidden, pb.loss, alpha, solver, lr, momentum=0.9, nesterov=nesterov,
+        beta_1=0.9, beta_2=0.999, epsilon=1e-8, t=t0, clip_eps=pb.clip_eps,
+        huber_delta=HUBER_DELTA, dropout=dropout, seed=SEED, **cfg,
+    )
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
 @pytest.mark.parametrize("which", list(SOLVERS))
@@ -788,14 +802,9 @@ def test_train_epoch(dtype, sparse, which, weighted):
             )
         hp, ihp = make_hp(dtype, solver, nesterov, lr, loss_code, alpha, t0, **cfg)
 
-        coefs, intercepts = naive_params(pb)
-        n_layers = len(coefs)
-        want_state = (split(pb.layout, state[0]), split(pb.layout, state[1]))
-        w_coefs, w_icpts, w_state, w_t, w_total = naive.train_epoch(
-            coefs, intercepts, want_state, pb.X64, pb.Y64, pb.sw64, order, batch_size,
-            pb.hidden, pb.loss, alpha, solver, lr, momentum=0.9, nesterov=nesterov,
-            beta_1=0.9, beta_2=0.999, epsilon=1e-8, t=t0, clip_eps=pb.clip_eps,
-            huber_delta=HUBER_DELTA, dropout=dropout, seed=SEED, **cfg,
+        n_layers = len(naive_params(pb)[0])
+        w_coefs, w_icpts, w_state, w_t, w_total = oracle_epoch(
+            pb, state, order, batch_size, alpha, solver, lr, nesterov, t0, dropout, cfg
         )
 
         grads = np.empty_like(pb.params)

@@ -4,7 +4,6 @@ epoch matches the oracle and does not depend on the thread count; the whole-data
 passes return exactly what the serial kernels return."""
 
 # tests/ is not a package: pytest puts it on sys.path (rootdir "prepend" mode)
-import naive
 import numba
 import numpy as np
 import pytest
@@ -12,14 +11,12 @@ from test_kernels import (
     DTYPES,
     HUBER_DELTA,
     LOSSES,
-    SEED,
     SOLVERS,
     assert_close,
     flat_of,
     make_hp,
     make_problem,
-    naive_params,
-    split,
+    oracle_epoch,
 )
 
 from fastbp._kernels import parallel as P
@@ -93,13 +90,8 @@ def test_train_epoch_blocked_matches_the_oracle_on_any_thread_count(dtype, spars
     for loss_code in (SQUARED_ERROR, LOG_LOSS, LOSSES[-1]):
         weighted = loss_code == SQUARED_ERROR
         pb, ws, order, state = blocked_problem(dtype, loss_code, sparse, weighted, batch)
-        coefs, intercepts = naive_params(pb)
-        want_state = (split(pb.layout, state[0]), split(pb.layout, state[1]))
-        w_coefs, w_icpts, w_state, w_t, w_total = naive.train_epoch(
-            coefs, intercepts, want_state, pb.X64, pb.Y64, pb.sw64, order, batch,
-            pb.hidden, pb.loss, alpha, solver, lr, momentum=0.9, nesterov=nesterov,
-            beta_1=0.9, beta_2=0.999, epsilon=1e-8, t=t0, clip_eps=pb.clip_eps,
-            huber_delta=HUBER_DELTA, dropout=dropout, seed=SEED, **cfg,
+        w_coefs, w_icpts, w_state, w_t, w_total = oracle_epoch(
+            pb, state, order, batch, alpha, solver, lr, nesterov, t0, dropout, cfg
         )
         start = pb.params.copy(), state.copy()
         results = []

@@ -27,14 +27,13 @@ however few units a row has. gelu still calls libm (erf has no vmath counterpart
 import math
 
 import numpy as np
-from llvmlite import ir
 from numba import carray, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._config import JIT_OPTIONS
 from . import vmath
-from .callbacks import CallbackTable
+from .callbacks import CallbackTable, call_at
 
 IDENTITY = 0
 LOGISTIC = 1
@@ -224,7 +223,7 @@ def _signature(dtype):
 _SIGNATURES = {np.dtype(np.float64): _signature(types.float64),
                np.dtype(np.float32): _signature(types.float32)}
 _TABLE = CallbackTable(FUNCTIONS, _SIGNATURES)
-compiled, address, loaded, warm = _TABLE.compiled, _TABLE.address, _TABLE.loaded, _TABLE.warm
+address, loaded, warm = _TABLE.address, _TABLE.loaded, _TABLE.warm
 
 
 @intrinsic
@@ -243,14 +242,13 @@ def call(typingctx, fn, Z, dZ):
         zary = context.make_array(signature.args[1])(context, builder, z)
         dary = context.make_array(signature.args[2])(context, builder, dz)
         intp = context.get_value_type(types.intp)
-        ptr = context.get_data_type(signature.args[1].dtype).as_pointer()
-        callee = builder.inttoptr(
-            address, ir.FunctionType(ir.VoidType(), [ptr, intp, intp, ptr, intp]).as_pointer()
-        )
         rows, units = cgutils.unpack_tuple(builder, zary.shape, 2)
         d_rows = builder.extract_value(dary.shape, 0)
         grad = builder.zext(builder.icmp_signed(">", d_rows, intp(0)), intp)
-        builder.call(callee, [zary.data, rows, units, dary.data, grad])
+        c_signature = _signature(Z.dtype)
+        call_at(context, builder, c_signature, address,
+                [zary.data, rows, units, dary.data, grad],
+                [c_signature.args[0], types.intp, types.intp, c_signature.args[3], types.intp])
         return context.get_dummy_value()
 
     return sig, codegen

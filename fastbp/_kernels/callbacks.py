@@ -7,6 +7,7 @@ makes it the first time its address is asked for, or loads it from numba's cache
 import threading
 
 import numpy as np
+from llvmlite import ir
 from numba import cfunc
 
 from .._config import JIT_OPTIONS
@@ -54,3 +55,13 @@ class CallbackTable:
         fresh = [code for code in self.functions if (code, dtype) not in self._compiled]
         hits = sum(self.compiled(code, dtype).cache_hits for code in fresh)
         return len(fresh) - hits, hits
+
+
+def call_at(context, builder, c_signature, address, values, value_types):
+    """Lower a call of the C callback of numba signature ``c_signature`` (``void(...)``,
+    the one the table compiled it with) at ``address``: ``values``, of numba types
+    ``value_types``, are cast to its argument types (pointers pass as they are)."""
+    args = [context.cast(builder, value, ty, c_ty)
+            for value, ty, c_ty in zip(values, value_types, c_signature.args, strict=True)]
+    fnty = ir.FunctionType(ir.VoidType(), [context.get_value_type(a) for a in c_signature.args])
+    builder.call(builder.inttoptr(address, fnty.as_pointer()), args)

@@ -32,12 +32,11 @@ float64, its step size being a NumPy float64 scalar.)
 import math
 
 import numpy as np
-from llvmlite import ir
 from numba import carray, njit, types
 from numba.extending import intrinsic
 
 from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS
-from .callbacks import CallbackTable
+from .callbacks import CallbackTable, call_at
 
 SGD = 0
 ADAM = 1
@@ -175,10 +174,7 @@ def _signature(dtype):
 _SIGNATURES = {np.dtype(np.float64): _signature(types.float64),
                np.dtype(np.float32): _signature(types.float32)}
 _TABLE = CallbackTable(_RULES, _SIGNATURES)
-compiled, address, loaded, warm = _TABLE.compiled, _TABLE.address, _TABLE.loaded, _TABLE.warm
-
-
-_C_ARGS = ("f8", "i8", "f8", "f8", "i8", "f8", "f8", "i8", "f8", "f8", "f8", "f8", "f8")
+address, loaded = _TABLE.address, _TABLE.loaded
 
 
 @intrinsic
@@ -196,22 +192,16 @@ def call(typingctx, fn, params, grads, s0, s1, form, t, lr, momentum, nesterov, 
     sig = types.void(fn, *arrays, form, *scalars[4:])
 
     def codegen(context, builder, signature, args):
-        address, pp, gp, s0p, s1p, form_value = args[:6]
+        address, form_value = args[0], args[5]
         views = [context.make_array(ty)(context, builder, value)
-                 for ty, value in zip(signature.args[1:5], (pp, gp, s0p, s1p), strict=True)]
+                 for ty, value in zip(signature.args[1:5], args[1:5], strict=True)]
         n = builder.extract_value(views[0].shape, 0)
         values = [builder.extract_value(form_value, i) for i in range(4)] + list(args[6:])
-        c_types = {"f8": types.float64, "i8": types.int64}
-        cast = [context.cast(builder, v, ty, c_types[c])
-                for v, ty, c in zip(values, scalars, _C_ARGS, strict=True)]
-        ptr = context.get_data_type(params.dtype).as_pointer()
-        f8, i8 = ir.DoubleType(), ir.IntType(64)
-        llty = {"f8": f8, "i8": i8}
-        fnty = ir.FunctionType(ir.VoidType(), [ptr, ptr, context.get_value_type(types.intp),
-                                               ptr, ptr] + [llty[c] for c in _C_ARGS])
-        callee = builder.inttoptr(address, fnty.as_pointer())
-        builder.call(callee, [views[0].data, views[1].data, n, views[2].data,
-                              views[3].data] + cast)
+        c_signature = _signature(params.dtype)
+        ptr = c_signature.args[0]
+        call_at(context, builder, c_signature, address,
+                [views[0].data, views[1].data, n, views[2].data, views[3].data, *values],
+                [ptr, ptr, types.intp, ptr, ptr, *scalars])
         return context.get_dummy_value()
 
     return sig, codegen
