@@ -33,6 +33,7 @@ GROUPS = {
     # the parallel kernels (fastbp._kernels.parallel), compiled on first use by a fit or
     # predict large enough to run them (a first fit that trains blocked: 10.1 s)
     "train_epoch_blocked": ("parallel training", 10),
+    "train_epoch_columns": ("column-parallel training", 7),
     "predict_rows_parallel": ("parallel prediction", 2),
     "mean_loss_parallel": ("parallel validation-loss", 2),
     "full_loss_grad_parallel": ("parallel L-BFGS objective", 3),

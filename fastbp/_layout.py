@@ -16,7 +16,11 @@ from ._kernels import activations
 # its activation code and the address of that activation's compiled function for the
 # network's dtype (numba passes a namedtuple of arrays like a tuple, by field). The
 # addresses hold for this process only: a Net is rebuilt, never pickled.
-Net = namedtuple("Net", ["units", "coef_off", "icpt_off", "act_off", "act_codes", "act_fns"])
+#
+# ``cols``: None, or the columns per task of the matrix products (``blas.product``) of a
+# network trained by column chunks (``fastbp._threads.engine``).
+Net = namedtuple("Net", ["units", "coef_off", "icpt_off", "act_off", "act_codes", "act_fns",
+                         "cols"])
 
 
 class Layout:
@@ -84,9 +88,10 @@ class Layout:
         off = np.concatenate([[0], np.cumsum(block)[:-1]]).astype(np.int64)
         return off, int(block.sum())
 
-    def net(self, rows, act_codes, dtype):
+    def net(self, rows, act_codes, dtype, cols=None):
         """The tuple the kernels take as the description of the network, for ``dtype``
-        arrays (float32 or float64).
+        arrays (float32 or float64), its products cut in ``cols`` columns per task
+        (None: whole).
 
         ``act_codes[l]`` is the activation code of layer ``l`` (entry 0 is unused; the
         last entry is the output activation); their functions are compiled here if this
@@ -97,7 +102,7 @@ class Layout:
         fns = np.zeros(codes.shape[0], dtype=np.int64)
         for layer in range(1, codes.shape[0]):
             fns[layer] = activations.address(int(codes[layer]), dtype)
-        return Net(self.units, self.coef_off, self.icpt_off, act_off, codes, fns), size
+        return Net(self.units, self.coef_off, self.icpt_off, act_off, codes, fns, cols), size
 
     def cached(self, key, build):
         """``build()``, cached for the last ``key`` asked. Predict keeps its plan here

@@ -33,6 +33,18 @@ PARALLEL_STEP = 1 << 20
 # parallel pass is one more kernel to compile on first use (4-6 s of CPU each, measured:
 # a small predict is not worth that wait).
 PARALLEL_PASS = 1 << 23
+# Multiply-adds of a column task (``engine``) from which a network of two or more hidden
+# layers, each of two tasks or more, trains by column tasks. Measured with 256-column
+# tasks (float32, one epoch, 50,000 rows for the first and 20,000 for the others, three
+# alternating runs, load 0.7-1.4, 1 thread / 2 threads): 256-1024-1024-10 at batch
+# 512: blocked 4.85-4.94 / 2.54-2.77 s, columns 4.34-4.40 / 2.46-2.58 s; at batch 128
+# (8.4 M per task in its first layer): blocked 2.37-2.43 / 1.26-1.99 s, columns 2.08-2.13
+# / 1.11-1.62 s. Networks of one hidden layer lost: 256-2048-10 at batch 256, blocked
+# 615-619 / 315-447 ms, columns 625-652 / 353-362 ms; 100-1024-10 at batch 128 (3.3 M
+# per task), blocked 151-155 / 89 ms, columns 164-169 / 115-119 ms (two runs); and
+# 100-512-512-10 at batch 256 (6.6 M) came out even (433-457 / 241-248 against 431-441
+# / 250-256 ms).
+COLUMN_TASK = 1 << 23
 # Multiply-adds of a batch's largest product below which BLAS does not split a product
 # at all: predict skips the thread bookkeeping for such inputs.
 TINY_PRODUCT = 1 << 16
@@ -85,6 +97,23 @@ def blocked(batch_rows, n_params, min_block_rows):
     """Whether minibatches of ``batch_rows`` rows train blocked and parallel (shape
     only: the choice fixes the arithmetic, so it must not depend on the threads)."""
     return batch_rows >= 2 * min_block_rows and batch_rows * n_params >= PARALLEL_STEP
+
+
+def engine(batch_rows, units, min_block_rows, cols):
+    """How minibatches of ``batch_rows`` rows of a network of layer sizes ``units``
+    train (shape only, like ``blocked``): "serial", "blocked" or "columns" (the whole
+    minibatch, each product cut in ``cols``-column tasks)."""
+    units = [int(u) for u in units]
+    n_params = sum(units[i] * units[i + 1] + units[i + 1] for i in range(len(units) - 1))
+    if not blocked(batch_rows, n_params, min_block_rows):
+        return "serial"
+    hidden = range(1, len(units) - 1)
+    if len(hidden) >= 2 and all(
+        units[i] >= 2 * cols and batch_rows * units[i - 1] * cols >= COLUMN_TASK
+        for i in hidden
+    ):
+        return "columns"
+    return "blocked"
 
 
 def whole_data(rows, chunk, n_params, threads):

@@ -228,14 +228,14 @@ class Trainer:
             finally:
                 self.threads = 1
 
-    def workspace(self, network, rows, dense, act_codes, slots=None):
-        """Buffers for batches of up to ``rows`` rows (``slots`` of them: see
-        ``Workspace``), kept between calls while they fit."""
+    def workspace(self, network, rows, dense, act_codes, slots=None, cols=None):
+        """Buffers for batches of up to ``rows`` rows (``slots`` of them, products in
+        ``cols`` column chunks: see ``Workspace``), kept between calls while they fit."""
         ws = self._workspace
         if ws is None or not ws.fits(network.layout, rows, network.dtype, dense, act_codes,
-                                     slots):
+                                     slots, cols):
             ws = Workspace(network.layout, act_codes, rows, network.dtype, dense,
-                           slots=slots)
+                           slots=slots, cols=cols)
             self._workspace = ws
         return ws
 
@@ -276,7 +276,16 @@ class Trainer:
         hyper.ihp[_train.IHP_RULE] = _opt.address(int(hyper.ihp[_train.IHP_SOLVER]),
                                                   network.dtype)
         data_args = (*data.arrays(), readonly(order), batch_size)
-        if _threads.blocked(batch_size, params.shape[0], _par.MIN_BLOCK_ROWS):
+        engine = _threads.engine(batch_size, network.layout.units, _par.MIN_BLOCK_ROWS,
+                                 _par.COLUMNS)
+        if engine == "columns":
+            ws = self.workspace(network, batch_size, data.dense, act_codes, cols=_par.COLUMNS)
+            with _threads.numba_threads(self.threads):
+                accumulated = _par.train_epoch_columns(
+                    params, grads, opt.state, hyper.hp, hyper.ihp, ws.net, *data_args,
+                    ws.act, ws.delta, ws.xbuf, ws.dact, drop,
+                )
+        elif engine == "blocked":
             ws = self.workspace(network, block_rows(batch_size), data.dense, act_codes,
                                 slots=_par.MAX_BLOCKS)
             partials, sums = self._partials(params)

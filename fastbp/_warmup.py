@@ -60,6 +60,11 @@ def _steps():
         "full_loss_grad": lambda X: MLPRegressor(hidden_layer_sizes=(4,), solver="lbfgs",
                                                  max_iter=2).fit(X, rng.normal(size=40)),
         "train_epoch_blocked": lambda X: large.fit(rows(X, 128), labels[:128]),
+        # 128 rows x 256 inputs x 256 columns: the smallest column task
+        # (fastbp._threads.engine)
+        "train_epoch_columns": lambda X: MLPClassifier(
+            (512, 512), batch_size=128, max_iter=1, random_state=0
+        ).fit(np.resize(X, (128, 256)), labels[:128]),
         "predict_rows_parallel": lambda X: large.predict(rows(X, 600)),
         "mean_loss_parallel": lambda X: MLPClassifier(
             batch_size=300, early_stopping=True, validation_fraction=0.5, **wide

@@ -103,24 +103,26 @@ class Workspace:
     minibatch or the chunks in flight of the parallel kernels (``_kernels.parallel``).
     """
 
-    def __init__(self, layout, act_codes, rows, dtype, dense, train=True, slots=None):
+    def __init__(self, layout, act_codes, rows, dtype, dense, train=True, slots=None,
+                 cols=None):
         self.rows = rows
         self.dtype = np.dtype(dtype)
         self.dense = dense
         self.train = train
         self.slots = slots
-        self.net, size = layout.net(rows, act_codes, dtype)
+        self.net, size = layout.net(rows, act_codes, dtype, cols)
         lead = () if slots is None else (slots,)
         self.act = np.empty((*lead, size), dtype=dtype)
         self.delta = np.empty((*lead, size), dtype=dtype)
         self.dact = np.empty((*lead, size if train else 0), dtype=dtype)
         self.xbuf = np.empty((*lead, rows * int(layout.units[0]) if dense else 0), dtype=dtype)
 
-    def fits(self, layout, rows, dtype, dense, act_codes, slots=None):
+    def fits(self, layout, rows, dtype, dense, act_codes, slots=None, cols=None):
         """Whether these buffers serve ``layout`` (same layer sizes) for such batches."""
         return (
             self.train
             and self.slots == slots
+            and self.net.cols == cols
             and np.array_equal(self.net[0], layout.units)
             and self.rows >= rows
             and self.dtype == dtype

@@ -265,6 +265,19 @@ def _numba_dot(a, b, out):
     np.dot(a, b, out)
 
 
+def operands(dtype, shape, layouts):
+    """Random ``(a, b)`` of ``shape`` (m, k, n), each C or F as ``layouts`` says."""
+    m, k, n = shape
+    rng = np.random.default_rng(m * 100 + k * 10 + n)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    if layouts[0] == "F":
+        a = np.ascontiguousarray(a.T).T
+    if layouts[1] == "F":
+        b = np.ascontiguousarray(b.T).T
+    return a, b
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(7, 5, 3), (1, 5, 3), (7, 5, 1), (1, 5, 1), (0, 5, 3),
                                    (7, 0, 3), (7, 5, 0), (40, 33, 17)])
@@ -274,13 +287,7 @@ def test_matmul_is_numbas_dot(dtype, shape, layouts):
     dot by shape; zeros for an empty product), so the products are those of before,
     bit for bit, in every operand layout the kernels use (``A.T @ D``, ``D @ W.T``)."""
     m, k, n = shape
-    rng = np.random.default_rng(m * 100 + k * 10 + n)
-    a = rng.standard_normal((m, k)).astype(dtype)
-    b = rng.standard_normal((k, n)).astype(dtype)
-    if layouts[0] == "F":
-        a = np.ascontiguousarray(a.T).T
-    if layouts[1] == "F":
-        b = np.ascontiguousarray(b.T).T
+    a, b = operands(dtype, shape, layouts)
     got = np.full((m, n), np.nan, dtype=dtype)
     want = np.full((m, n), np.nan, dtype=dtype)
     from_python(matmul)(a, b, got)

@@ -1,7 +1,8 @@
 """The parallel kernels (``fastbp._kernels.parallel``) against the NumPy oracle and
-their serial twins, in float32 and float64, on 1 and 2 numba threads: the blocked
-epoch matches the oracle and does not depend on the thread count; the whole-data
-passes return exactly what the serial kernels return."""
+their serial twins, in float32 and float64, on 1 and 2 numba threads: the blocked and
+the column-chunked epochs match the oracle and do not depend on the thread count, nor
+do the column-task products and the chunked optimizer step; the whole-data passes
+return exactly what the serial kernels return."""
 
 # tests/ is not a package: pytest puts it on sys.path (rootdir "prepend" mode)
 import numba
@@ -12,16 +13,21 @@ from test_kernels import (
     HUBER_DELTA,
     LOSSES,
     SOLVERS,
+    _rule_by_code,
     assert_close,
     flat_of,
+    from_python,
     make_hp,
     make_problem,
+    operands,
     oracle_epoch,
 )
 
+from fastbp._kernels import optimizers as O
 from fastbp._kernels import parallel as P
 from fastbp._kernels import train as T
 from fastbp._kernels.activations import IDENTITY, RELU, TANH
+from fastbp._kernels.blas import matmul_columns, matmul_part, product
 from fastbp._kernels.losses import LOG_LOSS, SQUARED_ERROR
 from fastbp._training import block_rows
 from fastbp._workspace import Workspace, kernel_rows, no_dropout, readonly
@@ -50,11 +56,9 @@ def test_block_rows_bounds_every_block_of_every_batch():
         assert min(blocks) >= 1 and P.n_blocks(batch) <= P.MAX_BLOCKS
 
 
-def blocked_problem(dtype, loss_code, sparse, weighted, batch, hidden=TANH, n=150):
+def epoch_problem(dtype, loss_code, sparse, weighted, batch, hidden=TANH, n=150):
     pb = make_problem(dtype, loss_code, hidden, n=n, units=(6, 9, 7), sparse=sparse,
                       weighted=weighted, seed=180 + loss_code)
-    ws = Workspace(pb.layout, pb.ws.net.act_codes, block_rows(batch), dtype,
-                   dense=not sparse, slots=P.MAX_BLOCKS)
     order = pb.rng.permutation(pb.n).astype(np.int64)
     if weighted:  # the second minibatch weighs nothing: it must be skipped
         sw = np.array(pb.swk)
@@ -64,10 +68,12 @@ def blocked_problem(dtype, loss_code, sparse, weighted, batch, hidden=TANH, n=15
     rng = np.random.default_rng(190 + loss_code)
     state[0] = 0.01 * rng.normal(size=pb.layout.n_params)
     state[1] = 1e-3 * rng.random(size=pb.layout.n_params)
-    return pb, ws, order, state
+    return pb, order, state
 
 
-def run_blocked(pb, ws, order, state, hp, ihp, batch, drop, threads):
+def run_blocked(pb, order, state, hp, ihp, batch, drop, threads):
+    ws = Workspace(pb.layout, pb.ws.net.act_codes, block_rows(batch), pb.dtype,
+                   dense=pb.Xsp is None, slots=P.MAX_BLOCKS)
     partials = np.full((P.MAX_BLOCKS - 1, pb.layout.n_params), np.nan, dtype=pb.dtype)
     sums = np.full((P.MAX_BLOCKS, 2), np.nan)
     return on_threads(threads, P.train_epoch_blocked, pb.params, np.empty_like(pb.params),
@@ -75,13 +81,28 @@ def run_blocked(pb, ws, order, state, hp, ihp, batch, drop, threads):
                       readonly(order), batch, ws.act, ws.delta, ws.xbuf, ws.dact, drop, sums)
 
 
+def run_columns(pb, order, state, hp, ihp, batch, drop, threads):
+    """The column-task epoch, its products in tasks of 4 columns (hidden layers of 9
+    and 7 units: 3 and 2 tasks, the last narrower)."""
+    ws = Workspace(pb.layout, pb.ws.net.act_codes, batch, pb.dtype, dense=pb.Xsp is None,
+                   cols=4)
+    return on_threads(threads, P.train_epoch_columns, pb.params, np.empty_like(pb.params),
+                      state, hp, ihp, ws.net, pb.Xk, pb.Xsp, pb.Yk, pb.swk, readonly(order),
+                      batch, ws.act, ws.delta, ws.xbuf, ws.dact, drop)
+
+
+RUN = {"blocked": run_blocked, "columns": run_columns}
+
+
+@pytest.mark.parametrize("engine", ["blocked", "columns"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
 @pytest.mark.parametrize("which", ["adam", "nesterov", "adamw", "adam+l1+clip", "sgd+dropout"])
-def test_train_epoch_blocked_matches_the_oracle_on_any_thread_count(dtype, sparse, which):
-    """Batches of 67 rows: two blocks (33 + 34), the last batch of 16 one block; the
-    oracle's dropout masks are those of whole minibatches, so the blocks must draw
-    theirs at their rows' places in the batch."""
+def test_parallel_epochs_match_the_oracle_on_any_thread_count(engine, dtype, sparse, which):
+    """Batches of 67 rows, the last of 16. Blocked: two blocks (33 + 34), the last batch
+    one block; the oracle's dropout masks are those of whole minibatches, so the blocks
+    must draw theirs at their rows' places in the batch. Columns: whole minibatches,
+    products in column tasks (``run_columns``)."""
     cfg = dict(SOLVERS[which])
     solver, nesterov, lr = cfg.pop("solver"), cfg.pop("nesterov"), cfg.pop("lr")
     dropout = cfg.pop("dropout", None)
@@ -89,7 +110,7 @@ def test_train_epoch_blocked_matches_the_oracle_on_any_thread_count(dtype, spars
     alpha, batch, t0 = 1e-3, 67, 3
     for loss_code in (SQUARED_ERROR, LOG_LOSS, LOSSES[-1]):
         weighted = loss_code == SQUARED_ERROR
-        pb, ws, order, state = blocked_problem(dtype, loss_code, sparse, weighted, batch)
+        pb, order, state = epoch_problem(dtype, loss_code, sparse, weighted, batch)
         w_coefs, w_icpts, w_state, w_t, w_total = oracle_epoch(
             pb, state, order, batch, alpha, solver, lr, nesterov, t0, dropout, cfg
         )
@@ -98,7 +119,7 @@ def test_train_epoch_blocked_matches_the_oracle_on_any_thread_count(dtype, spars
         for k in THREADS:
             pb.params[...], state[...] = start
             hp, ihp = make_hp(dtype, solver, nesterov, lr, loss_code, alpha, t0, **cfg)
-            total = run_blocked(pb, ws, order, state, hp, ihp, batch, drop, k)
+            total = RUN[engine](pb, order, state, hp, ihp, batch, drop, k)
             results.append((total, pb.params.copy(), state.copy(), ihp.copy()))
             assert_close(total, w_total, dtype)
             assert_close(pb.params, flat_of(w_coefs + w_icpts), dtype)
@@ -113,14 +134,80 @@ def test_train_epoch_blocked_matches_the_oracle_on_any_thread_count(dtype, spars
             np.testing.assert_array_equal(counters, results[0][3])
 
 
-def test_train_epoch_blocked_flags_outputs_that_overflow():
-    """One full-batch step of size 1e150 (two blocks): finite weights near 1e150, and
-    three identity layers multiply them to about 1e450 = inf at the output."""
+@numba.njit
+def _product(a, b, out, cols):  # an inlined overload: from_python's *args cannot call it
+    product(a, b, out, cols)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(7, 5, 9), (1, 5, 9), (7, 1, 4), (7, 5, 1), (40, 33, 17)])
+@pytest.mark.parametrize("layouts", ["CC", "FC", "CF"])
+def test_matmul_columns_is_the_product_on_any_thread_count(dtype, shape, layouts):
+    """``blas.matmul_columns`` (a gemm per ``cols`` output columns, each reading and
+    writing its columns in place) is ``a @ b`` in every operand layout the kernels use
+    (``A @ W``, ``A.T @ D``, ``D @ W.T``), for tasks that divide the columns or not, and
+    bit for bit the same on 1 and 2 threads; ``product`` picks it for an integer
+    ``cols`` and ``matmul`` for None; ``matmul_part`` writes its columns only."""
+    m, k, n = shape
+    a, b = operands(dtype, shape, layouts)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    for cols in (1, 4, n, n + 3):
+        got = []
+        for k_threads in THREADS:
+            out = np.full((m, n), np.nan, dtype=dtype)
+            on_threads(k_threads, from_python(matmul_columns), a, b, out, cols)
+            assert_close(out, exact, dtype, scale=1.0)
+            got.append(out)
+        for out in got[1:]:
+            assert out.tobytes() == got[0].tobytes()
+        out = np.full((m, n), np.nan, dtype=dtype)
+        _product(a, b, out, cols)
+        assert out.tobytes() == got[0].tobytes()
+    out = np.full((m, n), np.nan, dtype=dtype)
+    _product(a, b, out, None)
+    assert_close(out, exact, dtype, scale=1.0)
+    if n > 2:
+        out = np.full((m, n), np.nan, dtype=dtype)
+        from_python(matmul_part)(a, b, out, 1, n - 1)
+        assert np.isnan(out[:, 0]).all() and np.isnan(out[:, -1]).all()
+        assert_close(out[:, 1:-1], exact[:, 1:-1], dtype, scale=1.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("code", sorted(O.CODES.values()))
+def test_optimizer_step_chunks_is_one_step_on_any_thread_count(dtype, code):
+    """``train.optimizer_step_chunks`` (a task per ``PARAM_CHUNK`` parameters, the
+    weights-only terms counted from each chunk's start) updates weights and state
+    exactly as one pass of the rule, on 1 and 2 threads: 3 chunks and a bit, the
+    weights ending inside the second."""
+    rng = np.random.default_rng(code)
+    n = 3 * T.PARAM_CHUNK + 17
+    vectors = [rng.standard_normal(n).astype(dtype) for _ in range(4)]
+    vectors[3] = np.abs(vectors[3])  # squares: non-negative
+    form = (0.5, T.PARAM_CHUNK + 123, 1e-3, 3.0)  # clipping factor, weights, L2, weight sum
+    want = [v.copy() for v in vectors]
+    _rule_by_code(code, *want[:2], form, *want[2:], 4, 1)
+    hp, ihp = make_hp(dtype, "sgd", True, 0.01, SQUARED_ERROR, 0.0, 4, weight_decay=0.01)
+    ihp[T.IHP_RULE] = O.address(code, dtype)
+    for k in THREADS:
+        params, grads, s0, s1 = (v.copy() for v in vectors)
+        state = np.stack([s0, s1])
+        on_threads(k, from_python(T.optimizer_step_chunks), params, grads, form, state, hp,
+                   ihp)
+        for got, w in zip((params, grads, state[0], state[1]), want, strict=True):
+            assert got.tobytes() == w.tobytes()
+
+
+@pytest.mark.parametrize("engine", ["blocked", "columns"])
+def test_parallel_epochs_flag_outputs_that_overflow(engine):
+    """One full-batch step of size 1e150 (two blocks, or tasks of 4 columns): finite
+    weights near 1e150, and three identity layers multiply them to about 1e450 = inf at
+    the output."""
     dtype = np.float64
-    pb, ws, order, _ = blocked_problem(dtype, SQUARED_ERROR, False, False, 150, IDENTITY)
+    pb, order, _ = epoch_problem(dtype, SQUARED_ERROR, False, False, 150, IDENTITY)
     hp, ihp = make_hp(dtype, "sgd", False, 1e150, SQUARED_ERROR, 0.0, 0)
     state = np.zeros((2, pb.layout.n_params))
-    run_blocked(pb, ws, order, state, hp, ihp, 150, no_dropout(), THREADS[-1])
+    RUN[engine](pb, order, state, hp, ihp, 150, no_dropout(), THREADS[-1])
     assert np.isfinite(pb.params).all() and ihp[T.IHP_FINITE] == 0
 
 

@@ -34,13 +34,14 @@ def seen(monkeypatch):
     parallel ones also assert numba's chunk size of 1 (one iteration per task)."""
     record = []
     kernels = [(_training._train, "train_epoch"), (_training._par, "train_epoch_blocked"),
+               (_training._par, "train_epoch_columns"),
                (_network, "predict_rows"), (_network, "predict_rows_parallel")]
     for module, name in kernels:
         real = getattr(module, name)
 
         def spy(*args, _real=real, _name=name):
             record.append((_name, min(_blas_threads()), numba.get_num_threads()))
-            if _name.endswith(("blocked", "parallel")):
+            if _name.endswith(("blocked", "columns", "parallel")):
                 assert numba.get_parallel_chunksize() == 1
             return _real(*args)
 
@@ -143,6 +144,42 @@ def test_blocking_depends_on_the_shape_not_the_threads(Est):
     fits = [Est(hidden_layer_sizes=(256,), max_iter=2, batch_size=100, random_state=0,
                 dropout=0.1, n_threads=k).fit(X, y) for k in (1, 2)]
     np.testing.assert_array_equal(fits[0]._network.params, fits[1]._network.params)
+
+
+def test_the_engine_depends_on_the_shape_not_the_threads():
+    """Serial, row blocks or column tasks: the choice follows from the batch and the
+    layer sizes alone (measured boundaries: ``_threads.COLUMN_TASK``)."""
+    def engine(batch, units):
+        return _threads.engine(batch, np.array(units), P.MIN_BLOCK_ROWS, P.COLUMNS)
+
+    assert engine(512, [256, 1024, 1024, 10]) == "columns"  # the wide workload
+    assert engine(128, [256, 1024, 1024, 10]) == "columns"
+    assert engine(64, [256, 1024, 1024, 10]) == "blocked"  # tasks too small
+    assert engine(128, [100, 1024, 1024, 10]) == "blocked"  # a narrow input: small tasks
+    assert engine(512, [256, 1024, 256, 10]) == "blocked"  # a layer of a single task
+    assert engine(256, [256, 2048, 10]) == "blocked"  # one hidden layer
+    assert engine(200, [100, 256, 128, 10]) == "blocked"
+    assert engine(32, [100, 256, 128, 10]) == "serial"
+    assert engine(512, [1024, 10]) == "blocked"  # no hidden layer
+
+
+@BOTH
+def test_column_tasks_run_on_the_budget_with_the_same_results(Est, two_blas_threads, seen,
+                                                              monkeypatch):
+    """A network trained by column tasks (made small here: 16 columns per task) runs
+    its epoch on the thread budget, BLAS on one, and ends bit for bit where it ends on
+    one thread, dropout included."""
+    monkeypatch.setattr(P, "COLUMNS", 16)
+    monkeypatch.setattr(_threads, "COLUMN_TASK", 1)
+    X, y = _data(Est)
+    assert _threads.engine(200, np.array([64, 64, 48, 1]), P.MIN_BLOCK_ROWS, 16) == "columns"
+    fits = [Est(hidden_layer_sizes=(64, 48), max_iter=2, batch_size=200, random_state=0,
+                dropout=0.1, n_threads=k).fit(X, y) for k in (1, 2)]
+    np.testing.assert_array_equal(fits[0]._network.params, fits[1]._network.params)
+    epochs = [(name, blas, k) for name, blas, k in seen if name.startswith("train_epoch")]
+    assert epochs == [("train_epoch_columns", 1, 1)] * 2 + [
+        ("train_epoch_columns", 1, min(2, POOL))] * 2
+    assert min(_blas_threads()) >= 2
 
 
 @BOTH

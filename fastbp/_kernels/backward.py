@@ -4,7 +4,7 @@ import numpy as np
 from numba import njit
 
 from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS, JIT_OPTIONS
-from .blas import matmul
+from .blas import product
 from .forward import block_view, coef_view, icpt_view
 
 
@@ -65,15 +65,15 @@ def backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact):
         if layer - 1 == 0:
             if Xsp is None:  # dense X (see forward's module docstring)
                 A0 = xbuf[: n * units[0]].reshape((n, units[0]))
-                matmul(A0.T, D, G)
+                product(A0.T, D, G, net.cols)
             else:
                 csr_rows_tdot(Xsp[0], Xsp[1], Xsp[2], rows, D, G)
         else:
-            matmul(block_view(act, net, layer - 1, n).T, D, G)
+            product(block_view(act, net, layer - 1, n).T, D, G, net.cols)
         column_sums(D, icpt_view(grads, net, layer - 1))
         if layer > 1:
             D_prev = block_view(delta, net, layer - 1, n)
-            matmul(D, coef_view(params, net, layer - 1).T, D_prev)
+            product(D, coef_view(params, net, layer - 1).T, D_prev, net.cols)
             multiply(D_prev, block_view(dact, net, layer - 1, n))
 
 

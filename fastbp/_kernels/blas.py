@@ -7,10 +7,13 @@ their exception paths into each kernel, and the callers' shapes are right by
 construction (offsets from ``fastbp._layout``).
 """
 
-from numba import types
+from llvmlite import ir
+from numba import njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 from numba.np import linalg
+
+from .._config import HELPER_JIT_OPTIONS
 
 linalg.ensure_blas()
 
@@ -70,3 +73,84 @@ def matmul(typingctx, a, b, out):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def matmul_part(typingctx, a, b, out, lo, hi):
+    """``out[:, lo:hi] = a @ b[:, lo:hi]`` by one gemm call, the columns read and written
+    in place through BLAS's leading dimensions (2-D float arrays, each C- or
+    F-contiguous, ``out`` C; every size at least 1)."""
+    if not (_operand(a) and _operand(b) and _operand(out) and out.layout == "C"
+            and a.dtype == b.dtype == out.dtype
+            and a.dtype in (types.float32, types.float64)
+            and isinstance(lo, types.Integer) and isinstance(hi, types.Integer)):
+        return None
+    sig = types.void(a, b, out, types.intp, types.intp)
+
+    def codegen(context, builder, signature, args):
+        aty, bty, outty = signature.args[:3]
+        x = context.make_array(aty)(context, builder, args[0])
+        y = context.make_array(bty)(context, builder, args[1])
+        z = context.make_array(outty)(context, builder, args[2])
+        lo, hi = args[3], args[4]
+        m, k = cgutils.unpack_tuple(builder, x.shape)
+        n = cgutils.unpack_tuple(builder, y.shape)[1]
+        # BLAS is column-major: the row-major out^T (n x m) = b^T a^T, as numba's np.dot
+        trans, notrans = (ir.Constant(linalg.ll_char, ord(c)) for c in "tn")
+        if bty.layout == "C":  # b's columns lo..hi start at lo, rows n apart
+            transb, ldb, offb = notrans, n, lo
+        else:  # F: column lo starts at lo * k, columns k apart
+            transb, ldb, offb = trans, k, builder.mul(lo, k)
+        transa, lda = (notrans, k) if aty.layout == "C" else (trans, m)
+        fnty = ir.FunctionType(ir.IntType(32), [
+            linalg.ll_char, linalg.ll_char, linalg.ll_char,
+            linalg.intp_t, linalg.intp_t, linalg.intp_t,
+            linalg.ll_void_p, linalg.ll_void_p, linalg.intp_t,
+            linalg.ll_void_p, linalg.intp_t, linalg.ll_void_p,
+            linalg.ll_void_p, linalg.intp_t,
+        ])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+        alpha = linalg.make_constant_slot(context, builder, aty.dtype, 1.0)
+        beta = linalg.make_constant_slot(context, builder, aty.dtype, 0.0)
+
+        def void_p(ptr, offset):
+            return builder.bitcast(builder.gep(ptr, [offset]), linalg.ll_void_p)
+
+        kind = ir.Constant(linalg.ll_char, ord(linalg.get_blas_kind(aty.dtype)))
+        res = builder.call(fn, (
+            kind, transb, transa, builder.sub(hi, lo), m, k,
+            builder.bitcast(alpha, linalg.ll_void_p), void_p(y.data, offb), ldb,
+            void_p(x.data, context.get_constant(types.intp, 0)), lda,
+            builder.bitcast(beta, linalg.ll_void_p), void_p(z.data, lo), n,
+        ))
+        linalg.check_blas_return(context, builder, res)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(**dict(HELPER_JIT_OPTIONS, parallel=True))
+def matmul_columns(a, b, out, cols):
+    """``out[:, :] = a @ b`` as one gemm per ``cols`` columns of ``out`` (the last may
+    be narrower), a task each: a decomposition fixed by the shapes, never by the thread
+    count, and no sum is split (each entry is one gemm's dot product over all of ``a``'s
+    columns). ``a`` and ``out`` have at least one row."""
+    n = out.shape[1]
+    for c in prange((n + cols - 1) // cols):
+        lo = c * cols
+        matmul_part(a, b, out, lo, min(lo + cols, n))
+
+
+def product(a, b, out, cols):
+    """``out[:, :] = a @ b`` in compiled code: ``matmul``, or ``matmul_columns`` when
+    ``cols`` (a network's ``Net.cols``) is an integer rather than None; numba picks one
+    while typing, so a network without column chunks compiles no parallel product."""
+
+
+@overload(product, inline="always")
+def _product(a, b, out, cols):
+    if isinstance(cols, types.NoneType):
+        return lambda a, b, out, cols: matmul(a, b, out)
+    if isinstance(cols, types.Integer):
+        return lambda a, b, out, cols: matmul_columns(a, b, out, cols)
+    return None

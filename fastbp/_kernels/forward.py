@@ -17,7 +17,7 @@ from numba import njit
 
 from .._config import HELPER_JIT_OPTIONS
 from . import activations, dropout
-from .blas import matmul
+from .blas import product
 
 
 @njit(**HELPER_JIT_OPTIONS)
@@ -100,7 +100,7 @@ def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key, row0):
     Z = block_view(act, net, 1, n)
     if Xsp is None:
         A0 = gather_rows(X, rows, xbuf)
-        matmul(A0, coef_view(params, net, 0), Z)
+        product(A0, coef_view(params, net, 0), Z, net.cols)
     else:
         csr_rows_dot(Xsp[0], Xsp[1], Xsp[2], rows, coef_view(params, net, 0), Z)
     return forward_layers(params, net, n, act, dact, drop, key, row0)
@@ -117,7 +117,8 @@ def forward_layers(params, net, n, act, dact, drop, key, row0):
     for layer in range(1, n_layers):
         if layer > 1:
             Z = block_view(act, net, layer, n)
-            matmul(block_view(act, net, layer - 1, n), coef_view(params, net, layer - 1), Z)
+            product(block_view(act, net, layer - 1, n), coef_view(params, net, layer - 1), Z,
+                    net.cols)
         add_bias(Z, icpt_view(params, net, layer - 1))
         if train and layer < n_layers - 1:
             dZ = block_view(dact, net, layer, n)

@@ -12,6 +12,12 @@ BLAS runs single-threaded inside the regions (its own threads would oversubscrib
   region. The blocked epoch is not bit-identical to the unblocked one of ``train``
   (other sums), so which of the two a network uses depends only on its shape and batch
   size (``fastbp._threads.blocked``).
+- Wide networks (``train_epoch_columns``): the serial epoch on whole minibatches, each
+  matrix product cut into tasks of ``COLUMNS`` output columns (``blas.matmul_columns``:
+  no sum is split, so no partials) and the optimizer step into parameter chunks.
+  Row blocks cost a wide network's products their efficiency: the four 128-row blocks
+  of a 512-row batch took 13% longer in its 1024 x 1024 layer's products than the whole
+  batch, at one thread as at two (``fastbp._threads.engine`` says which networks).
 - Whole data sets (``predict_rows_parallel``, ``mean_loss_parallel``,
   ``full_loss_grad_parallel``) are cut into the same chunks as their serial
   counterparts in ``train``, taken by ``SLOTS`` workspaces in waves; the chunk sums
@@ -37,6 +43,7 @@ from .train import (
     IHP_LOSS,
     IHP_SEED,
     IHP_T,
+    PARAM_CHUNK,
     all_finite,
     batch_loss,
     batch_loss_grad,
@@ -47,6 +54,7 @@ from .train import (
     outputs_finite,
     predict_chunk,
     step_form,
+    train_epoch,
 )
 
 PARALLEL_OPTIONS = dict(JIT_OPTIONS, parallel=True)
@@ -62,9 +70,14 @@ PARALLEL_OPTIONS = dict(JIT_OPTIONS, parallel=True)
 MIN_BLOCK_ROWS = 32
 BLOCK_ROWS = 100
 MAX_BLOCKS = 8
-# Parameters per task of the gradient sum and optimizer step: 16 KiB of float32
-# (4 vectors of a chunk stay in a core's L1/L2 while it is updated).
-PARAM_CHUNK = 4096
+# Columns per task of the products of a network trained by column tasks
+# (``train_epoch_columns``). Measured on the wide workload (256-1024-1024-10, batch 512,
+# float32, medians of 3 epochs x 3 alternating runs, load 0.9-1.4): 4.38 s at one thread
+# and 2.39 s at two with 256 columns, 4.31 s and 2.30 s with 512 (each task packs the
+# whole left operand again), 4.23 s in one task per product. 256: a 1024-unit layer's
+# products keep four tasks, for an idle thread to take when another is descheduled and
+# for four cores.
+COLUMNS = 256
 # Workspaces of the whole-data-set kernels (chunks taken per wave).
 SLOTS = 8
 
@@ -178,6 +191,17 @@ def train_epoch_blocked(params, grads, partials, state, hp, ihp, net, X, Xsp, Y,
                       hp, ihp)
     ihp[IHP_FINITE] = _blocks_finite(params, net, X, Xsp, last, act, xbuf, drop)
     return total
+
+
+@njit(**JIT_OPTIONS)
+def train_epoch_columns(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order,
+                        batch_size, act, delta, xbuf, dact, drop):
+    """``train.train_epoch`` for a network whose ``net.cols`` is an integer: its
+    products run in column tasks and its optimizer step in parameter chunks (module
+    docstring). An entry kernel of its own, so that the compile notice and the warm-up
+    name it."""
+    return train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order,
+                       batch_size, act, delta, xbuf, dact, drop)
 
 
 @njit(**INLINED_JIT_OPTIONS)

@@ -10,13 +10,14 @@ Buffers (allocated once per fit by the caller, see ``fastbp._workspace``):
 
 import math
 
-from numba import njit
+from numba import njit, prange, types
+from numba.extending import overload
 
 from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS, JIT_OPTIONS
 from . import dropout
 from . import optimizers as opt
 from .backward import backward_batch, finalize_gradient, sum_of_squares
-from .blas import matmul
+from .blas import product
 from .forward import block_view, coef_view, forward_batch, forward_layers
 from .losses import loss_and_delta
 
@@ -91,6 +92,42 @@ def optimizer_step(params, grads, form, s0, s1, hp, ihp):
              hp[HP_EPSILON], hp[HP_RHO], hp[HP_WEIGHT_DECAY])
 
 
+# Parameters per task of a parallel optimizer step (and of the blocked epoch's gradient
+# sum): 16 KiB of float32 (4 vectors of a chunk stay in a core's L1/L2 while updated).
+PARAM_CHUNK = 4096
+
+
+@njit(**dict(HELPER_JIT_OPTIONS, parallel=True))
+def optimizer_step_chunks(params, grads, form, state, hp, ihp):
+    """``optimizer_step`` over the whole vector, one task per ``PARAM_CHUNK``
+    parameters: element-wise, so the same numbers as in one pass."""
+    n = params.shape[0]
+    for c in prange((n + PARAM_CHUNK - 1) // PARAM_CHUNK):
+        lo = c * PARAM_CHUNK
+        hi = min(lo + PARAM_CHUNK, n)
+        # the weights-only terms of ``form`` count from the chunk's start
+        chunk_form = (form[0], form[1] - lo, form[2], form[3])
+        optimizer_step(params[lo:hi], grads[lo:hi], chunk_form, state[0, lo:hi],
+                       state[1, lo:hi], hp, ihp)
+
+
+def update(params, grads, form, state, hp, ihp, cols):
+    """The optimizer step of a minibatch in compiled code: in one pass, or in parallel
+    chunks for a network trained by column chunks (``cols``, its ``Net.cols``, an
+    integer rather than None; see ``blas.product``)."""
+
+
+@overload(update, inline="always")
+def _update(params, grads, form, state, hp, ihp, cols):
+    if isinstance(cols, types.NoneType):
+        return lambda params, grads, form, state, hp, ihp, cols: optimizer_step(
+            params, grads, form, state[0], state[1], hp, ihp)
+    if isinstance(cols, types.Integer):
+        return lambda params, grads, form, state, hp, ihp, cols: optimizer_step_chunks(
+            params, grads, form, state, hp, ihp)
+    return None
+
+
 @njit(**JIT_OPTIONS)
 def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_size,
                 act, delta, xbuf, dact, drop):
@@ -125,7 +162,7 @@ def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_
         total += batch_loss(loss_sum, sw_sum, hp, sq, l1_norm) * (stop - start)
         last = rows
         ihp[IHP_T] += 1
-        optimizer_step(params, grads, form, state[0], state[1], hp, ihp)
+        update(params, grads, form, state, hp, ihp, net.cols)
     ihp[IHP_FINITE] = outputs_finite(params, net, X, Xsp, last, act, xbuf, drop)
     return total
 
@@ -282,7 +319,8 @@ def predict_chunk(params, net, X, Xsp, order, start, stop, direct, act, xbuf, no
     key = dropout.batch_key(0, 0)
     if direct:
         Z = block_view(act, net, 1, stop - start)
-        matmul(X[order[0] + start : order[0] + stop], coef_view(params, net, 0), Z)
+        product(X[order[0] + start : order[0] + stop], coef_view(params, net, 0), Z,
+                net.cols)
         P = forward_layers(params, net, stop - start, act, act[:0], no_drop, key, 0)
     else:
         P = forward_batch(params, net, X, Xsp, order[start:stop], act, xbuf, act[:0],
