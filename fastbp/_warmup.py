@@ -6,10 +6,11 @@ its own variant of the training kernels on first use, a few seconds: see
 
 Run it once after installing (``python -m fastbp warmup``), or before starting workers
 (Dask, joblib): every later process then loads the machine code from the cache instead
-of compiling it again. On the 2-core development machine (empty cache, load 0.7-0.9):
-53 s of wall time for both dtypes (61 s with an epoch kernel per optimizer; 89 s before
-the activations became functions of their own and the helpers lost their CPython
-wrappers; 33-34 s before the parallel kernels).
+of compiling it again. On the 2-core development machine (empty cache, load 0.1-0.9):
+67 s of wall time for both dtypes, 5.1-5.2 s per dtype of it the column-task epoch of
+wide networks (53 s before that engine; 61 s with an epoch kernel per optimizer; 89 s
+before the activations became functions of their own and the helpers lost their
+CPython wrappers; 33-34 s before the parallel kernels).
 
 The dtypes are compiled one after the other. On the 2-core development machine (shared,
 empty cache each time): two threads took as long as one (99 vs 104 s at load average 7;
