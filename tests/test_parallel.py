@@ -134,11 +134,6 @@ def test_parallel_epochs_match_the_oracle_on_any_thread_count(engine, dtype, spa
             np.testing.assert_array_equal(counters, results[0][3])
 
 
-@numba.njit
-def _product(a, b, out, cols):  # an inlined overload: from_python's *args cannot call it
-    product(a, b, out, cols)
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(7, 5, 9), (1, 5, 9), (7, 1, 4), (7, 5, 1), (40, 33, 17)])
 @pytest.mark.parametrize("layouts", ["CC", "FC", "CF"])
@@ -161,10 +156,10 @@ def test_matmul_columns_is_the_product_on_any_thread_count(dtype, shape, layouts
         for out in got[1:]:
             assert out.tobytes() == got[0].tobytes()
         out = np.full((m, n), np.nan, dtype=dtype)
-        _product(a, b, out, cols)
+        from_python(product)(a, b, out, cols)
         assert out.tobytes() == got[0].tobytes()
     out = np.full((m, n), np.nan, dtype=dtype)
-    _product(a, b, out, None)
+    from_python(product)(a, b, out, None)
     assert_close(out, exact, dtype, scale=1.0)
     if n > 2:
         out = np.full((m, n), np.nan, dtype=dtype)

@@ -117,7 +117,7 @@ def update(params, grads, form, state, hp, ihp, cols):
     integer rather than None; see ``blas.product``)."""
 
 
-@overload(update, inline="always")
+@overload(update, jit_options=HELPER_JIT_OPTIONS)
 def _update(params, grads, form, state, hp, ihp, cols):
     if isinstance(cols, types.NoneType):
         return lambda params, grads, form, state, hp, ihp, cols: optimizer_step(
