@@ -34,7 +34,8 @@ def _steps():
     """(kernel group, entry kernel, call) in an order where each call reaches one more
     entry kernel of ``_kernels.train`` or ``_kernels.parallel``; a call takes X in the
     dtype to compile (40 rows: the serial kernels; more, with a wider network: the
-    parallel ones, which a machine with one usable thread never runs)."""
+    parallel ones; the training engines' run at any thread count, the whole-data passes'
+    only on two threads or more)."""
     from . import MLPClassifier, MLPRegressor
     from ._training import STOCHASTIC_SOLVERS
 

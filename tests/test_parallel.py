@@ -168,6 +168,30 @@ def test_matmul_columns_is_the_product_on_any_thread_count(dtype, shape, layouts
         assert_close(out[:, 1:-1], exact[:, 1:-1], dtype, scale=1.0)
 
 
+def _compiled_ir(kernel, *args):
+    trampoline = from_python(kernel)
+    trampoline(*args)
+    return "\n".join(trampoline.inspect_llvm().values())
+
+
+def test_an_integer_cols_compiles_the_parallel_product_and_step():
+    """The column-task engine's choice is made while typing: with ``cols`` an integer,
+    ``product`` and ``update`` compile the parallel helpers (a numba parallel region
+    calls ``do_scheduling``); with None, neither. The oracle tests could not tell a
+    serial product from a column-task one, which give the same values."""
+    a, b = np.ones((3, 4)), np.ones((4, 5))
+    out = np.empty((3, 5))
+    n = 10
+    hp, ihp = make_hp(np.float64, "adam", False, 0.01, SQUARED_ERROR, 0.0, 1)
+    form = (1.0, n, 0.0, 1.0)
+    for cols, parallel in ((2, True), (None, False)):
+        ir = _compiled_ir(product, a, b, out, cols)
+        assert ("matmul_columns" in ir) == ("do_scheduling" in ir) == parallel
+        ir = _compiled_ir(T.update, np.zeros(n), np.ones(n), form, np.zeros((2, n)), hp, ihp,
+                          cols)
+        assert ("optimizer_step_chunks" in ir) == ("do_scheduling" in ir) == parallel
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("code", sorted(O.CODES.values()))
 def test_optimizer_step_chunks_is_one_step_on_any_thread_count(dtype, code):
