@@ -153,6 +153,8 @@ def test_the_engine_depends_on_the_shape_not_the_threads():
         return _threads.engine(batch, np.array(units), P.MIN_BLOCK_ROWS, P.COLUMNS)
 
     assert engine(512, [256, 1024, 1024, 10]) == "columns"  # the wide workload
+    assert _threads.engine(512, np.array([256, 1024, 1024, 10]), P.MIN_BLOCK_ROWS, P.COLUMNS,
+                           dense=False) == "blocked"  # sparse X
     assert engine(128, [256, 1024, 1024, 10]) == "columns"
     assert engine(64, [256, 1024, 1024, 10]) == "blocked"  # tasks too small
     assert engine(128, [100, 1024, 1024, 10]) == "blocked"  # a narrow input: small tasks
