@@ -99,14 +99,14 @@ def blocked(batch_rows, n_params, min_block_rows):
     return batch_rows >= 2 * min_block_rows and batch_rows * n_params >= PARALLEL_STEP
 
 
-def engine(batch_rows, units, min_block_rows, cols, dense=True):
+def engine(batch_rows, units, n_params, min_block_rows, cols, dense=True):
     """How minibatches of ``batch_rows`` rows of a network of layer sizes ``units``
-    train (shape and input kind only, like ``blocked``): "serial", "blocked" or
-    "columns" (the whole minibatch, each product cut in ``cols``-column tasks). Sparse
+    (``n_params`` parameters) train (shape and input kind only, like ``blocked``):
+    "serial", "blocked" or "columns" (the whole minibatch, each product cut in
+    ``cols``-column tasks). Sparse
     input stays blocked: the column engine multiplies CSR rows by the first layer on
     one thread, where the blocks split them (not measured against each other)."""
     units = [int(u) for u in units]
-    n_params = sum(units[i] * units[i + 1] + units[i + 1] for i in range(len(units) - 1))
     if not blocked(batch_rows, n_params, min_block_rows):
         return "serial"
     hidden = range(1, len(units) - 1)

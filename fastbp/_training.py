@@ -276,8 +276,8 @@ class Trainer:
         hyper.ihp[_train.IHP_RULE] = _opt.address(int(hyper.ihp[_train.IHP_SOLVER]),
                                                   network.dtype)
         data_args = (*data.arrays(), readonly(order), batch_size)
-        engine = _threads.engine(batch_size, network.layout.units, _par.MIN_BLOCK_ROWS,
-                                 _par.COLUMNS, data.dense)
+        engine = _threads.engine(batch_size, network.layout.units, params.shape[0],
+                                 _par.MIN_BLOCK_ROWS, _par.COLUMNS, data.dense)
         if engine == "columns":
             ws = self.workspace(network, batch_size, data.dense, act_codes, cols=_par.COLUMNS)
             with _threads.numba_threads(self.threads):

@@ -7,6 +7,7 @@ import pytest
 
 from fastbp import MLPClassifier, MLPRegressor, _network, _threads, _training
 from fastbp._kernels import parallel as P
+from fastbp._layout import Layout
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 BOTH = pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor], ids=["clf", "reg"])
@@ -149,12 +150,13 @@ def test_blocking_depends_on_the_shape_not_the_threads(Est):
 def test_the_engine_depends_on_the_shape_not_the_threads():
     """Serial, row blocks or column tasks: the choice follows from the batch and the
     layer sizes alone (measured boundaries: ``_threads.COLUMN_TASK``)."""
-    def engine(batch, units):
-        return _threads.engine(batch, np.array(units), P.MIN_BLOCK_ROWS, P.COLUMNS)
+    def engine(batch, units, dense=True):
+        layout = Layout(units)
+        return _threads.engine(batch, layout.units, layout.n_params, P.MIN_BLOCK_ROWS,
+                               P.COLUMNS, dense)
 
     assert engine(512, [256, 1024, 1024, 10]) == "columns"  # the wide workload
-    assert _threads.engine(512, np.array([256, 1024, 1024, 10]), P.MIN_BLOCK_ROWS, P.COLUMNS,
-                           dense=False) == "blocked"  # sparse X
+    assert engine(512, [256, 1024, 1024, 10], dense=False) == "blocked"  # sparse X
     assert engine(128, [256, 1024, 1024, 10]) == "columns"
     assert engine(64, [256, 1024, 1024, 10]) == "blocked"  # tasks too small
     assert engine(128, [100, 1024, 1024, 10]) == "blocked"  # a narrow input: small tasks
@@ -174,7 +176,9 @@ def test_column_tasks_run_on_the_budget_with_the_same_results(Est, two_blas_thre
     monkeypatch.setattr(P, "COLUMNS", 16)
     monkeypatch.setattr(_threads, "COLUMN_TASK", 1)
     X, y = _data(Est)
-    assert _threads.engine(200, np.array([64, 64, 48, 1]), P.MIN_BLOCK_ROWS, 16) == "columns"
+    layout = Layout([64, 64, 48, 1])
+    assert _threads.engine(200, layout.units, layout.n_params, P.MIN_BLOCK_ROWS,
+                           16) == "columns"
     fits = [Est(hidden_layer_sizes=(64, 48), max_iter=2, batch_size=200, random_state=0,
                 dropout=0.1, n_threads=k).fit(X, y) for k in (1, 2)]
     np.testing.assert_array_equal(fits[0]._network.params, fits[1]._network.params)

@@ -50,7 +50,7 @@ from .train import (
     chunk_loss,
     is_range,
     objective,
-    optimizer_step,
+    optimizer_step_slice,
     outputs_finite,
     predict_chunk,
     step_form,
@@ -143,10 +143,7 @@ def _sum_and_step(params, grads, partials, n_partials, state, form, hp, ihp):
         hi = min(lo + PARAM_CHUNK, n)
         for b in range(n_partials):
             _add_into(grads[lo:hi], partials[b, lo:hi])
-        # the weights-only terms of ``form`` count from the chunk's start
-        chunk_form = (form[0], form[1] - lo, form[2], form[3])
-        optimizer_step(params[lo:hi], grads[lo:hi], chunk_form, state[0, lo:hi],
-                       state[1, lo:hi], hp, ihp)
+        optimizer_step_slice(params, grads, form, state, hp, ihp, lo, hi)
 
 
 @njit(**PARALLEL_OPTIONS)

@@ -97,18 +97,25 @@ def optimizer_step(params, grads, form, s0, s1, hp, ihp):
 PARAM_CHUNK = 4096
 
 
+@njit(**INLINED_JIT_OPTIONS)
+def optimizer_step_slice(params, grads, form, state, hp, ihp, lo, hi):
+    """``optimizer_step`` over parameters ``lo:hi`` (element-wise: the same numbers as
+    in one pass over the whole vector)."""
+    # the weights-only terms of ``form`` count from the slice's start
+    chunk_form = (form[0], form[1] - lo, form[2], form[3])
+    optimizer_step(params[lo:hi], grads[lo:hi], chunk_form, state[0, lo:hi],
+                   state[1, lo:hi], hp, ihp)
+
+
 @njit(**dict(HELPER_JIT_OPTIONS, parallel=True))
 def optimizer_step_chunks(params, grads, form, state, hp, ihp):
     """``optimizer_step`` over the whole vector, one task per ``PARAM_CHUNK``
-    parameters: element-wise, so the same numbers as in one pass."""
+    parameters."""
     n = params.shape[0]
     for c in prange((n + PARAM_CHUNK - 1) // PARAM_CHUNK):
         lo = c * PARAM_CHUNK
-        hi = min(lo + PARAM_CHUNK, n)
-        # the weights-only terms of ``form`` count from the chunk's start
-        chunk_form = (form[0], form[1] - lo, form[2], form[3])
-        optimizer_step(params[lo:hi], grads[lo:hi], chunk_form, state[0, lo:hi],
-                       state[1, lo:hi], hp, ihp)
+        optimizer_step_slice(params, grads, form, state, hp, ihp, lo,
+                             min(lo + PARAM_CHUNK, n))
 
 
 def update(params, grads, form, state, hp, ihp, cols):
