@@ -9,6 +9,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from . import _threads
 from ._kernels import activations
 
 # The kernels' description of a network: per layer its units, the offsets of its
@@ -18,9 +19,12 @@ from ._kernels import activations
 # addresses hold for this process only: a Net is rebuilt, never pickled.
 #
 # ``cols``: None, or the columns per task of the matrix products (``blas.product``) of a
-# network trained by column chunks (``fastbp._threads.engine``).
+# network trained by column chunks (``fastbp._threads.engine``). ``small``: the most
+# multiply-adds of a product BLAS runs through its small-matrix kernels (0: it has
+# none), which ``blas.product`` cuts larger products to fit (``fastbp._threads
+# .small_products``); found once per process, never pickled either.
 Net = namedtuple("Net", ["units", "coef_off", "icpt_off", "act_off", "act_codes", "act_fns",
-                         "cols"])
+                         "cols", "small"])
 
 
 class Layout:
@@ -102,7 +106,9 @@ class Layout:
         fns = np.zeros(codes.shape[0], dtype=np.int64)
         for layer in range(1, codes.shape[0]):
             fns[layer] = activations.address(int(codes[layer]), dtype)
-        return Net(self.units, self.coef_off, self.icpt_off, act_off, codes, fns, cols), size
+        net = Net(self.units, self.coef_off, self.icpt_off, act_off, codes, fns, cols,
+                  _threads.small_products())
+        return net, size
 
     def cached(self, key, build):
         """``build()``, cached for the last ``key`` asked. Predict keeps its plan here

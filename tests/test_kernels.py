@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from fastbp._config import JIT_OPTIONS
 from fastbp._kernels import activations as A
-from fastbp._kernels import backward, dropout, forward
+from fastbp._kernels import backward, blas, dropout, forward
 from fastbp._kernels import losses as L
 from fastbp._kernels import optimizers as O
 from fastbp._kernels import train as T
@@ -294,6 +294,70 @@ def test_matmul_is_numbas_dot(dtype, shape, layouts):
     _numba_dot(a, b, want)
     assert got.tobytes() == want.tobytes()
     assert_close(got, a.astype(np.float64) @ b.astype(np.float64), dtype, scale=1.0)
+
+
+SMALL = 10**6  # OpenBLAS's small-kernel limit (fastbp._threads.SMALL_PRODUCT)
+small_width = from_python(blas.small_width)
+
+
+@pytest.mark.parametrize("m, k, n, tn, small, width", [
+    (32, 256, 128, False, 0, 128),  # no small kernels: one call
+    (32, 100, 256, False, SMALL, 256),  # fits whole
+    (32, 256, 128, False, SMALL, 64),  # 1.05 M: two calls of 524 k
+    (200, 256, 128, False, SMALL, 16),  # 19 columns fit: multiples of 16
+    (200, 100, 256, False, SMALL, 48),  # 50 fit: 6 calls of 43, rounded up
+    (256, 64, 64, False, SMALL, 32),  # predict's chunk of a digits net
+    (32, 128, 256, True, SMALL, 32),  # transposed B: at most 1200 outputs a call
+    (200, 128, 256, True, SMALL, 256),  # ... fewer than 16 columns: one call
+    (32, 10, 64, True, SMALL, 64),  # ... an inner dimension under 32: one call
+    (1, 4096, 4096, False, SMALL, 4096),  # a matrix-vector product stays one
+    (4096, 4096, 1, False, SMALL, 1),
+    (7, 0, 5, True, SMALL, 5),  # empty inner dimension: matmul's zeros
+])
+def test_small_width_cuts_only_what_the_small_kernels_then_take(m, k, n, tn, small, width):
+    """``blas.small_width``: the widths above, and over a grid of shapes every cut
+    product's calls fit OpenBLAS's small-matrix rule, in the fewest calls of a multiple
+    of 16 columns."""
+    assert small_width(m, k, n, tn, small) == width
+
+
+def test_small_width_fits_every_chunk():
+    for m in (2, 7, 32, 33, 100, 200, 256, 512):
+        for k in (1, 16, 31, 32, 100, 256, 1024):
+            for n in (2, 10, 17, 64, 100, 128, 256, 1000):
+                for tn in (False, True):
+                    def fits(w, m=m, k=k, tn=tn):
+                        return m * k * w <= SMALL and (
+                            not tn or (m * w <= blas.TN_OUTPUT and k >= blas.TN_INNER))
+
+                    width = small_width(m, k, n, tn, SMALL)
+                    if width == n:  # fits whole, or no chunk of 16 or more does
+                        assert fits(n) or not any(fits(w) for w in range(16, n, 16))
+                        continue
+                    assert 16 <= width < n and width % 16 == 0 and fits(width)
+                    widest = max(w for w in range(16, n, 16) if fits(w))
+                    assert -(-n // width) == -(-n // widest)  # the fewest calls
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layouts", ["CC", "FC", "CF", "FF"])
+def test_matmul_small_is_the_product(dtype, layouts):
+    """``blas.matmul_small`` (and ``product`` with no column tasks) is ``a @ b`` in
+    every operand layout, whether it cuts the product (a limit of 20 columns' worth: 4
+    calls of 16, the last 2) or not (no limit, a limit the whole fits, and F @ F, for
+    which OpenBLAS has no small kernel); every column written."""
+    m, k, n = 40, 33, 50
+    a, b = operands(dtype, (m, k, n), layouts)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    for small in (0, m * k * 20, SMALL):
+        out = np.full((m, n), np.nan, dtype=dtype)
+        from_python(blas.matmul_small)(a, b, out, small)
+        assert_close(out, exact, dtype, scale=1.0)
+        again = np.full((m, n), np.nan, dtype=dtype)
+        from_python(blas.product)(a, b, again, None, small)
+        assert again.tobytes() == out.tobytes()
+    tn = layouts == "CF"
+    assert small_width(m, k, n, tn, m * k * 20) == 16
 
 
 # --------------------------------------------------------------------------------- forward

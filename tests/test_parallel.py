@@ -156,10 +156,10 @@ def test_matmul_columns_is_the_product_on_any_thread_count(dtype, shape, layouts
         for out in got[1:]:
             assert out.tobytes() == got[0].tobytes()
         out = np.full((m, n), np.nan, dtype=dtype)
-        from_python(product)(a, b, out, cols)
+        from_python(product)(a, b, out, cols, 0)
         assert out.tobytes() == got[0].tobytes()
     out = np.full((m, n), np.nan, dtype=dtype)
-    from_python(product)(a, b, out, None)
+    from_python(product)(a, b, out, None, 0)
     assert_close(out, exact, dtype, scale=1.0)
     if n > 2:
         out = np.full((m, n), np.nan, dtype=dtype)
@@ -185,7 +185,7 @@ def test_an_integer_cols_compiles_the_parallel_product_and_step():
     hp, ihp = make_hp(np.float64, "adam", False, 0.01, SQUARED_ERROR, 0.0, 1)
     form = (1.0, n, 0.0, 1.0)
     for cols, parallel in ((2, True), (None, False)):
-        ir = _compiled_ir(product, a, b, out, cols)
+        ir = _compiled_ir(product, a, b, out, cols, 0)
         assert ("matmul_columns" in ir) == ("do_scheduling" in ir) == parallel
         ir = _compiled_ir(T.update, np.zeros(n), np.ones(n), form, np.zeros((2, n)), hp, ihp,
                           cols)

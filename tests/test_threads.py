@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fastbp import MLPClassifier, MLPRegressor, _network, _threads, _training
+from fastbp._kernels import blas
 from fastbp._kernels import parallel as P
 from fastbp._layout import Layout
 
@@ -186,6 +187,47 @@ def test_column_tasks_run_on_the_budget_with_the_same_results(Est, two_blas_thre
     assert epochs == [("train_epoch_columns", 1, 1)] * 2 + [
         ("train_epoch_columns", 1, min(2, POOL))] * 2
     assert min(_blas_threads()) >= 2
+
+
+def test_small_kernels_are_those_of_openblas_skylakex_cores():
+    """``small_kernel_limit``: OpenBLAS's small-matrix limit when every BLAS loaded is
+    an OpenBLAS 0.3.18 or later on a core with those kernels, else 0 (no chunks)."""
+    def lib(api="openblas", arch="SkylakeX", version="0.3.30"):
+        return {"internal_api": api, "architecture": arch, "version": version}
+
+    limit = _threads.small_kernel_limit
+    assert limit([lib()]) == limit([lib(version="0.3.31.188.0"), lib(arch="Cooperlake")]) \
+        == limit([lib(arch="SapphireRapids")]) == _threads.SMALL_PRODUCT
+    for libs in ([], [lib(arch="Haswell")], [lib(arch="Zen")], [lib(api="mkl")],
+                 [lib(version="0.3.17")], [lib(version="0.3.dev")], [lib(version=None)],
+                 [lib(), lib(api="blis", arch=None)]):
+        assert limit(libs) == 0
+    assert _threads.small_products() in (0, _threads.SMALL_PRODUCT)
+
+
+@BOTH
+def test_small_kernel_chunks_change_no_result_beyond_rounding(Est, monkeypatch):
+    """A fit whose products are cut for BLAS's small kernels (the limit made small
+    here, so that the 100-row blocks' products of the 64- and 48-unit layers go in
+    16-column chunks) ends where the uncut fit does, to rounding, and bit for bit the
+    same on 1 and 2 threads."""
+    X, y = _data(Est)
+    small = 100 * 64 * 20
+    layout = Layout([64, 64, 48, 1])
+    assert _threads.engine(200, layout.units, layout.n_params, P.MIN_BLOCK_ROWS,
+                           P.COLUMNS) == "blocked"
+    width = numba.njit(lambda *args: blas.small_width(*args))
+    assert width(100, 64, 64, False, small) == width(100, 64, 48, False, small) == 16
+
+    def fit(limit, threads):
+        monkeypatch.setattr(_threads, "_small", limit)
+        est = Est(hidden_layer_sizes=(64, 48), max_iter=2, batch_size=200, random_state=0,
+                  n_threads=threads)
+        return est.fit(X, y)._network.params
+
+    cut = fit(small, 1)
+    np.testing.assert_array_equal(cut, fit(small, 2))
+    np.testing.assert_allclose(cut, fit(0, 1), rtol=1e-10, atol=1e-12)
 
 
 @BOTH

@@ -65,15 +65,15 @@ def backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact):
         if layer - 1 == 0:
             if Xsp is None:  # dense X (see forward's module docstring)
                 A0 = xbuf[: n * units[0]].reshape((n, units[0]))
-                product(A0.T, D, G, net.cols)
+                product(A0.T, D, G, net.cols, net.small)
             else:
                 csr_rows_tdot(Xsp[0], Xsp[1], Xsp[2], rows, D, G)
         else:
-            product(block_view(act, net, layer - 1, n).T, D, G, net.cols)
+            product(block_view(act, net, layer - 1, n).T, D, G, net.cols, net.small)
         column_sums(D, icpt_view(grads, net, layer - 1))
         if layer > 1:
             D_prev = block_view(delta, net, layer - 1, n)
-            product(D, coef_view(params, net, layer - 1).T, D_prev, net.cols)
+            product(D, coef_view(params, net, layer - 1).T, D_prev, net.cols, net.small)
             multiply(D_prev, block_view(dact, net, layer - 1, n))
 
 

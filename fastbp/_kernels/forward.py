@@ -100,7 +100,7 @@ def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key, row0):
     Z = block_view(act, net, 1, n)
     if Xsp is None:
         A0 = gather_rows(X, rows, xbuf)
-        product(A0, coef_view(params, net, 0), Z, net.cols)
+        product(A0, coef_view(params, net, 0), Z, net.cols, net.small)
     else:
         csr_rows_dot(Xsp[0], Xsp[1], Xsp[2], rows, coef_view(params, net, 0), Z)
     return forward_layers(params, net, n, act, dact, drop, key, row0)
@@ -118,7 +118,7 @@ def forward_layers(params, net, n, act, dact, drop, key, row0):
         if layer > 1:
             Z = block_view(act, net, layer, n)
             product(block_view(act, net, layer - 1, n), coef_view(params, net, layer - 1), Z,
-                    net.cols)
+                    net.cols, net.small)
         add_bias(Z, icpt_view(params, net, layer - 1))
         if train and layer < n_layers - 1:
             dZ = block_view(dact, net, layer, n)

@@ -327,7 +327,7 @@ def predict_chunk(params, net, X, Xsp, order, start, stop, direct, act, xbuf, no
     if direct:
         Z = block_view(act, net, 1, stop - start)
         product(X[order[0] + start : order[0] + stop], coef_view(params, net, 0), Z,
-                net.cols)
+                net.cols, net.small)
         P = forward_layers(params, net, stop - start, act, act[:0], no_drop, key, 0)
     else:
         P = forward_batch(params, net, X, Xsp, order[start:stop], act, xbuf, act[:0],
