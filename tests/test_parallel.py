@@ -292,12 +292,17 @@ def test_whole_data_passes_equal_their_serial_twins(dtype, sparse):
             np.testing.assert_array_equal(out, want_out)
 
 
-def test_parallel_predict_reports_non_finite_dense_input():
+@pytest.mark.parametrize("row", [0, 30, 59], ids=["first-chunk", "middle", "last-chunk"])
+def test_predict_reports_non_finite_dense_input(row):
+    """Each chunk checks its own rows (serial and parallel, any thread count)."""
     pb = make_problem(np.float64, LOG_LOSS, RELU, n=60, seed=8)
-    _, slots = whole_data_workspaces(pb, 7, train=False)
+    serial, slots = whole_data_workspaces(pb, 7, train=False)
     X = np.array(pb.Xk)
-    X[59, 2] = np.nan  # in the last chunk
+    X[row, 2] = np.inf if row == 30 else np.nan
     out = np.empty((pb.n, 3))
-    assert not P.predict_rows_parallel(pb.params, slots.net, readonly(X), pb.Xsp,
-                                       kernel_rows(pb.n), 7, slots.act, slots.xbuf,
-                                       no_dropout(), out)
+    args = (readonly(X), pb.Xsp, kernel_rows(pb.n), 7)
+    assert not T.predict_rows(pb.params, serial.net, *args, serial.act, serial.xbuf,
+                              no_dropout(), out)
+    for k in THREADS:
+        assert not on_threads(k, P.predict_rows_parallel, pb.params, slots.net, *args,
+                              slots.act, slots.xbuf, no_dropout(), out)

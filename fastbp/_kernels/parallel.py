@@ -30,6 +30,7 @@ one, so a thread descheduled by another process delays its own task only.
 
 import math
 
+import numpy as np
 from numba import njit, prange
 
 from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
@@ -44,7 +45,6 @@ from .train import (
     IHP_SEED,
     IHP_T,
     PARAM_CHUNK,
-    all_finite,
     batch_loss,
     batch_loss_grad,
     chunk_loss,
@@ -298,14 +298,18 @@ def predict_rows_parallel(params, net, X, Xsp, order, chunk, act, xbuf, no_drop,
     """``train.predict_rows`` with the chunks spread over ``SLOTS`` workspaces (rows of
     ``act`` and ``xbuf``): the same outputs, the same return value."""
     n = order.shape[0]
-    dense = X.size > 0
-    if dense and not all_finite(X, order):
-        return False
-    direct = dense and n > 0 and is_range(order)
+    direct = X.size > 0 and n > 0 and is_range(order)
     n_chunks = (n + chunk - 1) // chunk
-    for s in prange(min(SLOTS, n_chunks)):
+    slots = min(SLOTS, n_chunks)
+    finite = np.ones(slots, dtype=np.bool_)  # per slot: no race, no early exit
+    for s in prange(slots):
         for c in range(s, n_chunks, SLOTS):
             start = c * chunk
-            predict_chunk(params, net, X, Xsp, order, start, min(start + chunk, n), direct,
-                          act[s], xbuf[s], no_drop, out)
+            if finite[s]:
+                finite[s] = predict_chunk(params, net, X, Xsp, order, start,
+                                          min(start + chunk, n), direct, act[s], xbuf[s],
+                                          no_drop, out)
+    for s in range(slots):
+        if not finite[s]:
+            return False
     return True

@@ -308,13 +308,11 @@ def predict_rows(params, net, X, Xsp, order, chunk, act, xbuf, no_drop, out):
     costs less than numpy's in Python on small inputs. Sparse X is not checked.
     """
     n = order.shape[0]
-    dense = X.size > 0
-    if dense and not all_finite(X, order):
-        return False
-    direct = dense and n > 0 and is_range(order)
+    direct = X.size > 0 and n > 0 and is_range(order)
     for start in range(0, n, chunk):
-        predict_chunk(params, net, X, Xsp, order, start, min(start + chunk, n), direct,
-                      act, xbuf, no_drop, out)
+        if not predict_chunk(params, net, X, Xsp, order, start, min(start + chunk, n),
+                             direct, act, xbuf, no_drop, out):
+            return False
     return True
 
 
@@ -322,7 +320,13 @@ def predict_rows(params, net, X, Xsp, order, chunk, act, xbuf, no_drop, out):
 def predict_chunk(params, net, X, Xsp, order, start, stop, direct, act, xbuf, no_drop,
                   out):
     """Rows ``order[start:stop]`` of ``predict_rows``. With ``direct`` (consecutive rows
-    of dense X, predict's case) they are multiplied in place, not copied into ``xbuf``."""
+    of dense X, predict's case) they are multiplied in place, not copied into ``xbuf``.
+
+    Returns False, computing nothing, if dense X has a non-finite value in those rows:
+    checked chunk by chunk, the rows are still in cache for the product (one pass over
+    all rows first read X from memory twice on large inputs)."""
+    if X.size > 0 and not all_finite(X, order[start:stop]):
+        return False
     key = dropout.batch_key(0, 0)
     if direct:
         Z = block_view(act, net, 1, stop - start)
@@ -333,6 +337,7 @@ def predict_chunk(params, net, X, Xsp, order, start, stop, direct, act, xbuf, no
         P = forward_batch(params, net, X, Xsp, order[start:stop], act, xbuf, act[:0],
                           no_drop, key, 0)
     write_rows(P, out, start)
+    return True
 
 
 @njit(**HELPER_JIT_OPTIONS)
