@@ -92,10 +92,11 @@ class Layout:
         off = np.concatenate([[0], np.cumsum(block)[:-1]]).astype(np.int64)
         return off, int(block.sum())
 
-    def net(self, rows, act_codes, dtype, cols=None):
+    def net(self, rows, act_codes, dtype, cols=None, small=None):
         """The tuple the kernels take as the description of the network, for ``dtype``
         arrays (float32 or float64), its products cut in ``cols`` columns per task
-        (None: whole).
+        (None: whole), and for BLAS's small-matrix kernels up to ``small`` multiply-adds
+        (None: this process's BLAS, ``_threads.small_products``; 0: no cut).
 
         ``act_codes[l]`` is the activation code of layer ``l`` (entry 0 is unused; the
         last entry is the output activation); their functions are compiled here if this
@@ -106,8 +107,9 @@ class Layout:
         fns = np.zeros(codes.shape[0], dtype=np.int64)
         for layer in range(1, codes.shape[0]):
             fns[layer] = activations.address(int(codes[layer]), dtype)
-        net = Net(self.units, self.coef_off, self.icpt_off, act_off, codes, fns, cols,
-                  _threads.small_products())
+        if small is None:
+            small = _threads.small_products()
+        net = Net(self.units, self.coef_off, self.icpt_off, act_off, codes, fns, cols, small)
         return net, size
 
     def cached(self, key, build):

@@ -231,8 +231,10 @@ class Network:
         hidden = hidden_activations(
             activation, self.n_layers - 2, tuple(int(u) for u in units[1:-1])
         )
-        net, size = self.layout.net(chunk, self.act_codes(hidden, raw), self.dtype)
         tiny = chunk * int(units.max()) ** 2 < _threads.TINY_PRODUCT
+        # tiny products are all far below BLAS's small-matrix limit: no cut to look up
+        net, size = self.layout.net(chunk, self.act_codes(hidden, raw), self.dtype,
+                                    small=0 if tiny else None)
         return net, size, tiny, int(units[0]), int(units[-1])
 
     # ---------------------------------------------------------------------- pickling

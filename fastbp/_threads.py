@@ -75,8 +75,8 @@ _small = None
 
 def small_kernel_limit(libraries):
     """SMALL_PRODUCT when every BLAS in ``libraries`` (threadpoolctl's ``info()``
-    dicts) is an OpenBLAS with small-matrix kernels, else 0: with none, cutting a
-    product into chunks only costs calls (2-8% measured)."""
+    dicts; ``numbas_blas``) is an OpenBLAS with small-matrix kernels, else 0: with
+    none, cutting a product into chunks only costs calls (2-8% measured)."""
     def version(text):
         parts = []
         for part in str(text).split(".")[:3]:
@@ -94,11 +94,25 @@ def small_kernel_limit(libraries):
     return SMALL_PRODUCT if ok else 0
 
 
+def numbas_blas(libraries):
+    """Of ``libraries`` (threadpoolctl's ``info()`` dicts), the BLAS numba's products
+    call: numba takes its functions from ``scipy.linalg.cython_blas``, so scipy's own
+    library where a wheel bundles one next to scipy; all of them where none is found
+    there (a shared system or conda BLAS)."""
+    import scipy
+
+    root = os.path.dirname(os.path.realpath(scipy.__file__))
+    places = (root + os.sep, root + ".libs" + os.sep)
+    own = [lib for lib in libraries
+           if os.path.realpath(str(lib.get("filepath") or "")).startswith(places)]
+    return own or list(libraries)
+
+
 def small_products():
-    """``small_kernel_limit`` of this process's BLAS, found once."""
+    """``small_kernel_limit`` of the BLAS numba calls in this process, found once."""
     global _small
     if _small is None:
-        _small = small_kernel_limit(_blas().info())
+        _small = small_kernel_limit(numbas_blas(_blas().info()))
     return _small
 
 

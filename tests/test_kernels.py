@@ -321,16 +321,17 @@ def test_small_width_cuts_only_what_the_small_kernels_take(m, k, n, tn, small, w
     assert small_width(m, k, n, tn, small) == width
 
 
-def test_small_width_fits_every_chunk():
+@pytest.mark.parametrize("limit", [10**5, SMALL])
+def test_small_width_fits_every_chunk(limit):
     for m in (2, 7, 32, 33, 100, 200, 256, 512):
         for k in (1, 16, 31, 32, 100, 256, 1024):
             for n in (2, 10, 17, 64, 100, 128, 256, 1000):
                 for tn in (False, True):
                     def fits(w, m=m, k=k, tn=tn):
-                        return m * k * w <= SMALL and (
+                        return m * k * w <= limit and (
                             not tn or (m * w <= blas.TN_OUTPUT and k >= blas.TN_INNER))
 
-                    width = small_width(m, k, n, tn, SMALL)
+                    width = small_width(m, k, n, tn, limit)
                     if width == n:  # fits whole, or no chunk of 16 or more does
                         assert fits(n) or not any(fits(w) for w in range(16, n, 16))
                         continue
@@ -344,8 +345,8 @@ def test_small_width_fits_every_chunk():
 def test_product_in_small_chunks_is_the_product(dtype, layouts):
     """``blas.product`` without column tasks is ``a @ b`` in every operand layout,
     whether it cuts the product for the small kernels (a limit of 20 columns' worth: 4
-    calls of 16, the last 2) or not (no limit, a limit the whole fits, and F @ F, for
-    which OpenBLAS has no small kernel); every column written."""
+    calls of 16, the last 2) or not (no limit, a limit the whole fits, and F @ F,
+    which no caller multiplies); every column written."""
     m, k, n = 40, 33, 50
     a, b = operands(dtype, (m, k, n), layouts)
     exact = a.astype(np.float64) @ b.astype(np.float64)

@@ -205,6 +205,25 @@ def test_small_kernels_are_those_of_openblas_skylakex_cores():
     assert _threads.small_products() in (0, _threads.SMALL_PRODUCT)
 
 
+def test_the_small_kernel_limit_is_that_of_scipys_blas():
+    """numba calls scipy's BLAS: where scipy bundles its own, only that one counts
+    (another BLAS loaded, numpy's or MKL, does not turn the cut off); else all do."""
+    import os
+
+    import scipy
+
+    root = os.path.dirname(os.path.realpath(scipy.__file__))
+    scipys = {"internal_api": "openblas", "architecture": "SkylakeX", "version": "0.3.30",
+              "filepath": os.path.join(root + ".libs", "libscipy_openblas-x.so")}
+    other = {"internal_api": "mkl", "architecture": None, "version": "2025.0",
+             "filepath": os.path.join(os.path.dirname(root), "libmkl_rt.so.2")}
+    assert _threads.numbas_blas([other, scipys]) == [scipys]
+    assert _threads.small_kernel_limit(_threads.numbas_blas([other, scipys])) \
+        == _threads.SMALL_PRODUCT
+    assert _threads.numbas_blas([other]) == [other]
+    assert _threads.small_kernel_limit(_threads.numbas_blas([other])) == 0
+
+
 @BOTH
 def test_small_kernel_chunks_change_no_result_beyond_rounding(Est, monkeypatch):
     """A fit whose products are cut for BLAS's small kernels (the limit made small

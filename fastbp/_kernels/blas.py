@@ -143,9 +143,10 @@ def matmul_columns(a, b, out, cols):
 
 # OpenBLAS's small-matrix gemm (its SkylakeX kernels, which Zen4 runs too) multiplies
 # without packing, at most ``small`` multiply-adds a call (``Net.small``, from
-# ``fastbp._threads.small_products``); with B transposed and A not, in BLAS's
-# column-major terms, only while the call's output has at most TN_OUTPUT entries and
-# its inner dimension at least TN_INNER. Chunks are multiples of SMALL_COLS columns.
+# ``fastbp._threads.small_products``); with BLAS's A transposed and its B not (in
+# column-major terms; our ``b`` F-ordered and ``a`` C: ``D @ W.T``), only while the
+# call's output has at most TN_OUTPUT entries and its inner dimension at least TN_INNER.
+# Chunks are multiples of SMALL_COLS columns.
 TN_OUTPUT = 1200
 TN_INNER = 32
 SMALL_COLS = 16
@@ -238,7 +239,7 @@ def _product(a, b, out, cols, small):
         if not (_operand(a) and _operand(b)):
             return None
         tn = b.layout == "F" and a.layout == "C"
-        if b.layout == "F" and a.layout == "F":  # OpenBLAS has no small kernel for it
+        if b.layout == "F" and a.layout == "F":  # no caller multiplies F @ F: not cut
             return lambda a, b, out, cols, small: matmul(a, b, out)
 
         def whole_or_chunks(a, b, out, cols, small):
