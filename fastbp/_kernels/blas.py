@@ -22,57 +22,106 @@ def _operand(t):
     return isinstance(t, types.Array) and t.ndim == 2 and t.layout in ("C", "F")
 
 
+def _operands(context, builder, array_types, values):
+    """numba's array structures of the intrinsic's array arguments."""
+    return [context.make_array(t)(context, builder, v)
+            for t, v in zip(array_types, values, strict=True)]
+
+
+def _lower_matmul(context, builder, aty, bty, outty, x, y, z):
+    """``z = x @ y`` as numba's ``np.dot`` calls BLAS (gemm, gemv or dot by shape;
+    zeros for an empty product)."""
+    x_shapes = cgutils.unpack_tuple(builder, x.shape)
+    y_shapes = cgutils.unpack_tuple(builder, y.shape)
+    m, k = x_shapes
+    n = y_shapes[1]
+    zero = context.get_constant(types.intp, 0)
+    one = context.get_constant(types.intp, 1)
+    empty = builder.or_(builder.icmp_signed("==", k, zero),
+                        builder.or_(builder.icmp_signed("==", m, zero),
+                                    builder.icmp_signed("==", n, zero)))
+    left_vec = builder.icmp_signed("==", m, one)
+    right_vec = builder.icmp_signed("==", n, one)
+    with builder.if_else(empty, likely=False) as (if_empty, if_not):
+        with if_empty:
+            cgutils.memset(builder, z.data, builder.mul(z.itemsize, z.nitems), 0)
+        with if_not:
+            with builder.if_else(right_vec) as (r_vec, r_mat):
+                with r_vec:
+                    with builder.if_else(left_vec) as (v_v, m_v):
+                        with v_v:
+                            linalg.call_xxdot(context, builder, False, aty.dtype, k,
+                                              x.data, y.data, z.data)
+                        with m_v:
+                            linalg.call_xxgemv(context, builder, aty.layout == "C",
+                                               aty, x_shapes, x.data, y.data, z.data)
+                with r_mat:
+                    with builder.if_else(left_vec) as (v_m, m_m):
+                        with v_m:
+                            linalg.call_xxgemv(context, builder, bty.layout != "C",
+                                               bty, y_shapes, y.data, x.data, z.data)
+                        with m_m:
+                            linalg.call_xxgemm(context, builder, aty, x_shapes, x.data,
+                                               bty, y_shapes, y.data, outty,
+                                               cgutils.unpack_tuple(builder, z.shape),
+                                               z.data)
+
+
+def _products(a, b, out):
+    return (_operand(a) and _operand(b) and _operand(out) and out.layout == "C"
+            and a.dtype == b.dtype == out.dtype
+            and a.dtype in (types.float32, types.float64))
+
+
 @intrinsic
 def matmul(typingctx, a, b, out):
     """``out[:, :] = a @ b`` for 2-D float arrays, each C- or F-contiguous (``out`` C)."""
-    if not (_operand(a) and _operand(b) and _operand(out) and out.layout == "C"
-            and a.dtype == b.dtype == out.dtype
-            and a.dtype in (types.float32, types.float64)):
+    if not _products(a, b, out):
         return None
     sig = types.void(a, b, out)
 
     def codegen(context, builder, signature, args):
-        aty, bty, outty = signature.args
-        x = context.make_array(aty)(context, builder, args[0])
-        y = context.make_array(bty)(context, builder, args[1])
-        z = context.make_array(outty)(context, builder, args[2])
-        x_shapes = cgutils.unpack_tuple(builder, x.shape)
-        y_shapes = cgutils.unpack_tuple(builder, y.shape)
-        m, k = x_shapes
-        n = y_shapes[1]
-        zero = context.get_constant(types.intp, 0)
-        one = context.get_constant(types.intp, 1)
-        empty = builder.or_(builder.icmp_signed("==", k, zero),
-                            builder.or_(builder.icmp_signed("==", m, zero),
-                                        builder.icmp_signed("==", n, zero)))
-        left_vec = builder.icmp_signed("==", m, one)
-        right_vec = builder.icmp_signed("==", n, one)
-        with builder.if_else(empty, likely=False) as (if_empty, if_not):
-            with if_empty:
-                cgutils.memset(builder, z.data, builder.mul(z.itemsize, z.nitems), 0)
-            with if_not:
-                with builder.if_else(right_vec) as (r_vec, r_mat):
-                    with r_vec:
-                        with builder.if_else(left_vec) as (v_v, m_v):
-                            with v_v:
-                                linalg.call_xxdot(context, builder, False, aty.dtype, k,
-                                                  x.data, y.data, z.data)
-                            with m_v:
-                                linalg.call_xxgemv(context, builder, aty.layout == "C",
-                                                   aty, x_shapes, x.data, y.data, z.data)
-                    with r_mat:
-                        with builder.if_else(left_vec) as (v_m, m_m):
-                            with v_m:
-                                linalg.call_xxgemv(context, builder, bty.layout != "C",
-                                                   bty, y_shapes, y.data, x.data, z.data)
-                            with m_m:
-                                linalg.call_xxgemm(context, builder, aty, x_shapes, x.data,
-                                                   bty, y_shapes, y.data, outty,
-                                                   cgutils.unpack_tuple(builder, z.shape),
-                                                   z.data)
+        _lower_matmul(context, builder, *signature.args,
+                      *_operands(context, builder, signature.args, args))
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def _lower_gemm_columns(context, builder, aty, bty, x, y, z, lo, hi):
+    """One gemm call for ``z[:, lo:hi] = x @ y[:, lo:hi]``, the columns read and written
+    in place through BLAS's leading dimensions."""
+    m, k = cgutils.unpack_tuple(builder, x.shape)
+    n = cgutils.unpack_tuple(builder, y.shape)[1]
+    # BLAS is column-major: the row-major out^T (n x m) = b^T a^T, as numba's np.dot
+    trans, notrans = (ir.Constant(linalg.ll_char, ord(c)) for c in "tn")
+    if bty.layout == "C":  # b's columns lo..hi start at lo, rows n apart
+        transb, ldb, offb = notrans, n, lo
+    else:  # F: column lo starts at lo * k, columns k apart
+        transb, ldb, offb = trans, k, builder.mul(lo, k)
+    transa, lda = (notrans, k) if aty.layout == "C" else (trans, m)
+    fnty = ir.FunctionType(ir.IntType(32), [
+        linalg.ll_char, linalg.ll_char, linalg.ll_char,
+        linalg.intp_t, linalg.intp_t, linalg.intp_t,
+        linalg.ll_void_p, linalg.ll_void_p, linalg.intp_t,
+        linalg.ll_void_p, linalg.intp_t, linalg.ll_void_p,
+        linalg.ll_void_p, linalg.intp_t,
+    ])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+    alpha = linalg.make_constant_slot(context, builder, aty.dtype, 1.0)
+    beta = linalg.make_constant_slot(context, builder, aty.dtype, 0.0)
+
+    def void_p(ptr, offset):
+        return builder.bitcast(builder.gep(ptr, [offset]), linalg.ll_void_p)
+
+    kind = ir.Constant(linalg.ll_char, ord(linalg.get_blas_kind(aty.dtype)))
+    res = builder.call(fn, (
+        kind, transb, transa, builder.sub(hi, lo), m, k,
+        builder.bitcast(alpha, linalg.ll_void_p), void_p(y.data, offb), ldb,
+        void_p(x.data, context.get_constant(types.intp, 0)), lda,
+        builder.bitcast(beta, linalg.ll_void_p), void_p(z.data, lo), n,
+    ))
+    linalg.check_blas_return(context, builder, res)
 
 
 @intrinsic
@@ -80,50 +129,15 @@ def matmul_part(typingctx, a, b, out, lo, hi):
     """``out[:, lo:hi] = a @ b[:, lo:hi]`` by one gemm call, the columns read and written
     in place through BLAS's leading dimensions (2-D float arrays, each C- or
     F-contiguous, ``out`` C; every size at least 1)."""
-    if not (_operand(a) and _operand(b) and _operand(out) and out.layout == "C"
-            and a.dtype == b.dtype == out.dtype
-            and a.dtype in (types.float32, types.float64)
+    if not (_products(a, b, out)
             and isinstance(lo, types.Integer) and isinstance(hi, types.Integer)):
         return None
     sig = types.void(a, b, out, types.intp, types.intp)
 
     def codegen(context, builder, signature, args):
         aty, bty, outty = signature.args[:3]
-        x = context.make_array(aty)(context, builder, args[0])
-        y = context.make_array(bty)(context, builder, args[1])
-        z = context.make_array(outty)(context, builder, args[2])
-        lo, hi = args[3], args[4]
-        m, k = cgutils.unpack_tuple(builder, x.shape)
-        n = cgutils.unpack_tuple(builder, y.shape)[1]
-        # BLAS is column-major: the row-major out^T (n x m) = b^T a^T, as numba's np.dot
-        trans, notrans = (ir.Constant(linalg.ll_char, ord(c)) for c in "tn")
-        if bty.layout == "C":  # b's columns lo..hi start at lo, rows n apart
-            transb, ldb, offb = notrans, n, lo
-        else:  # F: column lo starts at lo * k, columns k apart
-            transb, ldb, offb = trans, k, builder.mul(lo, k)
-        transa, lda = (notrans, k) if aty.layout == "C" else (trans, m)
-        fnty = ir.FunctionType(ir.IntType(32), [
-            linalg.ll_char, linalg.ll_char, linalg.ll_char,
-            linalg.intp_t, linalg.intp_t, linalg.intp_t,
-            linalg.ll_void_p, linalg.ll_void_p, linalg.intp_t,
-            linalg.ll_void_p, linalg.intp_t, linalg.ll_void_p,
-            linalg.ll_void_p, linalg.intp_t,
-        ])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
-        alpha = linalg.make_constant_slot(context, builder, aty.dtype, 1.0)
-        beta = linalg.make_constant_slot(context, builder, aty.dtype, 0.0)
-
-        def void_p(ptr, offset):
-            return builder.bitcast(builder.gep(ptr, [offset]), linalg.ll_void_p)
-
-        kind = ir.Constant(linalg.ll_char, ord(linalg.get_blas_kind(aty.dtype)))
-        res = builder.call(fn, (
-            kind, transb, transa, builder.sub(hi, lo), m, k,
-            builder.bitcast(alpha, linalg.ll_void_p), void_p(y.data, offb), ldb,
-            void_p(x.data, context.get_constant(types.intp, 0)), lda,
-            builder.bitcast(beta, linalg.ll_void_p), void_p(z.data, lo), n,
-        ))
-        linalg.check_blas_return(context, builder, res)
+        x, y, z = _operands(context, builder, signature.args[:3], args[:3])
+        _lower_gemm_columns(context, builder, aty, bty, x, y, z, args[3], args[4])
         return context.get_dummy_value()
 
     return sig, codegen
@@ -199,9 +213,9 @@ def small_width(typingctx, m, k, n, tn, small):
     SMALL_COLS wide but the last. ``tn``: ``b`` F-ordered and ``a`` C (BLAS's
     transposed-A call).
 
-    LLVM integer code, not a numba function: compiled as one, with its callers, it cost
-    a cold first digits fit 0.5 s more (CPU, 2 fresh processes each: 5.96-6.12 against
-    5.37-5.57 s); as code it costs nothing measurable.
+    LLVM integer code (``matmul_small`` emits the same), not a numba function:
+    compiled as one, with its callers, it cost a cold first digits fit 0.5 s more (CPU,
+    2 fresh processes each: 5.96-6.12 against 5.37-5.57 s).
 
     Measured, float32, one core, OpenBLAS 0.3.30 SkylakeX (us per product, one call
     against chunks): (32 x 256) @ (256 x 128) 29.4 against 18.0, its weight gradient
@@ -220,11 +234,46 @@ def small_width(typingctx, m, k, n, tn, small):
     return sig, codegen
 
 
+@intrinsic
+def matmul_small(typingctx, a, b, out, small):
+    """``out[:, :] = a @ b``: one gemm (``matmul``), or one per ``small_width`` columns
+    for BLAS's small-matrix kernels (``small``, ``Net.small``), each entry still one dot
+    product over all of ``a``'s columns. LLVM code throughout: with the loop as numba
+    code around the width and gemm intrinsics, a cold first digits fit compiled for
+    5.62-5.99 s of CPU (median 5.81), against 5.48-6.70 (5.54) now and 5.37-5.80
+    (5.66) before the cut (5 interleaved fresh processes each, load under 1)."""
+    if not (_products(a, b, out) and isinstance(small, types.Integer)):
+        return None
+    sig = types.void(a, b, out, types.intp)
+
+    def codegen(context, builder, signature, args):
+        aty, bty, outty = signature.args[:3]
+        x, y, z = _operands(context, builder, signature.args[:3], args[:3])
+        if bty.layout == "F" and aty.layout == "F":  # no caller multiplies F @ F: not cut
+            _lower_matmul(context, builder, aty, bty, outty, x, y, z)
+            return context.get_dummy_value()
+        m, k = cgutils.unpack_tuple(builder, x.shape)
+        n = cgutils.unpack_tuple(builder, y.shape)[1]
+        tn = ir.Constant(ir.IntType(1), int(bty.layout == "F" and aty.layout == "C"))
+        width = _small_width(builder, m, k, n, tn, args[3])
+        with builder.if_else(builder.icmp_signed(">=", width, n)) as (whole, cut):
+            with whole:
+                _lower_matmul(context, builder, aty, bty, outty, x, y, z)
+            with cut:
+                zero = context.get_constant(types.intp, 0)
+                with cgutils.for_range_slice(builder, zero, n, width) as (lo, _):
+                    end = builder.add(lo, width)
+                    hi = builder.select(builder.icmp_signed("<", end, n), end, n)
+                    _lower_gemm_columns(context, builder, aty, bty, x, y, z, lo, hi)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 def product(a, b, out, cols, small):
-    """``out[:, :] = a @ b`` in compiled code: one gemm, or one per ``small_width``
-    columns for BLAS's small-matrix kernels (``small``: the network's ``Net.small``;
-    each entry still one dot product over all of ``a``'s columns); or
-    ``matmul_columns`` when ``cols`` (its ``Net.cols``) is an integer rather than None.
+    """``out[:, :] = a @ b`` in compiled code: ``matmul_small`` (``small``: the
+    network's ``Net.small``), or ``matmul_columns`` when ``cols`` (its ``Net.cols``) is
+    an integer rather than None.
     numba picks while typing, so a network without column tasks compiles no parallel
     product.
 
@@ -236,23 +285,7 @@ def product(a, b, out, cols, small):
 @overload(product, jit_options=HELPER_JIT_OPTIONS)
 def _product(a, b, out, cols, small):
     if isinstance(cols, types.NoneType):
-        if not (_operand(a) and _operand(b)):
-            return None
-        tn = b.layout == "F" and a.layout == "C"
-        if b.layout == "F" and a.layout == "F":  # no caller multiplies F @ F: not cut
-            return lambda a, b, out, cols, small: matmul(a, b, out)
-
-        def whole_or_chunks(a, b, out, cols, small):
-            m, k = a.shape
-            n = out.shape[1]
-            width = small_width(m, k, n, tn, small)
-            if width >= n:
-                matmul(a, b, out)
-            else:
-                for lo in range(0, n, width):
-                    matmul_part(a, b, out, lo, min(lo + width, n))
-
-        return whole_or_chunks
+        return lambda a, b, out, cols, small: matmul_small(a, b, out, small)
     if isinstance(cols, types.Integer):
         return lambda a, b, out, cols, small: matmul_columns(a, b, out, cols)
     return None
