@@ -273,9 +273,8 @@ def matmul_small(typingctx, a, b, out, small):
 def product(a, b, out, cols, small):
     """``out[:, :] = a @ b`` in compiled code: ``matmul_small`` (``small``: the
     network's ``Net.small``), or ``matmul_columns`` when ``cols`` (its ``Net.cols``) is
-    an integer rather than None.
-    numba picks while typing, so a network without column tasks compiles no parallel
-    product.
+    an integer rather than None; numba picks one while typing, so a network without
+    column tasks compiles no parallel product.
 
     A function of its own per signature, not inlined: inlined, this and ``train.update``
     cost a cold first digits fit 0.2 s more compile (CPU, 2 fresh processes each, load
