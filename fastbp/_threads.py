@@ -130,7 +130,7 @@ def _environment_limit():
     importing ``dask.distributed`` sets them to 1 in the running process, where BLAS
     keeps the count it started with.)"""
     limit = usable_cores()
-    blas = [lib.num_threads for lib in _blas().lib_controllers]
+    blas = [lib.num_threads for lib in _blas_libraries()]
     return max(1, min(limit, *blas) if blas else limit)
 
 
@@ -251,7 +251,8 @@ def numba_threads(threads):
 # ---------------------------------------------------------------------- BLAS at one
 _lock = threading.Lock()
 _users = 0  # fit/predict calls inside a limit, in all threads
-_limiter = None  # restores the setting found by the first of them
+_found = {}  # BLAS library -> its thread count before the first of them lowered it
+_libraries = None
 
 
 def one_blas_thread():
@@ -264,22 +265,34 @@ def one_blas_thread():
     return _limited(1)
 
 
+def _blas_libraries():
+    """The BLAS libraries' controllers (threadpoolctl's), listed once per process."""
+    global _libraries
+    if _libraries is None:
+        _libraries = tuple(_blas().lib_controllers)
+    return _libraries
+
+
 @contextmanager
 def _limited(threads):
-    global _users, _limiter
-    blas = _blas()
+    """Each library's own get and set, not threadpoolctl's ``limit``: that one lists
+    and queries every library anew, 15 us of each 1.2 ms predict on 10,000 rows
+    (against 4 us)."""
+    global _users
+    libraries = _blas_libraries()
     with _lock:
-        current = [lib.num_threads for lib in blas.lib_controllers]
-        if current and threads < max(current):  # never raise the environment's limit
-            limiter = blas.limit(limits=threads)
-            if _limiter is None:
-                _limiter = limiter
+        for lib in libraries:
+            found = lib.get_num_threads()
+            if found is not None and threads < found:  # never raise the environment's
+                _found.setdefault(lib, found)
+                lib.set_num_threads(threads)
         _users += 1
     try:
         yield
     finally:
         with _lock:
             _users -= 1
-            if _users == 0 and _limiter is not None:
-                _limiter.restore_original_limits()
-                _limiter = None
+            if _users == 0:
+                for lib, found in _found.items():
+                    lib.set_num_threads(found)
+                _found.clear()

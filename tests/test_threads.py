@@ -249,6 +249,18 @@ def test_small_kernel_chunks_change_no_result_beyond_rounding(Est, monkeypatch):
     np.testing.assert_allclose(cut, fit(0, 1), rtol=1e-10, atol=1e-12)
 
 
+def test_the_blas_limit_is_lifted_by_its_last_user_only(two_blas_threads):
+    """Overlapping fits and predicts (threads of one process) share the BLAS limit:
+    the first user sets it, the last one out restores what it found."""
+    inner = _threads.one_blas_thread()
+    with _threads.one_blas_thread():
+        inner.__enter__()
+        assert max(_blas_threads()) == 1
+    assert max(_blas_threads()) == 1  # the first user left; the second still runs
+    inner.__exit__(None, None, None)
+    assert min(_blas_threads()) >= 2
+
+
 @BOTH
 def test_n_threads_is_validated(Est):
     X, y = _data(Est)
