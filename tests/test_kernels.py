@@ -789,6 +789,24 @@ def test_predict_rows_reports_non_finite_dense_input(dtype, bad):
                             no_dropout(), out[: pb.n - 1])
 
 
+all_finite_rows = from_python(T.all_finite_rows)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_all_finite_rows_finds_any_non_finite_value(dtype):
+    rng = np.random.default_rng(74)
+    A0 = rng.standard_normal((23, 17)).astype(dtype)
+    assert all_finite_rows(A0)
+    assert all_finite_rows(A0[5:6]) and all_finite_rows(A0[:0])
+    for bad in (np.nan, np.inf, -np.inf):
+        for r, j in [(0, 0), (22, 16), (11, 9), (3, 15)]:
+            A1 = A0.copy()
+            A1[r, j] = bad
+            assert not all_finite_rows(A1)
+            assert not all_finite_rows(A1[r : r + 1])
+            assert all_finite_rows(np.delete(A1, r, axis=0))
+
+
 # ------------------------------------------------------------------------------ one epoch
 SOLVERS = {
     "sgd": dict(solver="sgd", nesterov=False, lr=0.05),
