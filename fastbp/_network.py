@@ -103,6 +103,8 @@ class Network:
             )
         self.params = params
         self.coefs, self.intercepts = self.layout.views(params)
+        units = self.layout.units
+        self.widest = int((units[:-1] * units[1:]).max())  # a row's largest product
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -192,7 +194,7 @@ class Network:
         """
         dtype = self.params.dtype
         n, width = X.shape
-        chunk = chunk_rows(n)
+        chunk = chunk_rows(n, self.widest)
         # Buffers of its own per call (threads sharing a fitted model must not write
         # into the same memory); the plan (offsets; read only) is cached, since
         # one-row latency is mostly overheads.
