@@ -170,8 +170,7 @@ def training_objective(estimator, X, y, sample_weight=None):
     )
     network = est._network
     network = network.with_params(network.params.astype(np.float64))
-    data = KernelData(X, est._kernel_targets(Y), sample_weight, np.float64,
-                      widest=network.widest)
+    data = KernelData(X, est._kernel_targets(Y), sample_weight, np.float64)
     hyper = est._hyperparameters(np.float64)
     f = Trainer().objective(network, data, hyper, est._act_codes())
     return f, network.params.copy()
@@ -765,8 +764,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
     # ------------------------------------------------------------------------- L-BFGS
     def _fit_lbfgs(self, X, Y, sample_weight, val, tasks):
         network, hyper = self._network, self._hyperparameters()
-        data = KernelData(X, self._kernel_targets(Y), sample_weight, network.dtype,
-                          widest=network.widest)
+        data = KernelData(X, self._kernel_targets(Y), sample_weight, network.dtype)
         loss_grad = self._trainer.objective(network, data, hyper, self._act_codes())
         params = network.params
         if val is not None:

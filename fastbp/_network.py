@@ -103,8 +103,6 @@ class Network:
             )
         self.params = params
         self.coefs, self.intercepts = self.layout.views(params)
-        units = self.layout.units
-        self.widest = int((units[:-1] * units[1:]).max())  # a row's largest product
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -194,7 +192,7 @@ class Network:
         """
         dtype = self.params.dtype
         n, width = X.shape
-        chunk = chunk_rows(n, self.widest)
+        chunk = chunk_rows(n)
         # Buffers of its own per call (threads sharing a fitted model must not write
         # into the same memory); the plan (offsets; read only) is cached, since
         # one-row latency is mostly overheads.

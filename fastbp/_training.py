@@ -46,11 +46,9 @@ class KernelData:
 
     ``rows`` (int64) picks the rows that make the data set (default: all of them, in
     order): the early-stopping split trains on its rows of X, not on a copy of them.
-    ``widest``, the network's ``Network.widest``, sizes the chunks of its whole-data
-    passes as predict's (``chunk_rows``): the validation pass gives predict's outputs.
     """
 
-    def __init__(self, X, Y, sample_weight, dtype, rows=None, widest=0):
+    def __init__(self, X, Y, sample_weight, dtype, rows=None):
         self.X, self.Xsp = kernel_X(X, dtype)
         self.Y = readonly(native(Y, dtype))
         self.sw = readonly(
@@ -63,7 +61,7 @@ class KernelData:
         else:
             self.n = int(rows.shape[0])
             self.rows = readonly(native(rows, np.int64))
-        self.chunk = chunk_rows(self.n, widest)
+        self.chunk = chunk_rows(self.n)
 
     def arrays(self):
         """``(X, Xsp, Y, sw)``, the kernels' data arguments."""
@@ -344,7 +342,7 @@ class Validation:
 
     def __init__(self, network, X, Y, sample_weight, targets, act_codes):
         self.X, self.y, self.sample_weight = X, targets, sample_weight
-        self.data = KernelData(X, Y, sample_weight, network.dtype, widest=network.widest)
+        self.data = KernelData(X, Y, sample_weight, network.dtype)
         self._workspace = functools.partial(
             Workspace, network.layout, act_codes, self.data.chunk, network.dtype,
             self.data.dense, train=False,

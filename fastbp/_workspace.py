@@ -7,7 +7,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._config import CHUNK_ROWS
-from ._threads import small_products
 
 
 def readonly(a):
@@ -73,23 +72,10 @@ def no_sparse():
     return None
 
 
-def chunk_rows(n, widest=0):
+def chunk_rows(n):
     """Rows per chunk when a kernel walks ``n`` rows (L-BFGS' full passes, validation,
-    predict): at most ``CHUNK_ROWS``, at least 1.
-
-    Given ``widest`` (``Network.widest``: the network's largest product, in
-    multiply-adds a row), fewer rows where that fits each product of a chunk within
-    BLAS's small-matrix kernels (``_threads.small_products``; a multiple of 16 rows, not
-    under 3/4 of ``CHUNK_ROWS``): one call each then, instead of a few narrower ones
-    (``blas.small_width``). Measured on the digits model's predict (64-64-10, float32,
-    10,000 rows, one core, 25 samples each): 240-row chunks took 1,146-1,167 us against
-    1,200-1,215 us for 256."""
-    rows = CHUNK_ROWS
-    if widest > 0 and n > CHUNK_ROWS * 3 // 4:
-        fits = small_products() // widest // 16 * 16
-        if CHUNK_ROWS * 3 // 4 <= fits < CHUNK_ROWS:
-            rows = fits
-    return max(1, min(n, rows))
+    predict): at most ``CHUNK_ROWS``, at least 1."""
+    return max(1, min(n, CHUNK_ROWS))
 
 
 def kernel_rows(n):

@@ -249,23 +249,6 @@ def test_small_kernel_chunks_change_no_result_beyond_rounding(Est, monkeypatch):
     np.testing.assert_allclose(cut, fit(0, 1), rtol=1e-10, atol=1e-12)
 
 
-def test_predict_chunks_fit_the_small_kernels_where_that_keeps_most_rows(monkeypatch):
-    """``chunk_rows`` with a network's widest product a row: fewer rows (a multiple of
-    16) where that puts the chunk's products within the small kernels, not under 3/4
-    of ``CHUNK_ROWS``; small inputs stay one chunk; no small kernels, no change."""
-    from fastbp._config import CHUNK_ROWS
-    from fastbp._workspace import chunk_rows
-
-    monkeypatch.setattr(_threads, "_small", 10**6)
-    assert chunk_rows(10_000, 64 * 64) == chunk_rows(241, 64 * 64) == 240  # 244 fit
-    assert chunk_rows(10_000, 60 * 60) == CHUNK_ROWS  # 277 rows fit: no need
-    assert chunk_rows(10_000, 100 * 256) == CHUNK_ROWS  # 39 rows: column chunks instead
-    assert chunk_rows(10_000, 0) == CHUNK_ROWS
-    assert chunk_rows(150, 64 * 64) == 150 and chunk_rows(0, 64 * 64) == 1
-    monkeypatch.setattr(_threads, "_small", 0)
-    assert chunk_rows(10_000, 64 * 64) == CHUNK_ROWS
-
-
 def test_the_blas_limit_is_lifted_by_its_last_user_only(two_blas_threads):
     """Overlapping fits and predicts (threads of one process) share the BLAS limit:
     the first user sets it, the last one out restores what it found."""

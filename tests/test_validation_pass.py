@@ -90,24 +90,6 @@ def test_one_pass_outputs_are_predicts(Est):
 
 
 @pytest.mark.parametrize("Est", ESTIMATORS, ids=IDS)
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_one_pass_outputs_are_predicts_in_chunks_sized_for_small_kernels(Est, dtype,
-                                                                         monkeypatch):
-    """The validation pass walks its rows in predict's chunks (here 240 rows, the
-    64 x 64 layer's products fitted to BLAS's small kernels), so it gives predict's
-    outputs to the last bit."""
-    monkeypatch.setattr(_threads, "_small", 10**6)
-    X, y = _data(Est, 1000, dtype, False)
-    est = Est(hidden_layer_sizes=(64, 64), max_iter=1, random_state=0)
-    with pytest.warns(Warning, match="Maximum iterations"):
-        est.fit(X[:400], y[:400])
-    val = est._given_validation_set(X[400:], y[400:], None)
-    assert val.data.chunk == 240
-    _, out = val.loss_and_outputs(est._network, est._hyperparameters(), 1)
-    np.testing.assert_array_equal(out, est._forward_pass_fast(X[400:]))
-
-
-@pytest.mark.parametrize("Est", ESTIMATORS, ids=IDS)
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
 def test_training_on_the_split_rows_in_place_is_training_on_their_copy(monkeypatch, Est,
                                                                        sparse):
