@@ -25,7 +25,6 @@ from fastbp._kernels import optimizers as O
 from fastbp._kernels import train as T
 from fastbp._kernels.activations import activate
 from fastbp._kernels.backward import backward_batch
-from fastbp._kernels.blas import matmul
 from fastbp._kernels.callbacks import CFUNC_OPTIONS
 from fastbp._kernels.optimizers import step
 from fastbp._kernels.train import full_loss_grad, mean_loss, predict_rows, train_epoch
@@ -283,14 +282,15 @@ def operands(dtype, shape, layouts):
                                    (7, 0, 3), (7, 5, 0), (40, 33, 17)])
 @pytest.mark.parametrize("layouts", ["CC", "FC", "CF"])
 def test_matmul_is_numbas_dot(dtype, shape, layouts):
-    """``blas.matmul`` makes numba's BLAS calls for ``np.dot(a, b, out)`` (gemm, gemv or
-    dot by shape; zeros for an empty product), so the products are those of before,
-    bit for bit, in every operand layout the kernels use (``A.T @ D``, ``D @ W.T``)."""
+    """``blas.matmul_small`` uncut (``small`` 0) makes numba's BLAS calls for
+    ``np.dot(a, b, out)`` (gemm, gemv or dot by shape; zeros for an empty product), so
+    the products are those of before, bit for bit, in every operand layout the kernels
+    use (``A.T @ D``, ``D @ W.T``)."""
     m, k, n = shape
     a, b = operands(dtype, shape, layouts)
     got = np.full((m, n), np.nan, dtype=dtype)
     want = np.full((m, n), np.nan, dtype=dtype)
-    from_python(matmul)(a, b, got)
+    from_python(blas.matmul_small)(a, b, got, 0)
     _numba_dot(a, b, want)
     assert got.tobytes() == want.tobytes()
     assert_close(got, a.astype(np.float64) @ b.astype(np.float64), dtype, scale=1.0)
@@ -312,7 +312,7 @@ small_width = from_python(blas.small_width)
     (32, 10, 64, True, SMALL, 64),  # ... an inner dimension under 32: one call
     (1, 4096, 4096, False, SMALL, 4096),  # a matrix-vector product stays one
     (4096, 4096, 1, False, SMALL, 1),
-    (7, 0, 5, True, SMALL, 5),  # empty inner dimension: matmul's zeros
+    (7, 0, 5, True, SMALL, 5),  # empty inner dimension: one call's zeros
 ])
 def test_small_width_cuts_only_what_the_small_kernels_take(m, k, n, tn, small, width):
     """``blas.small_width``: the widths above, and over a grid of shapes every cut

@@ -1,10 +1,11 @@
-"""Matrix products for the kernels: ``matmul(A, B, C)`` writes ``A @ B`` into ``C``.
+"""Matrix products for the kernels: ``product(A, B, C, cols, small)`` writes ``A @ B``
+into ``C`` (``matmul_small``, or ``matmul_columns`` for column tasks).
 
-The same BLAS calls as numba's ``np.dot(A, B, C)`` (gemm; gemv or dot when a side is a
-single row or column; zeros when a dimension is empty), so the same numbers, without
-its compiled argument checks: every ``np.dot`` site compiled numba's shape checks and
-their exception paths into each kernel, and the callers' shapes are right by
-construction (offsets from ``fastbp._layout``).
+A whole product makes the same BLAS calls as numba's ``np.dot(A, B, C)`` (gemm; gemv or
+dot when a side is a single row or column; zeros when a dimension is empty), so the
+same numbers, without its compiled argument checks: every ``np.dot`` site compiled
+numba's shape checks and their exception paths into each kernel, and the callers'
+shapes are right by construction (offsets from ``fastbp._layout``).
 """
 
 from llvmlite import ir
@@ -71,21 +72,6 @@ def _products(a, b, out):
     return (_operand(a) and _operand(b) and _operand(out) and out.layout == "C"
             and a.dtype == b.dtype == out.dtype
             and a.dtype in (types.float32, types.float64))
-
-
-@intrinsic
-def matmul(typingctx, a, b, out):
-    """``out[:, :] = a @ b`` for 2-D float arrays, each C- or F-contiguous (``out`` C)."""
-    if not _products(a, b, out):
-        return None
-    sig = types.void(a, b, out)
-
-    def codegen(context, builder, signature, args):
-        _lower_matmul(context, builder, *signature.args,
-                      *_operands(context, builder, signature.args, args))
-        return context.get_dummy_value()
-
-    return sig, codegen
 
 
 def _lower_gemm_columns(context, builder, aty, bty, x, y, z, lo, hi):
@@ -236,7 +222,8 @@ def small_width(typingctx, m, k, n, tn, small):
 
 @intrinsic
 def matmul_small(typingctx, a, b, out, small):
-    """``out[:, :] = a @ b``: one gemm (``matmul``), or one per ``small_width`` columns
+    """``out[:, :] = a @ b``: one call as numba's ``np.dot`` makes it (gemm, gemv or dot
+    by shape; ``small`` 0 always takes it), or one gemm per ``small_width`` columns
     for BLAS's small-matrix kernels (``small``, ``Net.small``), each entry still one dot
     product over all of ``a``'s columns. LLVM code throughout: with the loop as numba
     code around the width and gemm intrinsics, a cold first digits fit compiled for
