@@ -25,22 +25,41 @@ ROOT = str(Path(fastbp.__file__).resolve().parents[1])
 NOTICE = "fastbp is compiling"
 
 # A stochastic fit (compiles the training kernels), an L-BFGS fit (compiles one more
-# entry kernel, in the same dtype) and a second stochastic fit (compiles nothing). Prints
-# the entry kernels compiled, then the kernels of paths those fits never take (sparse X,
-# dropout, the other optimizers) that were compiled or loaded anyway, and whether Adam's
-# rule was (the premise that the listing can see a compiled rule).
+# entry kernel, in the same dtype) and a second stochastic fit (compiles nothing), which
+# then predicts. Prints the entry kernels compiled, then the kernels of paths those fits
+# never take (sparse X, dropout, the other optimizers) that were compiled or loaded
+# anyway, whether Adam's rule was (the premise that the listing can see a compiled
+# rule), the activations loaded, and the fastbp functions compiled for a literal
+# argument (a constant numba typed as ``Literal[int](0)``, ...) and how many compiles
+# numba reported at all (the premise that the listener saw them).
 THREE_FITS = """
     import warnings
     import numpy as np
+    from numba import types
+    from numba.core import event
     import fastbp
     from sklearn.exceptions import ConvergenceWarning
     from fastbp._kernels import activations, backward, dropout, forward, optimizers, train
     warnings.simplefilter("ignore", ConvergenceWarning)
+    compiles, literal = [], set()
+
+    class Literals(event.Listener):
+        def on_start(self, ev):
+            fn = ev.data["dispatcher"].py_func
+            compiles.append(fn)
+            if (fn.__module__.startswith("fastbp")
+                    and any(isinstance(a, types.Literal) for a in ev.data["args"])):
+                literal.add(fn.__qualname__)
+
+        def on_end(self, ev):
+            pass
+
+    event.register("numba:compile", Literals())
     X = np.random.default_rng(0).normal(size=(60, 4))
     y = np.arange(60) % 2
     fastbp.MLPClassifier((5,), max_iter=1).fit(X, y)
     fastbp.MLPClassifier((5,), solver="lbfgs", max_iter=2).fit(X, y)
-    fastbp.MLPClassifier((5,), max_iter=1).fit(X, y)
+    fastbp.MLPClassifier((5,), max_iter=1).fit(X, y).predict(X)
     print(sum(sum(d.stats.cache_misses.values())
               for k in ("train_epoch", "full_loss_grad") for d in train.dispatchers(k)))
     unused = [forward.csr_rows_dot, backward.csr_rows_tdot, dropout.apply,
@@ -48,19 +67,21 @@ THREE_FITS = """
     print(" ".join(k.__name__ for k in unused if k.signatures) or "-")
     print(len(optimizers.adam_step.signatures))
     print(" ".join(f"{code}:{dtype}" for code, dtype in activations.loaded()))
+    print(" ".join(sorted(literal)) or "-", len(compiles))
 """
 
 
 def _three_fits(cache_dir):
     """Runs THREE_FITS in a fresh interpreter; returns (stderr, kernels compiled,
-    unused paths' kernels compiled, signatures of Adam's rule)."""
+    unused paths' kernels compiled, signatures of Adam's rule, activations loaded, the
+    literal line)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     env.update(NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(THREE_FITS)], env=env,
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    compiled, unused, adam, acts = proc.stdout.splitlines()[-4:]
-    return proc.stderr, int(compiled), unused, int(adam), acts
+    compiled, unused, adam, acts, literal = proc.stdout.splitlines()[-5:]
+    return proc.stderr, int(compiled), unused, int(adam), acts, literal
 
 
 @pytest.fixture(scope="module")
@@ -71,25 +92,36 @@ def cold_cache(tmp_path_factory):
 
 
 def test_a_process_that_compiles_says_so_once(cold_cache):
-    cache, stderr, compiled, _, _, _ = cold_cache
+    cache, stderr, compiled, _, _, _, _ = cold_cache
     assert compiled == 2  # the premise: both entry kernels compiled in that process
     assert stderr.count(NOTICE) == 1, stderr
     notice = next(line for line in stderr.splitlines() if NOTICE in line)
     assert "CompileWarning" in notice and "training kernels for float64" in notice
     assert str(cache) in notice and "python -m fastbp warmup" in notice
     # it points at the caller's line, not at numba's compiler
-    assert notice.startswith("<string>:10:"), notice
+    first_fit = textwrap.dedent(THREE_FITS).splitlines().index(
+        "fastbp.MLPClassifier((5,), max_iter=1).fit(X, y)") + 1
+    assert notice.startswith(f"<string>:{first_fit}:"), notice
 
 
 def test_a_dense_fit_compiles_only_the_paths_it_takes(cold_cache):
     """Sparse products, dropout masks and the other optimizers' rules are typed apart
     (None), and each activation and optimizer rule is a C callback of its own:
     a dense Adam fit compiles none of them, and only the two activations it uses."""
-    _, _, _, unused, adam, acts = cold_cache
+    _, _, _, unused, adam, acts, _ = cold_cache
     assert adam >= 1  # the premise: a rule the fit uses shows as compiled
     assert unused == "-", f"compiled for a dense Adam fit without dropout: {unused}"
     # relu hidden layers and the logistic output of a binary classifier
     assert acts == f"{LOGISTIC}:float64 {RELU}:float64", acts
+
+
+def test_no_function_compiles_again_for_a_constant_argument(cold_cache):
+    """A constant argument between compiled functions goes through
+    ``literals.runtime``: numba would otherwise compile the callee once more for the
+    literal (``block_view(act, net, 1, n)`` beside ``block_view(act, net, layer, n)``)."""
+    *literal, compiles = cold_cache[-1].split()
+    assert int(compiles) > 20  # the premise: the listener saw the fits compile
+    assert literal == ["-"], f"compiled again for a literal argument: {literal}"
 
 
 def test_a_process_that_loads_the_cache_says_nothing(cold_cache):

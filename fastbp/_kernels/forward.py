@@ -18,6 +18,7 @@ from numba import njit
 from .._config import HELPER_JIT_OPTIONS
 from . import activations, dropout
 from .blas import product
+from .literals import runtime
 
 
 @njit(**HELPER_JIT_OPTIONS)
@@ -97,12 +98,12 @@ def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key, row0):
     Inference passes an empty ``dact``: no derivatives, no dropout.
     """
     n = rows.shape[0]
-    Z = block_view(act, net, 1, n)
+    Z = block_view(act, net, runtime(1), n)
     if Xsp is None:
         A0 = gather_rows(X, rows, xbuf)
-        product(A0, coef_view(params, net, 0), Z, net.cols, net.small)
+        product(A0, coef_view(params, net, runtime(0)), Z, net.cols, net.small)
     else:
-        csr_rows_dot(Xsp[0], Xsp[1], Xsp[2], rows, coef_view(params, net, 0), Z)
+        csr_rows_dot(Xsp[0], Xsp[1], Xsp[2], rows, coef_view(params, net, runtime(0)), Z)
     return forward_layers(params, net, n, act, dact, drop, key, row0)
 
 
@@ -113,7 +114,7 @@ def forward_layers(params, net, n, act, dact, drop, key, row0):
     units, act_fns = net.units, net.act_fns
     n_layers = units.shape[0]
     train = dact.shape[0] > 0
-    Z = block_view(act, net, 1, n)
+    Z = block_view(act, net, runtime(1), n)
     for layer in range(1, n_layers):
         if layer > 1:
             Z = block_view(act, net, layer, n)

@@ -35,6 +35,7 @@ from numba import njit, prange
 
 from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
 from . import dropout
+from .literals import runtime
 from .train import (
     HP_CLIP_EPS,
     HP_HUBER_DELTA,
@@ -220,13 +221,13 @@ def _wave_loss_grad(params, scratch, net, X, Xsp, Y, sw, order, chunk, first, co
     """Chunks ``first .. first + count - 1`` of ``order``, chunk ``first + s`` into
     slot s: raw gradient sums in ``scratch[s]``, ``(loss_sum, sw_sum)`` in ``sums[s]``."""
     n = order.shape[0]
-    key = dropout.batch_key(0, 0)
+    key = dropout.batch_key(runtime(0), runtime(0))
     for s in prange(count):
         start = (first + s) * chunk
         ls, ss = batch_loss_grad(params, scratch[s], net, X, Xsp, Y, sw,
                                   order[start:min(start + chunk, n)], loss_code, clip_eps,
                                   huber_delta, act[s], delta[s], xbuf[s], dact[s], no_drop,
-                                  key, 0)
+                                  key, runtime(0))
         sums[s, 0] = ls
         sums[s, 1] = ss
 

@@ -19,6 +19,7 @@ from . import optimizers as opt
 from .backward import backward_batch, finalize_gradient, sum_of_squares
 from .blas import product
 from .forward import block_view, coef_view, forward_batch, forward_layers
+from .literals import runtime
 from .losses import loss_and_delta
 
 # Slots of the float64 hyperparameter vector ``hp``. HP_MAX_GRAD_NORM 0 means no clipping.
@@ -161,7 +162,7 @@ def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_
         key = dropout.batch_key(ihp[IHP_SEED], ihp[IHP_T] + 1)
         loss_sum, sw_sum = batch_loss_grad(
             params, grads, net, X, Xsp, Y, sw, rows, ihp[IHP_LOSS], hp[HP_CLIP_EPS],
-            hp[HP_HUBER_DELTA], act, delta, xbuf, dact, drop, key, 0,
+            hp[HP_HUBER_DELTA], act, delta, xbuf, dact, drop, key, runtime(0),
         )
         if sw_sum == 0.0:
             continue
@@ -183,7 +184,7 @@ def outputs_finite(params, net, X, Xsp, rows, act, xbuf, drop):
     if rows.shape[0] == 0:
         return 1
     P = forward_batch(params, net, X, Xsp, rows, act, xbuf, act[:0], drop,
-                      dropout.batch_key(0, 0), 0)
+                      dropout.batch_key(runtime(0), runtime(0)), runtime(0))
     bad = 0
     for i in range(P.shape[0]):
         for j in range(P.shape[1]):
@@ -204,20 +205,20 @@ def full_loss_grad(params, grads, scratch, net, X, Xsp, Y, sw, order, chunk, los
     weights sum to zero.
     """
     n = order.shape[0]
-    key = dropout.batch_key(0, 0)
+    key = dropout.batch_key(runtime(0), runtime(0))
     loss_sum = 0.0
     sw_sum = 0.0
     if n <= chunk:
         loss_sum, sw_sum = batch_loss_grad(params, grads, net, X, Xsp, Y, sw, order,
                                            loss_code, clip_eps, huber_delta, act, delta,
-                                           xbuf, dact, no_drop, key, 0)
+                                           xbuf, dact, no_drop, key, runtime(0))
     else:
         grads[:] = 0.0
         for start in range(0, n, chunk):
             rows = order[start:min(start + chunk, n)]
             ls, ss = batch_loss_grad(params, scratch, net, X, Xsp, Y, sw, rows, loss_code,
                                      clip_eps, huber_delta, act, delta, xbuf, dact,
-                                     no_drop, key, 0)
+                                     no_drop, key, runtime(0))
             loss_sum += ls
             sw_sum += ss
             grads += scratch
@@ -231,7 +232,8 @@ def objective(params, grads, n_coefs, alpha, l1, loss_sum, sw_sum):
     sample weights sum to zero)."""
     if sw_sum == 0.0:
         return math.nan
-    sq, l1_norm, _ = finalize_gradient(params, grads, n_coefs, alpha, l1, sw_sum, False)
+    sq, l1_norm, _ = finalize_gradient(params, grads, n_coefs, alpha, l1, sw_sum,
+                                        runtime(False))
     return loss_sum / sw_sum + 0.5 * alpha * sq / sw_sum + l1 * l1_norm / sw_sum
 
 
@@ -241,7 +243,7 @@ def chunk_loss(params, net, X, Xsp, Y, sw, rows, loss_code, clip_eps, huber_delt
     """``(loss_sum, sw_sum)`` of the rows ``rows``, no dropout (see ``mean_loss``); their
     outputs go to ``out[start:]`` unless ``out`` has no rows."""
     P = forward_batch(params, net, X, Xsp, rows, act, xbuf, act[:0], no_drop,
-                      dropout.batch_key(0, 0), 0)
+                      dropout.batch_key(runtime(0), runtime(0)), runtime(0))
     if out.shape[0] > 0:
         write_rows(P, out, start)
     D = block_view(delta, net, net.units.shape[0] - 1, rows.shape[0])
@@ -323,14 +325,14 @@ def predict_chunk(params, net, X, Xsp, order, start, stop, direct, act, xbuf, no
     checked chunk by chunk (one pass over all rows first read X from memory twice on
     large inputs); the direct rows as one flat loop (``all_finite_rows``), after their
     first product (before it measured the same)."""
-    key = dropout.batch_key(0, 0)
+    key = dropout.batch_key(runtime(0), runtime(0))
     if direct:
         rows = X[order[0] + start : order[0] + stop]
-        product(rows, coef_view(params, net, 0), block_view(act, net, 1, stop - start),
-                net.cols, net.small)
+        product(rows, coef_view(params, net, runtime(0)),
+                block_view(act, net, runtime(1), stop - start), net.cols, net.small)
         if not all_finite_rows(rows):
             return False
-        P = forward_layers(params, net, stop - start, act, act[:0], no_drop, key, 0)
+        P = forward_layers(params, net, stop - start, act, act[:0], no_drop, key, runtime(0))
     else:  # rows in any order (predict passes consecutive ones): one at a time
         if X.size > 0:
             for i in range(start, stop):
@@ -338,7 +340,7 @@ def predict_chunk(params, net, X, Xsp, order, start, stop, direct, act, xbuf, no
                 if not all_finite_rows(X[r : r + 1]):
                     return False
         P = forward_batch(params, net, X, Xsp, order[start:stop], act, xbuf, act[:0],
-                          no_drop, key, 0)
+                          no_drop, key, runtime(0))
     write_rows(P, out, start)
     return True
 
