@@ -22,8 +22,8 @@ from . import _caller
 # compile with an empty cache on the 2-core development machine (numba 0.68, LLVM,
 # callees included: the training kernel compiles the forward, loss and backward code
 # that the later ones reuse, the rule of one optimizer and the fit's activations; each
-# other optimizer's rule about 0.4 s more, without a notice). Measured in fresh
-# processes with an empty NUMBA_CACHE_DIR at load 0.8-1.3: a first digits fit 5.0-5.5 s;
+# other optimizer's rule about 0.2 s more, without a notice). Measured in fresh
+# processes with an empty NUMBA_CACHE_DIR at load 0.7-1.3: a first digits fit 5.0-5.4 s;
 # the others from ``python -m fastbp warmup``, each after the kernels above it.
 GROUPS = {
     "train_epoch": ("training", 5),
@@ -31,8 +31,8 @@ GROUPS = {
     "mean_loss": ("validation-loss", 1),
     "full_loss_grad": ("L-BFGS objective", 2),
     # the parallel kernels (fastbp._kernels.parallel), compiled on first use by a fit or
-    # predict large enough to run them (a first fit that trains blocked: 10.1 s)
-    "train_epoch_blocked": ("parallel training", 10),
+    # predict large enough to run them (a first fit that trains blocked: 8.7-9.1 s)
+    "train_epoch_blocked": ("parallel training", 9),
     "train_epoch_columns": ("column-parallel training", 7),
     "predict_rows_parallel": ("parallel prediction", 2),
     "mean_loss_parallel": ("parallel validation-loss", 2),
