@@ -19,7 +19,11 @@ from .report import Row, per_repeat
 PACKAGE = Path(__file__).resolve().parents[1]  # the fastbp these tools belong to
 # Start-up runs: the dtypes fitted in one fresh process, one fit each.
 START_DTYPES = {"float64": ["float64"], "float32": ["float32"], "both": ["float64", "float32"]}
-START_TARGETS = {"cold": 15.0, "warm": 2.0}  # seconds, import + first fit(s)
+# Issue 14's targets, seconds of import + first fit(s) in a fresh process: one dtype
+# with an empty numba cache, both dtypes with an empty cache, and any warm start
+# (scikit-learn's own import of its MLP is about 1.1-1.5 s of the 1.5 on this machine).
+START_TARGETS = {"cold": {"float64": 4.0, "float32": 4.0, "both": 6.0},
+                 "warm": {"float64": 1.5, "float32": 1.5, "both": 1.5}}
 GRID_TARGET = 2.0  # speed-up over scikit-learn of a small grid search in a fresh process
 
 _START_SCRIPT = """
@@ -96,9 +100,9 @@ def start_runs(settings, data_path, params, tmp):
 
 def start_workload(settings, torch, peaks):
     """Import + first 1-epoch fit on digits in fresh processes, float64, float32 and both:
-    with an empty NUMBA_CACHE_DIR (cold: compiles, <= 15 s) and with the cache a cold run
-    left (warm: <= 2 s). Without ``settings.cold_start`` only the warm ones run, on this
-    tree's cache. Medians of ``settings.start_repeats``."""
+    with an empty NUMBA_CACHE_DIR (cold: compiles, <= 4 s for one dtype, <= 6 s for both)
+    and with the cache a cold run left (warm: <= 1.5 s). Without ``settings.cold_start``
+    only the warm ones run, on this tree's cache. Medians of ``settings.start_repeats``."""
     X, y = digits()
     params = fit_params((64,), 32, 1)
     caches = {
@@ -120,7 +124,7 @@ def start_workload(settings, torch, peaks):
             f"{kind} start {name}",
             "seconds",
             statistics.median(first_fits),
-            START_TARGETS[kind],
+            START_TARGETS[kind][name],
             fmt_seconds(statistics.median(first_fits)),
             f"import {fmt_seconds(med[f'{kind} import'])}",
             times,
