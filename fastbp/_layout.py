@@ -5,26 +5,11 @@ bias vector: the order of scikit-learn's ``_pack``, so an L-BFGS run sees the sa
 as scikit-learn's. Gradients and optimizer state use the same layout.
 """
 
-from collections import namedtuple
-
 import numpy as np
 
 from . import _threads
 from ._kernels import activations
-
-# The kernels' description of a network: per layer its units, the offsets of its
-# weights and biases in the flat vector, of its block in the activation buffers, and
-# its activation code and the address of that activation's compiled function for the
-# network's dtype (numba passes a namedtuple of arrays like a tuple, by field). The
-# addresses hold for this process only: a Net is rebuilt, never pickled.
-#
-# ``cols``: None, or the columns per task of the matrix products (``blas.product``) of a
-# network trained by column chunks (``fastbp._threads.engine``). ``small``: the most
-# multiply-adds of a product BLAS runs through its small-matrix kernels (0: it has
-# none), which ``blas.product`` cuts larger products to fit (``fastbp._threads
-# .small_products``); found once per process, never pickled either.
-Net = namedtuple("Net", ["units", "coef_off", "icpt_off", "act_off", "act_codes", "act_fns",
-                         "cols", "small"])
+from ._kernels.forward import Net
 
 
 class Layout:
@@ -93,14 +78,16 @@ class Layout:
         return off, int(block.sum())
 
     def net(self, rows, act_codes, dtype, cols=None, small=None):
-        """The tuple the kernels take as the description of the network, for ``dtype``
-        arrays (float32 or float64), its products cut in ``cols`` columns per task
-        (None: whole), and for BLAS's small-matrix kernels up to ``small`` multiply-adds
-        (None: this process's BLAS, ``_threads.small_products``; 0: no cut).
+        """The description of the network the entry kernels take (the fields of
+        ``_kernels.forward.Net``, as a plain tuple), for ``dtype`` arrays (float32 or
+        float64), its products cut in ``cols`` columns per task (None: whole), and for
+        BLAS's small-matrix kernels up to ``small`` multiply-adds (None: this process's
+        BLAS, ``_threads.small_products``; 0: no cut).
 
         ``act_codes[l]`` is the activation code of layer ``l`` (entry 0 is unused; the
         last entry is the output activation); their functions are compiled here if this
-        process has not used them yet. Returns ``(net, buffer_size)``.
+        process has not used them yet. Returns ``(fields, buffer_size)``; ``Net(*fields)``
+        names them.
         """
         act_off, size = self.buffer_offsets(rows)
         codes = np.asarray(act_codes, dtype=np.int64)
@@ -110,7 +97,7 @@ class Layout:
         if small is None:
             small = _threads.small_products()
         net = Net(self.units, self.coef_off, self.icpt_off, act_off, codes, fns, cols, small)
-        return net, size
+        return tuple(net), size
 
     def cached(self, key, build):
         """``build()``, cached for the last ``key`` asked. Predict keeps its plan here

@@ -7,6 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._config import CHUNK_ROWS
+from ._kernels.forward import Net
 
 
 def readonly(a):
@@ -119,13 +120,14 @@ class Workspace:
 
     def fits(self, layout, rows, dtype, dense, act_codes, slots=None, cols=None):
         """Whether these buffers serve ``layout`` (same layer sizes) for such batches."""
+        net = Net(*self.net)
         return (
             self.train
             and self.slots == slots
-            and self.net.cols == cols
-            and np.array_equal(self.net[0], layout.units)
+            and net.cols == cols
+            and np.array_equal(net.units, layout.units)
             and self.rows >= rows
             and self.dtype == dtype
             and self.dense == dense
-            and np.array_equal(self.net[4], act_codes)
+            and np.array_equal(net.act_codes, act_codes)
         )

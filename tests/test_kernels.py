@@ -26,6 +26,7 @@ from fastbp._kernels import train as T
 from fastbp._kernels.activations import activate
 from fastbp._kernels.backward import backward_batch
 from fastbp._kernels.callbacks import CFUNC_OPTIONS
+from fastbp._kernels.forward import Net
 from fastbp._kernels.optimizers import step
 from fastbp._kernels.train import full_loss_grad, mean_loss, predict_rows, train_epoch
 from fastbp._layout import Layout
@@ -91,7 +92,8 @@ def assert_close(got, want, dtype, scale=None):
 
 def block(buf, ws, layer, n):
     """The ``n x units[layer]`` block of ``layer`` in a workspace buffer (Python side)."""
-    units, act_off = ws.net.units, ws.net.act_off
+    net = Net(*ws.net)
+    units, act_off = net.units, net.act_off
     a, m = int(act_off[layer]), int(units[layer])
     return buf[a : a + n * m].reshape(n, m)
 
@@ -361,7 +363,7 @@ def test_product_in_small_chunks_is_the_product(dtype, layouts):
 def forward_train(pb, rows_k, drop=None, key=NO_KEY):
     ws = pb.ws
     drop = no_dropout() if drop is None else readonly(np.asarray(drop, dtype=np.float64))
-    return forward_batch(pb.params, ws.net, pb.Xk, pb.Xsp, rows_k, ws.act, ws.xbuf, ws.dact,
+    return forward_batch(pb.params, Net(*ws.net), pb.Xk, pb.Xsp, rows_k, ws.act, ws.xbuf, ws.dact,
                          drop, key, 0)
 
 
@@ -378,7 +380,7 @@ def test_forward_batch(dtype, sparse, hidden):
         acts, zs = naive.forward(pb.X64[rows], coefs, intercepts, pb.hidden,
                                  naive.OUTPUT_ACTIVATION[pb.loss], return_preactivations=True)
         # inference: an empty dact
-        P = forward_batch(pb.params, ws.net, pb.Xk, pb.Xsp, readonly(rows), ws.act, ws.xbuf,
+        P = forward_batch(pb.params, Net(*ws.net), pb.Xk, pb.Xsp, readonly(rows), ws.act, ws.xbuf,
                           ws.dact[:0], no_dropout(), NO_KEY, 0)
         assert P.shape == (11, 3) and P.dtype == dtype
         assert np.shares_memory(P, ws.act)
@@ -443,7 +445,7 @@ def test_backward_batch_and_finalize(dtype, sparse, hidden, weighted):
         loss_sum, sw_sum = loss_and_delta(P, pb.Yk, rows_k, pb.swk, loss_code,
                                           pb.clip_eps, HUBER_DELTA, D)
         grads = np.full(pb.layout.n_params, np.nan, dtype=dtype)
-        backward_batch(pb.params, grads, ws.net, pb.Xsp, rows_k, ws.act, ws.delta, ws.xbuf,
+        backward_batch(pb.params, grads, Net(*ws.net), pb.Xsp, rows_k, ws.act, ws.delta, ws.xbuf,
                        ws.dact)
 
         coefs, intercepts = naive_params(pb)
@@ -481,7 +483,7 @@ def test_backward_batch_and_finalize(dtype, sparse, hidden, weighted):
 
 # ------------------------------------------------------------------- full objective (lbfgs)
 def run_full_loss_grad(pb, chunk, order, alpha, l1=0.0):
-    ws = Workspace(pb.layout, pb.ws.net.act_codes, chunk, pb.dtype, dense=pb.Xsp is None)
+    ws = Workspace(pb.layout, Net(*pb.ws.net).act_codes, chunk, pb.dtype, dense=pb.Xsp is None)
     grads = np.full(pb.layout.n_params, np.nan, dtype=pb.dtype)
     scratch = np.full(pb.layout.n_params, np.nan, dtype=pb.dtype)
     value = full_loss_grad(pb.params, grads, scratch, ws.net, pb.Xk, pb.Xsp, pb.Yk, pb.swk,
@@ -518,7 +520,7 @@ def test_full_loss_grad(dtype, sparse, loss_code, weighted):
     assert_close(v, value, dtype)
     assert_close(g, want, dtype)
     # the validation loss: the data term alone, forward only
-    ws = Workspace(pb.layout, pb.ws.net.act_codes, 6, dtype, dense=not sparse, train=False)
+    ws = Workspace(pb.layout, Net(*pb.ws.net).act_codes, 6, dtype, dense=not sparse, train=False)
     got = mean_loss(pb.params, ws.net, pb.Xk, pb.Xsp, pb.Yk, pb.swk, perm, 6, pb.loss_code,
                     pb.clip_eps, HUBER_DELTA, ws.act, ws.delta, ws.xbuf, no_dropout(),
                     np.empty((0, pb.Yk.shape[1]), dtype))
@@ -757,7 +759,7 @@ def test_predict_rows(dtype, sparse, loss_code):
     orders = (np.arange(pb.n), np.arange(5, 19), np.array([7]), pb.rng.permutation(pb.n))
     for order in orders:
         for chunk in (4, 23):
-            ws = Workspace(pb.layout, pb.ws.net.act_codes, chunk, dtype, dense=not sparse,
+            ws = Workspace(pb.layout, Net(*pb.ws.net).act_codes, chunk, dtype, dense=not sparse,
                            train=False)
             out = np.full((order.shape[0], 3), np.nan, dtype=dtype)
             finite = predict_rows(pb.params, ws.net, pb.Xk, pb.Xsp,
@@ -775,7 +777,7 @@ def test_predict_rows_reports_non_finite_dense_input(dtype, bad):
     """predict's fast path relies on this report instead of checking X in Python: any
     asked-for row, in any chunk, counts; rows not asked for do not."""
     pb = make_problem(dtype, LOSSES[0], A.RELU, n=23, seed=71)
-    ws = Workspace(pb.layout, pb.ws.net.act_codes, 4, dtype, dense=True, train=False)
+    ws = Workspace(pb.layout, Net(*pb.ws.net).act_codes, 4, dtype, dense=True, train=False)
     out = np.empty((pb.n, 3), dtype=dtype)
     for r, j in [(0, 0), (22, pb.X64.shape[1] - 1), (13, 1)]:
         X = pb.Xk.copy()

@@ -28,6 +28,7 @@ from fastbp._kernels import parallel as P
 from fastbp._kernels import train as T
 from fastbp._kernels.activations import IDENTITY, RELU, TANH
 from fastbp._kernels.blas import matmul_columns, matmul_part, product
+from fastbp._kernels.forward import Net
 from fastbp._kernels.losses import LOG_LOSS, SQUARED_ERROR
 from fastbp._training import block_rows
 from fastbp._workspace import Workspace, kernel_rows, no_dropout, readonly
@@ -72,7 +73,7 @@ def epoch_problem(dtype, loss_code, sparse, weighted, batch, hidden=TANH, n=150)
 
 
 def run_blocked(pb, order, state, hp, ihp, batch, drop, threads):
-    ws = Workspace(pb.layout, pb.ws.net.act_codes, block_rows(batch), pb.dtype,
+    ws = Workspace(pb.layout, Net(*pb.ws.net).act_codes, block_rows(batch), pb.dtype,
                    dense=pb.Xsp is None, slots=P.MAX_BLOCKS)
     partials = np.full((P.MAX_BLOCKS - 1, pb.layout.n_params), np.nan, dtype=pb.dtype)
     sums = np.full((P.MAX_BLOCKS, 2), np.nan)
@@ -84,7 +85,7 @@ def run_blocked(pb, order, state, hp, ihp, batch, drop, threads):
 def run_columns(pb, order, state, hp, ihp, batch, drop, threads):
     """The column-task epoch, its products in tasks of 4 columns (hidden layers of 9
     and 7 units: 3 and 2 tasks, the last narrower)."""
-    ws = Workspace(pb.layout, pb.ws.net.act_codes, batch, pb.dtype, dense=pb.Xsp is None,
+    ws = Workspace(pb.layout, Net(*pb.ws.net).act_codes, batch, pb.dtype, dense=pb.Xsp is None,
                    cols=4)
     return on_threads(threads, P.train_epoch_columns, pb.params, np.empty_like(pb.params),
                       state, hp, ihp, ws.net, pb.Xk, pb.Xsp, pb.Yk, pb.swk, readonly(order),
@@ -232,8 +233,8 @@ def test_parallel_epochs_flag_outputs_that_overflow(engine):
 
 def whole_data_workspaces(pb, chunk, train):
     dense = pb.Xsp is None
-    serial = Workspace(pb.layout, pb.ws.net.act_codes, chunk, pb.dtype, dense, train=train)
-    slots = Workspace(pb.layout, pb.ws.net.act_codes, chunk, pb.dtype, dense, train=train,
+    serial = Workspace(pb.layout, Net(*pb.ws.net).act_codes, chunk, pb.dtype, dense, train=train)
+    slots = Workspace(pb.layout, Net(*pb.ws.net).act_codes, chunk, pb.dtype, dense, train=train,
                       slots=P.SLOTS)
     return serial, slots
 

@@ -9,7 +9,7 @@ output (gelu is not monotone), and dropout folds into the same buffer.
 Each (activation, dtype) is a C callback of its own (``numba.cfunc``), compiled (or
 loaded from numba's cache) the first time a network asks for its address
 (``address``); the kernels call it through that address (``call``), which the network
-description carries (``fastbp._layout.Net.act_fns``). A kernel that selected the
+description carries (``forward.Net.act_fns``). A kernel that selected the
 activation by its code compiled all ten into every entry kernel, and numba optimises
 and emits a callee's code again in each caller it is linked into: a first fit compiled
 them about four times over. Measured on a cold first digits fit (float64, CPU, load

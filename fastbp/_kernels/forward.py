@@ -1,8 +1,8 @@
 """Forward pass of one batch: matrix product + bias + activation, into preallocated blocks.
 
-The network travels as the namedtuple ``net`` (``units``, ``coef_off``, ``icpt_off``,
-``act_off``, ``act_codes``, ``act_fns``: the addresses of the activations, see
-``activations.call``) built by ``fastbp._layout.Layout.net``. X travels as a dense
+The network travels as the namedtuple ``net`` (``Net`` below: ``units``, ``coef_off``,
+``icpt_off``, ``act_off``, ``act_codes``, ``act_fns``: the addresses of the activations,
+see ``activations.call``) whose fields ``fastbp._layout.Layout.net`` gives. X travels as a dense
 2-D array plus a CSR triple ``(indptr, indices, data)``: for sparse X the dense array is
 empty; for dense X the triple is None.
 
@@ -13,6 +13,8 @@ compile the sparse products and the dropout masks, and optimise them again in ea
 caller).
 """
 
+from collections import namedtuple
+
 from numba import njit
 
 from .._config import HELPER_JIT_OPTIONS
@@ -20,6 +22,25 @@ from . import activations, dropout
 from .blas import product
 from .literals import runtime
 
+# The kernels' description of a network: per layer its units, the offsets of its
+# weights and biases in the flat vector, of its block in the activation buffers, and
+# its activation code and the address of that activation's compiled function for the
+# network's dtype (numba passes a namedtuple of arrays like a tuple, by field). The
+# addresses hold for this process only: a Net is rebuilt, never pickled.
+#
+# ``cols``: None, or the columns per task of the matrix products (``blas.product``) of a
+# network trained by column chunks (``fastbp._threads.engine``). ``small``: the most
+# multiply-adds of a product BLAS runs through its small-matrix kernels (0: it has
+# none), which ``blas.product`` cuts larger products to fit (``fastbp._threads
+# .small_products``); found once per process, never pickled either.
+#
+# The entry kernels (``train``, ``parallel``) take its fields as a plain tuple and name
+# them first thing (``net = Net(*fields)``): numba's dispatcher types a plain tuple of
+# arrays in C from its fingerprint, but a namedtuple through Python's ``typeof``, 0.7 us
+# more per call (a one-row predict took 7.9-8.4 us against 8.8-9.6 us; one core,
+# alternating processes).
+Net = namedtuple("Net", ["units", "coef_off", "icpt_off", "act_off", "act_codes", "act_fns",
+                         "cols", "small"])
 
 @njit(**HELPER_JIT_OPTIONS)
 def coef_view(flat, net, layer):

@@ -35,6 +35,7 @@ from numba import njit, prange
 
 from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
 from . import dropout
+from .forward import Net
 from .literals import runtime
 from .train import (
     HP_CLIP_EPS,
@@ -148,7 +149,7 @@ def _sum_and_step(params, grads, partials, n_partials, state, form, hp, ihp):
 
 
 @njit(**PARALLEL_OPTIONS)
-def train_epoch_blocked(params, grads, partials, state, hp, ihp, net, X, Xsp, Y, sw,
+def train_epoch_blocked(params, grads, partials, state, hp, ihp, fields, X, Xsp, Y, sw,
                         order, batch_size, act, delta, xbuf, dact, drop, sums):
     """``train.train_epoch`` with every minibatch cut into blocks (module docstring).
 
@@ -157,6 +158,7 @@ def train_epoch_blocked(params, grads, partials, state, hp, ihp, net, X, Xsp, Y,
     n_params) and ``sums`` (MAX_BLOCKS, 2) float64. Same arguments otherwise, same
     return value.
     """
+    net = Net(*fields)
     n = order.shape[0]
     n_coefs = net.icpt_off[0]
     # Without clipping or L1 the partials are summed in the step's own pass; with them
@@ -192,13 +194,13 @@ def train_epoch_blocked(params, grads, partials, state, hp, ihp, net, X, Xsp, Y,
 
 
 @njit(**JIT_OPTIONS)
-def train_epoch_columns(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order,
+def train_epoch_columns(params, grads, state, hp, ihp, fields, X, Xsp, Y, sw, order,
                         batch_size, act, delta, xbuf, dact, drop):
-    """``train.train_epoch`` for a network whose ``net.cols`` is an integer: its
+    """``train.train_epoch`` for a network whose ``Net.cols`` is an integer: its
     products run in column tasks and its optimizer step in parameter chunks (module
     docstring). An entry kernel of its own, so that the compile notice and the warm-up
     name it."""
-    return train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order,
+    return train_epoch(params, grads, state, hp, ihp, fields, X, Xsp, Y, sw, order,
                        batch_size, act, delta, xbuf, dact, drop)
 
 
@@ -233,12 +235,13 @@ def _wave_loss_grad(params, scratch, net, X, Xsp, Y, sw, order, chunk, first, co
 
 
 @njit(**PARALLEL_OPTIONS)
-def full_loss_grad_parallel(params, grads, scratch, net, X, Xsp, Y, sw, order, chunk,
+def full_loss_grad_parallel(params, grads, scratch, fields, X, Xsp, Y, sw, order, chunk,
                             loss_code, clip_eps, huber_delta, alpha, l1, act, delta, xbuf,
                             dact, no_drop, sums):
     """``train.full_loss_grad`` of more than one chunk, ``SLOTS`` chunks at a time
     (``scratch``, ``act``, ``delta``, ``xbuf``, ``dact``: one row per slot; ``sums``
     (SLOTS, 2) float64). Returns exactly what ``full_loss_grad`` returns."""
+    net = Net(*fields)
     n_chunks = (order.shape[0] + chunk - 1) // chunk
     loss_sum = 0.0
     sw_sum = 0.0
@@ -277,11 +280,12 @@ def _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
 
 
 @njit(**PARALLEL_OPTIONS)
-def mean_loss_parallel(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
+def mean_loss_parallel(params, fields, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
                        huber_delta, act, delta, xbuf, no_drop, sums, out):
     """``train.mean_loss`` with the chunks spread over ``SLOTS`` workspaces (rows of
     ``act``, ``delta``, ``xbuf``); ``sums`` is (number of chunks, 2) float64. The chunk
     sums are added in chunk order: exactly ``mean_loss``'s value (and outputs)."""
+    net = Net(*fields)
     _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
                   huber_delta, act, delta, xbuf, no_drop, sums, out)
     loss_sum = 0.0
@@ -295,9 +299,10 @@ def mean_loss_parallel(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip
 
 
 @njit(**PARALLEL_OPTIONS)
-def predict_rows_parallel(params, net, X, Xsp, order, chunk, act, xbuf, no_drop, out):
+def predict_rows_parallel(params, fields, X, Xsp, order, chunk, act, xbuf, no_drop, out):
     """``train.predict_rows`` with the chunks spread over ``SLOTS`` workspaces (rows of
     ``act`` and ``xbuf``): the same outputs, the same return value."""
+    net = Net(*fields)
     n = order.shape[0]
     direct = X.size > 0 and n > 0 and is_range(order)
     n_chunks = (n + chunk - 1) // chunk

@@ -18,7 +18,7 @@ from . import dropout
 from . import optimizers as opt
 from .backward import backward_batch, finalize_gradient, sum_of_squares
 from .blas import product
-from .forward import block_view, coef_view, forward_batch, forward_layers
+from .forward import Net, block_view, coef_view, forward_batch, forward_layers
 from .literals import runtime
 from .losses import loss_and_delta
 
@@ -137,7 +137,7 @@ def _update(params, grads, form, state, hp, ihp, cols):
 
 
 @njit(**JIT_OPTIONS)
-def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_size,
+def train_epoch(params, grads, state, hp, ihp, fields, X, Xsp, Y, sw, order, batch_size,
                 act, delta, xbuf, dact, drop):
     """One pass over the rows in ``order``, one optimizer step per minibatch.
 
@@ -152,6 +152,7 @@ def train_epoch(params, grads, state, hp, ihp, net, X, Xsp, Y, sw, order, batch_
     Returns the sum over minibatches of ``batch_loss * batch_rows`` (scikit-learn's
     accumulated loss), where batch_loss includes the penalty terms.
     """
+    net = Net(*fields)
     n = order.shape[0]
     n_coefs = net.icpt_off[0]
     total = 0.0
@@ -193,7 +194,7 @@ def outputs_finite(params, net, X, Xsp, rows, act, xbuf, drop):
 
 
 @njit(**JIT_OPTIONS)
-def full_loss_grad(params, grads, scratch, net, X, Xsp, Y, sw, order, chunk, loss_code,
+def full_loss_grad(params, grads, scratch, fields, X, Xsp, Y, sw, order, chunk, loss_code,
                    clip_eps, huber_delta, alpha, l1, act, delta, xbuf, dact, no_drop):
     """Loss and gradient of the whole objective over the rows ``order`` (L-BFGS and
     the gradient check): the weighted mean loss plus the penalties, no dropout
@@ -204,6 +205,7 @@ def full_loss_grad(params, grads, scratch, net, X, Xsp, Y, sw, order, chunk, los
     Writes the gradient into ``grads`` and returns the loss. Returns NaN if the sample
     weights sum to zero.
     """
+    net = Net(*fields)
     n = order.shape[0]
     key = dropout.batch_key(runtime(0), runtime(0))
     loss_sum = 0.0
@@ -251,7 +253,7 @@ def chunk_loss(params, net, X, Xsp, Y, sw, rows, loss_code, clip_eps, huber_delt
 
 
 @njit(**JIT_OPTIONS)
-def mean_loss(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps, huber_delta,
+def mean_loss(params, fields, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps, huber_delta,
               act, delta, xbuf, no_drop, out):
     """Weighted mean loss (no penalty, no dropout) over the rows ``order``: the
     validation loss. NaN if the sample weights sum to zero.
@@ -259,6 +261,7 @@ def mean_loss(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps, hub
     Unless ``out`` (n, n_outputs) has no rows, the same pass writes the output
     activations of row ``order[i]`` into ``out[i]``: what ``predict_rows`` writes, so
     that early stopping scores the epoch without a second forward pass."""
+    net = Net(*fields)
     n = order.shape[0]
     loss_sum = 0.0
     sw_sum = 0.0
@@ -298,7 +301,7 @@ def is_range(order):
 
 
 @njit(**JIT_OPTIONS)
-def predict_rows(params, net, X, Xsp, order, chunk, act, xbuf, no_drop, out):
+def predict_rows(params, fields, X, Xsp, order, chunk, act, xbuf, no_drop, out):
     """Output activations for the rows ``order`` of X, written into ``out`` (inference:
     no dropout; ``no_drop`` is None).
 
@@ -306,6 +309,7 @@ def predict_rows(params, net, X, Xsp, order, chunk, act, xbuf, no_drop, out):
     garbage): predict's fast path leaves that check to this pass over the rows, which
     costs less than numpy's in Python on small inputs. Sparse X is not checked.
     """
+    net = Net(*fields)
     n = order.shape[0]
     direct = X.size > 0 and n > 0 and is_range(order)
     for start in range(0, n, chunk):
