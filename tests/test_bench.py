@@ -622,6 +622,26 @@ def test_interleave_warms_up_then_takes_turns_at_each_thread_count(monkeypatch):
     assert (numba.get_num_threads(), blas_threads()) == before
 
 
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_one_thread_samples_run_on_one_core_and_the_affinity_comes_back():
+    """A "1 thr" figure is a one-core figure on every side: the in-process ones (fastbp,
+    onnxruntime, scikit-learn) are pinned like the JAX child, to the same core."""
+    before = os.sched_getaffinity(0)
+    seen = {}
+
+    def config(n_threads):
+        return (lambda: seen.setdefault(n_threads, os.sched_getaffinity(0)) and 1.0,
+                None, n_threads)
+
+    common.interleave({"one": config(1), "two": config(2)}, repeats=1)
+    assert seen[1] == {max(before)}
+    assert seen[2] == before  # more threads: the process's cores
+    assert os.sched_getaffinity(0) == before
+    with pytest.raises(RuntimeError), common.threads(1):
+        raise RuntimeError  # restored when the block raises too
+    assert os.sched_getaffinity(0) == before
+
 def test_busy_cores_is_cpu_time_over_wall_time():
     """About 1 for a sample that computes throughout, about 0 for one that sleeps."""
     cores = []

@@ -114,8 +114,27 @@ def median_call_seconds(func, x, calls):
 
 
 @contextlib.contextmanager
+def one_core(n):
+    """With ``n`` 1, run the block with the calling thread pinned to the last usable core
+    (the one the JAX peer's 1-thread child takes, ``peers.JaxEpochs``): a 1-thread
+    figure is a one-core figure on every side, not one the scheduler moves between
+    cores. The previous affinity comes back on exit. Any other ``n``, or a platform
+    without ``sched_setaffinity``: nothing changes."""
+    if n != 1 or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {max(before)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+@contextlib.contextmanager
 def threads(n):
-    """Run the block with ``n`` BLAS, numba and (if imported) torch threads.
+    """Run the block with ``n`` BLAS, numba and (if imported) torch threads; with one,
+    on one core (``one_core``).
 
     ``n=None`` leaves everything as it is. The previous counts come back on exit, also
     when the block raises.
@@ -129,7 +148,7 @@ def threads(n):
     torch = sys.modules.get("torch")
     old_numba = numba.get_num_threads()
     old_torch = torch.get_num_threads() if torch is not None else None
-    with threadpool_limits(limits=n):
+    with threadpool_limits(limits=n), one_core(n):
         try:
             numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
             if torch is not None:
