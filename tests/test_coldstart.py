@@ -25,13 +25,14 @@ ROOT = str(Path(fastbp.__file__).resolve().parents[1])
 NOTICE = "fastbp is compiling"
 
 # A stochastic fit (compiles the training kernels), an L-BFGS fit (compiles one more
-# entry kernel, in the same dtype) and a second stochastic fit (compiles nothing), which
-# then predicts. Prints the entry kernels compiled, then the kernels of paths those fits
-# never take (sparse X, dropout, the other optimizers) that were compiled or loaded
-# anyway, whether Adam's rule was (the premise that the listing can see a compiled
-# rule), the activations loaded, and the fastbp functions compiled for a literal
-# argument (a constant numba typed as ``Literal[int](0)``, ...) and how many compiles
-# numba reported at all (the premise that the listener saw them).
+# entry kernel, in the same dtype) and a second stochastic fit, with early stopping
+# (compiles the validation loss, in the same dtype), which then predicts. Prints the
+# entry kernels compiled, then the kernels of paths those fits never take (sparse X,
+# dropout, the other optimizers) that were compiled or loaded anyway, whether Adam's
+# rule was (the premise that the listing can see a compiled rule), the activations
+# loaded, and the fastbp functions compiled for a literal argument (a constant numba
+# typed as ``Literal[int](0)``, ...) and how many compiles numba reported at all (the
+# premise that the listener saw them).
 THREE_FITS = """
     import warnings
     import numpy as np
@@ -59,7 +60,7 @@ THREE_FITS = """
     y = np.arange(60) % 2
     fastbp.MLPClassifier((5,), max_iter=1).fit(X, y)
     fastbp.MLPClassifier((5,), solver="lbfgs", max_iter=2).fit(X, y)
-    fastbp.MLPClassifier((5,), max_iter=1).fit(X, y).predict(X)
+    fastbp.MLPClassifier((5,), max_iter=1, early_stopping=True).fit(X, y).predict(X)
     print(sum(sum(d.stats.cache_misses.values())
               for k in ("train_epoch", "full_loss_grad") for d in train.dispatchers(k)))
     unused = [forward.csr_rows_dot, backward.csr_rows_tdot, dropout.apply,

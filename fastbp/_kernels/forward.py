@@ -2,9 +2,9 @@
 
 The network travels as the namedtuple ``net`` (``Net`` below: ``units``, ``coef_off``,
 ``icpt_off``, ``act_off``, ``act_codes``, ``act_fns``: the addresses of the activations,
-see ``activations.call``) whose fields ``fastbp._layout.Layout.net`` gives. X travels as a dense
-2-D array plus a CSR triple ``(indptr, indices, data)``: for sparse X the dense array is
-empty; for dense X the triple is None.
+see ``activations.call``, ``cols``, ``small``) whose fields ``fastbp._layout.Layout.net``
+gives. X travels as a dense 2-D array plus a CSR triple ``(indptr, indices, data)``: for
+sparse X the dense array is empty; for dense X the triple is None.
 
 The optional parts arrive as None when unused (the CSR triple of dense X, the dropout
 rates of a fit without dropout): numba types None apart and drops an ``is None`` branch
@@ -37,10 +37,10 @@ from .literals import runtime
 # The entry kernels (``train``, ``parallel``) take its fields as a plain tuple and name
 # them first thing (``net = Net(*fields)``): numba's dispatcher types a plain tuple of
 # arrays in C from its fingerprint, but a namedtuple through Python's ``typeof``, 0.7 us
-# more per call (a one-row predict took 7.9-8.4 us against 8.8-9.6 us; one core,
-# alternating processes).
+# more per call (see CONTRIBUTING, "Inference").
 Net = namedtuple("Net", ["units", "coef_off", "icpt_off", "act_off", "act_codes", "act_fns",
                          "cols", "small"])
+
 
 @njit(**HELPER_JIT_OPTIONS)
 def coef_view(flat, net, layer):

@@ -154,7 +154,7 @@ def train_epoch_blocked(params, grads, partials, state, hp, ihp, fields, X, Xsp,
     """``train.train_epoch`` with every minibatch cut into blocks (module docstring).
 
     ``act``, ``delta``, ``dact`` and ``xbuf`` hold one workspace per block (the rows of
-    2-D arrays; ``net`` is the layout of one); ``partials`` is (MAX_BLOCKS - 1,
+    2-D arrays; ``fields`` is the layout of one); ``partials`` is (MAX_BLOCKS - 1,
     n_params) and ``sums`` (MAX_BLOCKS, 2) float64. Same arguments otherwise, same
     return value.
     """
