@@ -53,6 +53,7 @@ _controller = None
 
 
 def _blas():
+    """threadpoolctl's controller of the BLAS libraries, listed once per process."""
     global _controller
     if _controller is None:
         # numba's np.dot calls scipy's BLAS, which may be another library than
@@ -60,8 +61,8 @@ def _blas():
         import scipy.linalg.cython_blas  # noqa: F401
         from threadpoolctl import ThreadpoolController
 
-        _controller = ThreadpoolController()
-    return _controller.select(user_api="blas")
+        _controller = ThreadpoolController().select(user_api="blas")
+    return _controller
 
 
 # OpenBLAS cores with small-matrix gemm kernels for x86-64 (SMALL_MATRIX_OPT, from
@@ -130,7 +131,7 @@ def _environment_limit():
     importing ``dask.distributed`` sets them to 1 in the running process, where BLAS
     keeps the count it started with.)"""
     limit = usable_cores()
-    blas = [lib.num_threads for lib in _blas_libraries()]
+    blas = [lib.num_threads for lib in _blas().lib_controllers]
     return max(1, min(limit, *blas) if blas else limit)
 
 
@@ -252,7 +253,6 @@ def numba_threads(threads):
 _lock = threading.Lock()
 _users = 0  # fit/predict calls inside a limit, in all threads
 _found = {}  # BLAS library -> its thread count before the first of them lowered it
-_libraries = None
 
 
 def one_blas_thread():
@@ -265,21 +265,13 @@ def one_blas_thread():
     return _limited(1)
 
 
-def _blas_libraries():
-    """The BLAS libraries' controllers (threadpoolctl's), listed once per process."""
-    global _libraries
-    if _libraries is None:
-        _libraries = tuple(_blas().lib_controllers)
-    return _libraries
-
-
 @contextmanager
 def _limited(threads):
     """Each library's own get and set, not threadpoolctl's ``limit``: that one lists
     and queries every library anew, 15 us of each 1.2 ms predict on 10,000 rows
     (against 4 us)."""
     global _users
-    libraries = _blas_libraries()
+    libraries = _blas().lib_controllers
     with _lock:
         for lib in libraries:
             found = lib.get_num_threads()
