@@ -205,6 +205,32 @@ def test_activate_writes_the_derivative(dtype, code):
         assert np.all(dZ[Z == 0] == 0)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("code", list(ACT_NAMES))
+@pytest.mark.parametrize("units", [1, 3, 10, 17, 64])
+def test_activate_adds_the_bias_in_its_pass(dtype, code, units):
+    """The activations add the layer's bias themselves (relu and softmax in the same
+    pass): the same bits as adding it first, the reference's values, at every width
+    (the loops vectorise differently) and with f'(z) written or not; NaN still shows."""
+    rng = np.random.default_rng(units)
+    Z = rng.normal(0.0, 3.0, size=(6, units)).astype(dtype)
+    Z[1, 0] = np.nan
+    b = rng.normal(0.0, 1.0, size=units).astype(dtype)
+    want = naive.activation(ACT_NAMES[code], (Z + b).astype(np.float64))
+    for d_rows in (0, 6):
+        got, added = Z.copy(), (Z + b).astype(dtype)
+        dZ, dZ_added = np.zeros((d_rows, units), dtype), np.zeros((d_rows, units), dtype)
+        activate(got, code, dZ, b)
+        activate(added, code, dZ_added)
+        np.testing.assert_array_equal(got, added)
+        np.testing.assert_array_equal(dZ, dZ_added)
+        rows = np.arange(6) != 1
+        assert_close(got[rows], want[rows], dtype, scale=1.0)
+        assert np.isnan(got[1, 0])
+        if code == A.SOFTMAX:
+            assert np.isnan(got[1]).all()
+
+
 # ---------------------------------------------------------------------------------- losses
 def loss_inputs(code, rng, n, k):
     Y = targets(code, rng, n, k)

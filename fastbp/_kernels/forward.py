@@ -97,14 +97,6 @@ def csr_rows_dot(indptr, indices, data, rows, W, out):
 
 
 @njit(**HELPER_JIT_OPTIONS)
-def add_bias(Z, b):
-    n, m = Z.shape
-    for i in range(n):
-        for j in range(m):
-            Z[i, j] += b[j]
-
-
-@njit(**HELPER_JIT_OPTIONS)
 def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key, row0):
     """Forward pass of the rows ``rows`` of X.
 
@@ -141,13 +133,13 @@ def forward_layers(params, net, n, act, dact, drop, key, row0):
             Z = block_view(act, net, layer, n)
             product(block_view(act, net, layer - 1, n), coef_view(params, net, layer - 1), Z,
                     net.cols, net.small)
-        add_bias(Z, icpt_view(params, net, layer - 1))
+        b = icpt_view(params, net, layer - 1)  # added by the activation, in its pass
         if train and layer < n_layers - 1:
             dZ = block_view(dact, net, layer, n)
-            activations.call(act_fns[layer], Z, dZ)
+            activations.call(act_fns[layer], Z, b, dZ)
             if drop is not None:  # compiled only for fits with dropout
                 if drop.shape[0] > layer and drop[layer] > 0.0:
                     dropout.apply(Z, dZ, drop[layer], key, layer, row0)
         else:
-            activations.call(act_fns[layer], Z, dact[:0].reshape((0, 0)))
+            activations.call(act_fns[layer], Z, b, dact[:0].reshape((0, 0)))
     return Z
