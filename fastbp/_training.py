@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import _schedules, _threads
+from ._kernels import losses as _loss
 from ._kernels import optimizers as _opt
 from ._kernels import parallel as _par
 from ._kernels import train as _train
@@ -114,7 +115,6 @@ class Hyperparameters:
         if self.solver in _opt.CODES:
             ihp[_train.IHP_SOLVER] = _opt.CODES[self.solver]
         ihp[_train.IHP_NESTEROV] = int(params["nesterovs_momentum"])
-        ihp[_train.IHP_LOSS] = self.loss
 
 
 class Optimizer:
@@ -275,6 +275,7 @@ class Trainer:
         hyper.ihp[_train.IHP_SEED] = self.dropout_seed or 0
         hyper.ihp[_train.IHP_RULE] = _opt.address(int(hyper.ihp[_train.IHP_SOLVER]),
                                                   network.dtype)
+        hyper.ihp[_train.IHP_LOSS] = _loss.address(hyper.loss, network.dtype)
         data_args = (*data.arrays(), readonly(order), batch_size)
         engine = _threads.engine(batch_size, network.layout.units, params.shape[0],
                                  _par.MIN_BLOCK_ROWS, _par.COLUMNS, data.dense)
@@ -312,7 +313,8 @@ class Trainer:
         params = network.params
         grads = np.empty_like(params)
         scratch = {}  # per-chunk gradient sums: one vector, or one per slot
-        settings = (hyper.loss, hyper.clip_eps, hyper.huber_delta, hyper.alpha, hyper.l1)
+        settings = (_loss.address(hyper.loss, params.dtype), hyper.clip_eps,
+                    hyper.huber_delta, hyper.alpha, hyper.l1)
         sums = np.empty((_par.SLOTS, 2))
 
         def f(x):
@@ -371,8 +373,9 @@ class Validation:
         ws = self.workspaces.get(slots)
         if ws is None:
             ws = self.workspaces[slots] = self._workspace(slots=slots)
-        args = (network.params, ws.net, *data.arrays(), data.rows, data.chunk, hyper.loss,
-                hyper.clip_eps, hyper.huber_delta, ws.act, ws.delta, ws.xbuf, no_dropout())
+        args = (network.params, ws.net, *data.arrays(), data.rows, data.chunk,
+                _loss.address(hyper.loss, network.dtype), hyper.clip_eps, hyper.huber_delta,
+                ws.act, ws.delta, ws.xbuf, no_dropout())
         if not parallel:
             return float(_train.mean_loss(*args, out))
         with _threads.numba_threads(threads):

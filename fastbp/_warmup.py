@@ -1,5 +1,5 @@
 """Compile the kernels once, for both float dtypes, into numba's on-disk cache: every
-activation, every solver's epoch, prediction, validation loss and L-BFGS, serial and
+activation and loss, every solver's epoch, prediction, validation loss and L-BFGS, serial and
 parallel, on dense input without dropout (a fit with dropout or sparse input compiles
 its own variant of the training kernels on first use, a few seconds: see
 ``_kernels.forward``).
@@ -105,7 +105,7 @@ def warm_up(dtypes=(np.float64, np.float32), verbose=True):
     """
     from sklearn.exceptions import ConvergenceWarning
 
-    from ._kernels import activations, train
+    from ._kernels import activations, losses, train
 
     def say(text, end="\n"):
         if verbose:
@@ -119,12 +119,13 @@ def warm_up(dtypes=(np.float64, np.float32), verbose=True):
         warnings.simplefilter("ignore", CompileWarning)  # these lines say it instead
         for dtype in dtypes:
             name = np.dtype(dtype).name
-            say(f"fastbp warm-up: {name} activations... ", end="")
-            t0 = time.perf_counter()
-            compiled, loaded = activations.warm(dtype)
-            outcome = ("compiled" if compiled else "loaded from the cache" if loaded
-                       else "already in memory")
-            say(f"{outcome} in {time.perf_counter() - t0:.2f} s")
+            for what, table in (("activations", activations), ("losses", losses)):
+                say(f"fastbp warm-up: {name} {what}... ", end="")
+                t0 = time.perf_counter()
+                compiled, loaded = table.warm(dtype)
+                outcome = ("compiled" if compiled else "loaded from the cache" if loaded
+                           else "already in memory")
+                say(f"{outcome} in {time.perf_counter() - t0:.2f} s")
             for group, kernel, call in steps:
                 say(f"fastbp warm-up: {name} {group} kernels ({kernel})... ", end="")
                 before, t0 = _compiles(kernel), time.perf_counter()

@@ -20,6 +20,7 @@ import fastbp
 from fastbp import _compile_notice
 from fastbp._kernels import train
 from fastbp._kernels.activations import LOGISTIC, RELU
+from fastbp._kernels.losses import BINARY_LOG_LOSS
 
 ROOT = str(Path(fastbp.__file__).resolve().parents[1])
 NOTICE = "fastbp is compiling"
@@ -40,7 +41,8 @@ THREE_FITS = """
     from numba.core import event
     import fastbp
     from sklearn.exceptions import ConvergenceWarning
-    from fastbp._kernels import activations, backward, dropout, forward, optimizers, train
+    from fastbp._kernels import (activations, backward, dropout, forward, losses, optimizers,
+                                 train)
     warnings.simplefilter("ignore", ConvergenceWarning)
     compiles, literal = [], set()
 
@@ -68,21 +70,22 @@ THREE_FITS = """
     print(" ".join(k.__name__ for k in unused if k.signatures) or "-")
     print(len(optimizers.adam_step.signatures))
     print(" ".join(f"{code}:{dtype}" for code, dtype in activations.loaded()))
+    print(" ".join(f"{code}:{dtype}" for code, dtype in losses.loaded()))
     print(" ".join(sorted(literal)) or "-", len(compiles))
 """
 
 
 def _three_fits(cache_dir):
     """Runs THREE_FITS in a fresh interpreter; returns (stderr, kernels compiled,
-    unused paths' kernels compiled, signatures of Adam's rule, activations loaded, the
-    literal line)."""
+    unused paths' kernels compiled, signatures of Adam's rule, activations loaded, losses
+    loaded, the literal line)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     env.update(NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(THREE_FITS)], env=env,
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    compiled, unused, adam, acts, literal = proc.stdout.splitlines()[-5:]
-    return proc.stderr, int(compiled), unused, int(adam), acts, literal
+    compiled, unused, adam, acts, losses, literal = proc.stdout.splitlines()[-6:]
+    return proc.stderr, int(compiled), unused, int(adam), acts, losses, literal
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +96,7 @@ def cold_cache(tmp_path_factory):
 
 
 def test_a_process_that_compiles_says_so_once(cold_cache):
-    cache, stderr, compiled, _, _, _, _ = cold_cache
+    cache, stderr, compiled, *_ = cold_cache
     assert compiled == 2  # the premise: both entry kernels compiled in that process
     assert stderr.count(NOTICE) == 1, stderr
     notice = next(line for line in stderr.splitlines() if NOTICE in line)
@@ -107,13 +110,15 @@ def test_a_process_that_compiles_says_so_once(cold_cache):
 
 def test_a_dense_fit_compiles_only_the_paths_it_takes(cold_cache):
     """Sparse products, dropout masks and the other optimizers' rules are typed apart
-    (None), and each activation and optimizer rule is a C callback of its own:
-    a dense Adam fit compiles none of them, and only the two activations it uses."""
-    _, _, _, unused, adam, acts, _ = cold_cache
+    (None), and each activation, loss and optimizer rule is a C callback of its own:
+    a dense Adam fit compiles none of them, only the two activations and the loss it
+    uses."""
+    _, _, _, unused, adam, acts, used_losses, _ = cold_cache
     assert adam >= 1  # the premise: a rule the fit uses shows as compiled
     assert unused == "-", f"compiled for a dense Adam fit without dropout: {unused}"
     # relu hidden layers and the logistic output of a binary classifier
     assert acts == f"{LOGISTIC}:float64 {RELU}:float64", acts
+    assert used_losses == f"{BINARY_LOG_LOSS}:float64", used_losses
 
 
 def test_no_function_compiles_again_for_a_constant_argument(cold_cache):
@@ -178,7 +183,8 @@ def test_warm_up_reports_each_kernel_group_and_the_total(capsys):
     expected = [
         line
         for dtype in ("float64", "float32")
-        for line in [rf"fastbp warm-up: {dtype} activations\.\.\. {outcome}"]
+        for line in [rf"fastbp warm-up: {dtype} {what}\.\.\. {outcome}"
+                     for what in ("activations", "losses")]
         + [rf"fastbp warm-up: {dtype} {group} kernels \(\w+\)\.\.\. {outcome}"
            for group in groups]
     ]

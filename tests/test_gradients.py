@@ -113,7 +113,8 @@ class Problem:
         scratch = np.empty(self.layout.n_params)
         ws = self.ws
         value = full_loss_grad(params, grads, scratch, ws.net, self.Xk, self.Xsp, self.Yk,
-                               self.swk, self.rows, CHUNK, self.loss_code, self.clip_eps,
+                               self.swk, self.rows, CHUNK, L.address(self.loss_code, params.dtype),
+                               self.clip_eps,
                                HUBER_DELTA, alpha, l1, ws.act, ws.delta, ws.xbuf, ws.dact,
                                no_dropout())
         return value, grads

@@ -51,7 +51,7 @@ sum_of_squares = from_python(backward.sum_of_squares)
 dropout_apply = from_python(dropout.apply)
 batch_key = from_python(dropout.batch_key)
 forward_batch = from_python(forward.forward_batch)
-loss_and_delta = from_python(L.loss_and_delta)
+loss_and_delta = L.apply  # through the C callbacks, as the kernels call it
 adagrad_step, adam_step, rmsprop_step, sgd_step = (
     from_python(rule) for rule in (O.adagrad_step, O.adam_step, O.rmsprop_step, O.sgd_step)
 )
@@ -513,7 +513,8 @@ def run_full_loss_grad(pb, chunk, order, alpha, l1=0.0):
     grads = np.full(pb.layout.n_params, np.nan, dtype=pb.dtype)
     scratch = np.full(pb.layout.n_params, np.nan, dtype=pb.dtype)
     value = full_loss_grad(pb.params, grads, scratch, ws.net, pb.Xk, pb.Xsp, pb.Yk, pb.swk,
-                           order, chunk, pb.loss_code, pb.clip_eps, HUBER_DELTA, alpha, l1,
+                           order, chunk, L.address(pb.loss_code, pb.dtype), pb.clip_eps,
+                           HUBER_DELTA, alpha, l1,
                            ws.act, ws.delta, ws.xbuf, ws.dact, no_dropout())
     return value, grads
 
@@ -547,7 +548,8 @@ def test_full_loss_grad(dtype, sparse, loss_code, weighted):
     assert_close(g, want, dtype)
     # the validation loss: the data term alone, forward only
     ws = Workspace(pb.layout, Net(*pb.ws.net).act_codes, 6, dtype, dense=not sparse, train=False)
-    got = mean_loss(pb.params, ws.net, pb.Xk, pb.Xsp, pb.Yk, pb.swk, perm, 6, pb.loss_code,
+    got = mean_loss(pb.params, ws.net, pb.Xk, pb.Xsp, pb.Yk, pb.swk, perm, 6,
+                    L.address(pb.loss_code, dtype),
                     pb.clip_eps, HUBER_DELTA, ws.act, ws.delta, ws.xbuf, no_dropout(),
                     np.empty((0, pb.Yk.shape[1]), dtype))
     data_only, _, _ = naive.objective(coefs, intercepts, pb.X64, pb.Y64, pb.hidden, pb.loss,
@@ -887,7 +889,7 @@ def make_hp(dtype, solver, nesterov, lr, loss_code, alpha, t, l1=0.0, max_grad_n
     ihp = np.zeros(T.N_IHP, dtype=np.int64)
     ihp[T.IHP_SOLVER] = O.CODES[solver]
     ihp[T.IHP_NESTEROV] = int(nesterov)
-    ihp[T.IHP_LOSS] = loss_code
+    ihp[T.IHP_LOSS] = L.address(loss_code, dtype)
     ihp[T.IHP_T] = t
     ihp[T.IHP_SEED] = SEED
     ihp[T.IHP_RULE] = O.address(O.CODES[solver], dtype)
@@ -1051,7 +1053,7 @@ for dtype in (np.float64, np.float32):
             ihp = np.zeros(T.N_IHP, dtype=np.int64)
             ihp[T.IHP_SOLVER] = O.CODES[solver]
             ihp[T.IHP_NESTEROV] = 1
-            ihp[T.IHP_LOSS] = L.LOG_LOSS
+            ihp[T.IHP_LOSS] = L.address(L.LOG_LOSS, dtype)
             ihp[T.IHP_SEED] = 42
             ihp[T.IHP_RULE] = O.address(O.CODES[solver], dtype)
             state = np.zeros((2, layout.n_params), dtype=dtype)

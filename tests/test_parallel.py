@@ -23,6 +23,7 @@ from test_kernels import (
     oracle_epoch,
 )
 
+from fastbp._kernels import losses as L
 from fastbp._kernels import optimizers as O
 from fastbp._kernels import parallel as P
 from fastbp._kernels import train as T
@@ -251,21 +252,22 @@ def test_whole_data_passes_equal_their_serial_twins(dtype, sparse):
         serial, slots = whole_data_workspaces(pb, chunk, train=True)
         want_g = np.empty(n_params, dtype)
         want = T.full_loss_grad(pb.params, want_g, np.empty(n_params, dtype), serial.net,
-                                *args, order, chunk, LOG_LOSS, pb.clip_eps, HUBER_DELTA, 1e-3,
-                                2e-3, serial.act, serial.delta, serial.xbuf, serial.dact,
-                                no_dropout())
+                                *args, order, chunk, L.address(LOG_LOSS, dtype), pb.clip_eps,
+                                HUBER_DELTA, 1e-3, 2e-3, serial.act, serial.delta,
+                                serial.xbuf, serial.dact, no_dropout())
         for k in THREADS:
             got_g = np.full(n_params, np.nan, dtype)
             got = on_threads(k, P.full_loss_grad_parallel, pb.params, got_g,
                              np.empty((P.SLOTS, n_params), dtype), slots.net, *args, order,
-                             chunk, LOG_LOSS, pb.clip_eps, HUBER_DELTA, 1e-3, 2e-3, slots.act,
+                             chunk, L.address(LOG_LOSS, dtype), pb.clip_eps, HUBER_DELTA, 1e-3,
+                             2e-3, slots.act,
                              slots.delta, slots.xbuf, slots.dact, no_dropout(),
                              np.empty((P.SLOTS, 2)))
             assert got == want
             np.testing.assert_array_equal(got_g, want_g)
 
         serial, slots = whole_data_workspaces(pb, chunk, train=False)
-        common = (*args, order, chunk, LOG_LOSS, pb.clip_eps, HUBER_DELTA)
+        common = (*args, order, chunk, L.address(LOG_LOSS, dtype), pb.clip_eps, HUBER_DELTA)
         no_out = np.empty((0, 3), dtype)
         want = T.mean_loss(pb.params, serial.net, *common, serial.act, serial.delta,
                            serial.xbuf, no_dropout(), no_out)

@@ -1,4 +1,8 @@
-"""Loss values and the output-layer delta, selected by integer code.
+"""Loss values and the output-layer delta, one C callback per loss and dtype.
+
+The kernels call a loss through its address (``call``; ``address`` compiles the callback
+the first time it is asked for, or loads it from numba's cache), as they call the
+activations and the optimizer rules: a fit compiles only the loss it uses.
 
 Every loss is paired with an output activation (the table ``OUTPUT_ACTIVATION``) and
 ``loss_and_delta`` writes the derivative of the loss with respect to the output
@@ -29,10 +33,14 @@ belongs to, so L-BFGS line searches see a consistent pair. For one output nothin
 
 import math
 
-from numba import njit
+import numpy as np
+from numba import carray, njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-from .._config import HELPER_JIT_OPTIONS
+from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
 from . import activations as A
+from .callbacks import CallbackTable, call_at
 
 SQUARED_ERROR = 0
 POISSON = 1
@@ -68,7 +76,11 @@ OUTPUT_ACTIVATION = {
 }
 
 
-@njit(**HELPER_JIT_OPTIONS)
+# Inlined into each loss's C callback (``_callback``), where ``code`` is a constant:
+# numba prunes the other losses' branches before compiling them, and a fit compiles only
+# its own loss (compiling all eight into every kernel that reached this function cost a
+# cold first digits fit about 0.3 s of CPU).
+@njit(**INLINED_JIT_OPTIONS)
 def loss_and_delta(P, Y, rows, sw, code, clip_eps, huber_delta, D):
     """Loss of the batch and the output delta.
 
@@ -152,3 +164,86 @@ def loss_and_delta(P, Y, rows, sw, code, clip_eps, huber_delta, D):
         loss_sum += w * li
         sw_sum += w
     return loss_sum, sw_sum
+
+
+# ---------------------------------------------------------------------------------------
+# The losses as C callbacks, one per (code, dtype), compiled or loaded from the cache on
+# first use: (P, n, k, Y, rows of Y, rows, sw, entries of sw, clip_eps, huber_delta, D,
+# out); P, D (n x k) and Y (rows of Y x k) C-contiguous of the network's dtype, rows int64,
+# sw the dtype's (0 entries: unit weights); ``out`` receives (loss_sum, sw_sum).
+
+
+def _callback(code):
+    """The C callback body of loss ``code`` (a constant: ``loss_and_delta`` keeps only
+    its branch)."""
+
+    def loss(pp, n, k, yp, ny, rp, swp, nsw, clip_eps, huber_delta, dp, outp):
+        out = carray(outp, 2)
+        out[0], out[1] = loss_and_delta(
+            carray(pp, (n, k)), carray(yp, (ny, k)), carray(rp, n), carray(swp, nsw), code,
+            clip_eps, huber_delta, carray(dp, (n, k)))
+
+    return loss
+
+
+def _signature(dtype):
+    ptr, f8, i8 = types.CPointer(dtype), types.float64, types.intp
+    return types.void(ptr, i8, i8, ptr, i8, types.CPointer(types.int64), ptr, i8, f8, f8,
+                      ptr, types.CPointer(f8))
+
+
+_SIGNATURES = {np.dtype(np.float64): _signature(types.float64),
+               np.dtype(np.float32): _signature(types.float32)}
+_TABLE = CallbackTable({code: _callback(code) for code in NAMES}, _SIGNATURES)
+address, loaded, warm = _TABLE.address, _TABLE.loaded, _TABLE.warm
+
+
+@intrinsic
+def call(typingctx, fn, P, Y, rows, sw, clip_eps, huber_delta, D):
+    """``loss_and_delta`` of the loss at address ``fn`` (``address``): its arguments
+    after the code, and its ``(loss_sum, sw_sum)``."""
+    arrays = (P, Y, sw, D)
+    if not (isinstance(fn, types.Integer)
+            and all(isinstance(a, types.Array) and a.layout == "C" and a.dtype == P.dtype
+                    for a in arrays)
+            and (P.ndim, Y.ndim, sw.ndim, D.ndim) == (2, 2, 1, 2)
+            and isinstance(rows, types.Array) and rows.ndim == 1 and rows.layout == "C"
+            and rows.dtype == types.int64):
+        return None
+    f8 = types.float64
+    sig = types.UniTuple(f8, 2)(fn, P, Y, rows, sw, clip_eps, huber_delta, D)
+
+    def codegen(context, builder, signature, args):
+        address, p, y, r, w, eps, hd, d = args
+        tys = signature.args
+        pary, yary, rary, wary, dary = (context.make_array(ty)(context, builder, v) for ty, v
+                                        in ((tys[1], p), (tys[2], y), (tys[3], r),
+                                            (tys[4], w), (tys[7], d)))
+        n, k = cgutils.unpack_tuple(builder, pary.shape, 2)
+        ny = builder.extract_value(yary.shape, 0)
+        nsw = builder.extract_value(wary.shape, 0)
+        out = cgutils.alloca_once(builder, context.get_value_type(f8), size=2)
+        c_signature = _signature(P.dtype)
+        ptr, i8 = c_signature.args[0], types.intp
+        call_at(context, builder, c_signature, address,
+                [pary.data, n, k, yary.data, ny, rary.data, wary.data, nsw,
+                 context.cast(builder, eps, tys[5], f8),
+                 context.cast(builder, hd, tys[6], f8), dary.data, out],
+                [ptr, i8, i8, ptr, i8, c_signature.args[5], ptr, i8, f8, f8, ptr,
+                 c_signature.args[11]])
+        loss_sum = builder.load(out)
+        sw_sum = builder.load(builder.gep(out, [context.get_constant(types.intp, 1)]))
+        return context.make_tuple(builder, signature.return_type, (loss_sum, sw_sum))
+
+    return sig, codegen
+
+
+@njit(**JIT_OPTIONS)
+def _apply(fn, P, Y, rows, sw, clip_eps, huber_delta, D):
+    return call(fn, P, Y, rows, sw, clip_eps, huber_delta, D)
+
+
+def apply(P, Y, rows, sw, code, clip_eps, huber_delta, D):
+    """``loss_and_delta`` of loss ``code`` through its C callback, as the kernels call
+    it: from Python (tests)."""
+    return _apply(address(code, P.dtype), P, Y, rows, sw, clip_eps, huber_delta, D)

@@ -109,7 +109,7 @@ def block_start(rows, blocks, b):
 # callback (``optimizers.call``).
 
 @njit(**INLINED_JIT_OPTIONS)
-def _blocks_loss_grad(params, grads, partials, net, X, Xsp, Y, sw, rows, loss_code,
+def _blocks_loss_grad(params, grads, partials, net, X, Xsp, Y, sw, rows, loss_fn,
                       clip_eps, huber_delta, act, delta, xbuf, dact, drop, key, sums):
     """Forward, loss and backward of the blocks of ``rows``: block 0's raw gradient
     sums in ``grads``, block b's in ``partials[b - 1]``, its ``(loss_sum, sw_sum)`` in
@@ -119,7 +119,7 @@ def _blocks_loss_grad(params, grads, partials, net, X, Xsp, Y, sw, rows, loss_co
     for b in prange(nb):
         lo, hi = block_start(m, nb, b), block_start(m, nb, b + 1)
         g = grads if b == 0 else partials[b - 1]
-        ls, ss = batch_loss_grad(params, g, net, X, Xsp, Y, sw, rows[lo:hi], loss_code,
+        ls, ss = batch_loss_grad(params, g, net, X, Xsp, Y, sw, rows[lo:hi], loss_fn,
                                   clip_eps, huber_delta, act[b], delta[b], xbuf[b], dact[b],
                                   drop, key, lo)
         sums[b, 0] = ls
@@ -218,7 +218,7 @@ def _blocks_finite(params, net, X, Xsp, rows, act, xbuf, drop):
 
 @njit(**INLINED_JIT_OPTIONS)
 def _wave_loss_grad(params, scratch, net, X, Xsp, Y, sw, order, chunk, first, count,
-                    loss_code, clip_eps, huber_delta, act, delta, xbuf, dact, no_drop,
+                    loss_fn, clip_eps, huber_delta, act, delta, xbuf, dact, no_drop,
                     sums):
     """Chunks ``first .. first + count - 1`` of ``order``, chunk ``first + s`` into
     slot s: raw gradient sums in ``scratch[s]``, ``(loss_sum, sw_sum)`` in ``sums[s]``."""
@@ -227,7 +227,7 @@ def _wave_loss_grad(params, scratch, net, X, Xsp, Y, sw, order, chunk, first, co
     for s in prange(count):
         start = (first + s) * chunk
         ls, ss = batch_loss_grad(params, scratch[s], net, X, Xsp, Y, sw,
-                                  order[start:min(start + chunk, n)], loss_code, clip_eps,
+                                  order[start:min(start + chunk, n)], loss_fn, clip_eps,
                                   huber_delta, act[s], delta[s], xbuf[s], dact[s], no_drop,
                                   key, runtime(0))
         sums[s, 0] = ls
@@ -236,7 +236,7 @@ def _wave_loss_grad(params, scratch, net, X, Xsp, Y, sw, order, chunk, first, co
 
 @njit(**PARALLEL_OPTIONS)
 def full_loss_grad_parallel(params, grads, scratch, fields, X, Xsp, Y, sw, order, chunk,
-                            loss_code, clip_eps, huber_delta, alpha, l1, act, delta, xbuf,
+                            loss_fn, clip_eps, huber_delta, alpha, l1, act, delta, xbuf,
                             dact, no_drop, sums):
     """``train.full_loss_grad`` of more than one chunk, ``SLOTS`` chunks at a time
     (``scratch``, ``act``, ``delta``, ``xbuf``, ``dact``: one row per slot; ``sums``
@@ -252,7 +252,7 @@ def full_loss_grad_parallel(params, grads, scratch, fields, X, Xsp, Y, sw, order
     for first in range(0, n_chunks, SLOTS):
         count = min(SLOTS, n_chunks - first)
         _wave_loss_grad(params, scratch, net, X, Xsp, Y, sw, order, chunk, first, count,
-                        loss_code, clip_eps, huber_delta, act, delta, xbuf, dact, no_drop,
+                        loss_fn, clip_eps, huber_delta, act, delta, xbuf, dact, no_drop,
                         sums)
         for s in range(count):  # chunk order, as full_loss_grad adds them
             loss_sum += sums[s, 0]
@@ -262,7 +262,7 @@ def full_loss_grad_parallel(params, grads, scratch, fields, X, Xsp, Y, sw, order
 
 
 @njit(**INLINED_JIT_OPTIONS)
-def _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
+def _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_fn, clip_eps,
                   huber_delta, act, delta, xbuf, no_drop, sums, out):
     """``(loss_sum, sw_sum)`` of every chunk of ``order`` into ``sums[chunk]`` (and its
     outputs into its rows of ``out``, see ``mean_loss``); chunk c runs in workspace
@@ -273,20 +273,20 @@ def _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
         for c in range(s, n_chunks, SLOTS):
             start = c * chunk
             ls, ss = chunk_loss(params, net, X, Xsp, Y, sw, order[start:min(start + chunk, n)],
-                                loss_code, clip_eps, huber_delta, act[s], delta[s], xbuf[s],
+                                loss_fn, clip_eps, huber_delta, act[s], delta[s], xbuf[s],
                                 no_drop, out, start)
             sums[c, 0] = ls
             sums[c, 1] = ss
 
 
 @njit(**PARALLEL_OPTIONS)
-def mean_loss_parallel(params, fields, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
+def mean_loss_parallel(params, fields, X, Xsp, Y, sw, order, chunk, loss_fn, clip_eps,
                        huber_delta, act, delta, xbuf, no_drop, sums, out):
     """``train.mean_loss`` with the chunks spread over ``SLOTS`` workspaces (rows of
     ``act``, ``delta``, ``xbuf``); ``sums`` is (number of chunks, 2) float64. The chunk
     sums are added in chunk order: exactly ``mean_loss``'s value (and outputs)."""
     net = Net(*fields)
-    _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps,
+    _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_fn, clip_eps,
                   huber_delta, act, delta, xbuf, no_drop, sums, out)
     loss_sum = 0.0
     sw_sum = 0.0

@@ -14,13 +14,12 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS, JIT_OPTIONS
-from . import dropout
+from . import dropout, losses
 from . import optimizers as opt
 from .backward import backward_batch, finalize_gradient, sum_of_squares
 from .blas import product
 from .forward import Net, block_view, coef_view, forward_batch, forward_layers
 from .literals import runtime
-from .losses import loss_and_delta
 
 # Slots of the float64 hyperparameter vector ``hp``. HP_MAX_GRAD_NORM 0 means no clipping.
 (HP_LR, HP_MOMENTUM, HP_BETA_1, HP_BETA_2, HP_EPSILON, HP_ALPHA, HP_CLIP_EPS, HP_L1,
@@ -29,27 +28,28 @@ N_HP = 12
 # Slots of the int64 vector ``ihp``. IHP_T, the number of optimizer steps taken so far,
 # is advanced in place (Adam's bias correction and the dropout masks read it);
 # IHP_FINITE is written: 1 if the network's outputs on the last minibatch are finite
-# after the epoch's last step (0: the weights overflow the forward pass). IHP_RULE is
-# the address of the optimizer's rule for the network's dtype (``optimizers.address``),
-# set by the caller before each epoch: valid in this process only.
+# after the epoch's last step (0: the weights overflow the forward pass). IHP_LOSS and
+# IHP_RULE are the addresses of the loss (``losses.address``) and of the optimizer's rule
+# (``optimizers.address``) for the network's dtype, set by the caller before each epoch:
+# valid in this process only.
 IHP_SOLVER, IHP_NESTEROV, IHP_LOSS, IHP_T, IHP_SEED, IHP_FINITE, IHP_RULE = range(7)
 N_IHP = 7
 
 
 @njit(**INLINED_JIT_OPTIONS)
-def batch_loss_grad(params, grads, net, X, Xsp, Y, sw, rows, loss_code, clip_eps,
+def batch_loss_grad(params, grads, net, X, Xsp, Y, sw, rows, loss_fn, clip_eps,
                     huber_delta, act, delta, xbuf, dact, drop, key, row0):
     """Forward, loss and backward for the rows ``rows``: raw gradient sums in ``grads``.
 
     ``row0`` is the index of ``rows[0]`` in its minibatch (dropout masks; 0 unless the
-    batch is split into blocks). Returns ``(loss_sum, sw_sum)`` (see
-    ``losses.loss_and_delta``).
+    batch is split into blocks); ``loss_fn`` the address of the loss's C callback
+    (``losses.address``). Returns ``(loss_sum, sw_sum)`` (see ``losses.loss_and_delta``).
     """
     n = rows.shape[0]
     n_layers = net.units.shape[0]
     P = forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key, row0)
     D = block_view(delta, net, n_layers - 1, n)
-    loss_sum, sw_sum = loss_and_delta(P, Y, rows, sw, loss_code, clip_eps, huber_delta, D)
+    loss_sum, sw_sum = losses.call(loss_fn, P, Y, rows, sw, clip_eps, huber_delta, D)
     backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact)
     return loss_sum, sw_sum
 
@@ -194,7 +194,7 @@ def outputs_finite(params, net, X, Xsp, rows, act, xbuf, drop):
 
 
 @njit(**JIT_OPTIONS)
-def full_loss_grad(params, grads, scratch, fields, X, Xsp, Y, sw, order, chunk, loss_code,
+def full_loss_grad(params, grads, scratch, fields, X, Xsp, Y, sw, order, chunk, loss_fn,
                    clip_eps, huber_delta, alpha, l1, act, delta, xbuf, dact, no_drop):
     """Loss and gradient of the whole objective over the rows ``order`` (L-BFGS and
     the gradient check): the weighted mean loss plus the penalties, no dropout
@@ -212,13 +212,13 @@ def full_loss_grad(params, grads, scratch, fields, X, Xsp, Y, sw, order, chunk, 
     sw_sum = 0.0
     if n <= chunk:
         loss_sum, sw_sum = batch_loss_grad(params, grads, net, X, Xsp, Y, sw, order,
-                                           loss_code, clip_eps, huber_delta, act, delta,
+                                           loss_fn, clip_eps, huber_delta, act, delta,
                                            xbuf, dact, no_drop, key, runtime(0))
     else:
         grads[:] = 0.0
         for start in range(0, n, chunk):
             rows = order[start:min(start + chunk, n)]
-            ls, ss = batch_loss_grad(params, scratch, net, X, Xsp, Y, sw, rows, loss_code,
+            ls, ss = batch_loss_grad(params, scratch, net, X, Xsp, Y, sw, rows, loss_fn,
                                      clip_eps, huber_delta, act, delta, xbuf, dact,
                                      no_drop, key, runtime(0))
             loss_sum += ls
@@ -240,7 +240,7 @@ def objective(params, grads, n_coefs, alpha, l1, loss_sum, sw_sum):
 
 
 @njit(**HELPER_JIT_OPTIONS)
-def chunk_loss(params, net, X, Xsp, Y, sw, rows, loss_code, clip_eps, huber_delta, act,
+def chunk_loss(params, net, X, Xsp, Y, sw, rows, loss_fn, clip_eps, huber_delta, act,
                delta, xbuf, no_drop, out, start):
     """``(loss_sum, sw_sum)`` of the rows ``rows``, no dropout (see ``mean_loss``); their
     outputs go to ``out[start:]`` unless ``out`` has no rows."""
@@ -249,11 +249,11 @@ def chunk_loss(params, net, X, Xsp, Y, sw, rows, loss_code, clip_eps, huber_delt
     if out.shape[0] > 0:
         write_rows(P, out, start)
     D = block_view(delta, net, net.units.shape[0] - 1, rows.shape[0])
-    return loss_and_delta(P, Y, rows, sw, loss_code, clip_eps, huber_delta, D)
+    return losses.call(loss_fn, P, Y, rows, sw, clip_eps, huber_delta, D)
 
 
 @njit(**JIT_OPTIONS)
-def mean_loss(params, fields, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps, huber_delta,
+def mean_loss(params, fields, X, Xsp, Y, sw, order, chunk, loss_fn, clip_eps, huber_delta,
               act, delta, xbuf, no_drop, out):
     """Weighted mean loss (no penalty, no dropout) over the rows ``order``: the
     validation loss. NaN if the sample weights sum to zero.
@@ -267,7 +267,7 @@ def mean_loss(params, fields, X, Xsp, Y, sw, order, chunk, loss_code, clip_eps, 
     sw_sum = 0.0
     for start in range(0, n, chunk):
         ls, ss = chunk_loss(params, net, X, Xsp, Y, sw, order[start:min(start + chunk, n)],
-                            loss_code, clip_eps, huber_delta, act, delta, xbuf, no_drop,
+                            loss_fn, clip_eps, huber_delta, act, delta, xbuf, no_drop,
                             out, start)
         loss_sum += ls
         sw_sum += ss
