@@ -107,13 +107,21 @@ class _Listener(event.Listener):
         pass
 
 
-_listener = None
+def installer(kind, make):
+    """``install()``: registers ``make()`` as a listener of numba's ``kind`` events, once
+    per process, and returns it."""
+    listener = None
+    lock = threading.Lock()
+
+    def install():
+        nonlocal listener
+        with lock:
+            if listener is None:
+                listener = make()
+                event.register(kind, listener)
+        return listener
+
+    return install
 
 
-def install():
-    """Register the listener with numba (once per process); returns it."""
-    global _listener
-    if _listener is None:
-        _listener = _Listener()
-        event.register("numba:compile", _listener)
-    return _listener
+install = installer("numba:compile", _Listener)

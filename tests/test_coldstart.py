@@ -35,21 +35,25 @@ NOTICE = "fastbp is compiling"
 # typed as ``Literal[int](0)``, ...) and how many compiles numba reported at all (the
 # premise that the listener saw them).
 THREE_FITS = """
+    import gc
     import warnings
     import numpy as np
-    from numba import types
+    from numba import njit, types
     from numba.core import event
     import fastbp
     from sklearn.exceptions import ConvergenceWarning
     from fastbp._kernels import (activations, backward, dropout, forward, losses, optimizers,
                                  train)
     warnings.simplefilter("ignore", ConvergenceWarning)
-    compiles, literal = [], set()
+    compiles, literal, frozen = [], set(), {}
 
     class Literals(event.Listener):
         def on_start(self, ev):
             fn = ev.data["dispatcher"].py_func
             compiles.append(fn)
+            # the heap frozen while fastbp compiles (fastbp._gc_pause), not for others
+            who = "fastbp" if fn.__module__.startswith("fastbp") else fn.__module__
+            frozen.setdefault(who, set()).add(gc.get_freeze_count() > 0)
             if (fn.__module__.startswith("fastbp")
                     and any(isinstance(a, types.Literal) for a in ev.data["args"])):
                 literal.add(fn.__qualname__)
@@ -71,6 +75,8 @@ THREE_FITS = """
     print(len(optimizers.adam_step.signatures))
     print(" ".join(f"{code}:{dtype}" for code, dtype in activations.loaded()))
     print(" ".join(f"{code}:{dtype}" for code, dtype in losses.loaded()))
+    njit(lambda x: x + 1)(1)  # the user's own compile
+    print(frozen.get("fastbp", "-"), frozen["__main__"], gc.get_freeze_count())
     print(" ".join(sorted(literal)) or "-", len(compiles))
 """
 
@@ -78,14 +84,14 @@ THREE_FITS = """
 def _three_fits(cache_dir):
     """Runs THREE_FITS in a fresh interpreter; returns (stderr, kernels compiled,
     unused paths' kernels compiled, signatures of Adam's rule, activations loaded, losses
-    loaded, the literal line)."""
+    loaded, the heap-frozen line, the literal line)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     env.update(NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(THREE_FITS)], env=env,
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    compiled, unused, adam, acts, losses, literal = proc.stdout.splitlines()[-6:]
-    return proc.stderr, int(compiled), unused, int(adam), acts, losses, literal
+    compiled, unused, adam, acts, losses, frozen, literal = proc.stdout.splitlines()[-7:]
+    return proc.stderr, int(compiled), unused, int(adam), acts, losses, frozen, literal
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +119,7 @@ def test_a_dense_fit_compiles_only_the_paths_it_takes(cold_cache):
     (None), and each activation, loss and optimizer rule is a C callback of its own:
     a dense Adam fit compiles none of them, only the two activations and the loss it
     uses."""
-    _, _, _, unused, adam, acts, used_losses, _ = cold_cache
+    _, _, _, unused, adam, acts, used_losses, _, _ = cold_cache
     assert adam >= 1  # the premise: a rule the fit uses shows as compiled
     assert unused == "-", f"compiled for a dense Adam fit without dropout: {unused}"
     # relu hidden layers and the logistic output of a binary classifier
@@ -128,6 +134,13 @@ def test_no_function_compiles_again_for_a_constant_argument(cold_cache):
     *literal, compiles = cold_cache[-1].split()
     assert int(compiles) > 20  # the premise: the listener saw the fits compile
     assert literal == ["-"], f"compiled again for a literal argument: {literal}"
+
+
+def test_the_heap_is_frozen_while_fastbp_compiles_and_only_then(cold_cache):
+    """fastbp._gc_pause: every fastbp compile of the three fits ran with the heap frozen
+    (the collector then skips the objects that existed before), the user's own numba
+    compile did not, and nothing stays frozen afterwards."""
+    assert cold_cache[-2] == "{True} {False} 0", cold_cache[-2]
 
 
 def test_a_process_that_loads_the_cache_says_nothing(cold_cache):

@@ -1,0 +1,135 @@
+"""fastbp._gc_pause: the heap frozen while a fastbp call holds numba's compiler lock,
+and everything as it was afterwards (the end-to-end check, during a real cold fit, is
+in test_coldstart)."""
+
+import gc
+import os
+import subprocess
+import sys
+
+import pytest
+from numba.core import event
+
+from fastbp import _gc_pause
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _caller(module):
+    """A function ``f(listener, body)`` whose frames belong to ``module``: it takes the
+    lock's events around ``body()`` as numba does (start, body, end)."""
+    source = ("def f(listener, body):\n    listener.on_start(None)\n    try:\n"
+              "        return body()\n    finally:\n        listener.on_end(None)\n")
+    namespace = {"__name__": module}
+    exec(compile(source, f"<{module}>", "exec"), namespace)
+    return namespace["f"]
+
+
+FASTBP = _caller("fastbp._kernels.fake")
+OTHER = _caller("user_code")
+
+
+@pytest.fixture(autouse=True)
+def _unfrozen():
+    assert gc.get_freeze_count() == 0  # the premise of every test here
+    enabled = gc.isenabled()
+    yield
+    gc.unfreeze()
+    if enabled:
+        gc.enable()
+
+
+def test_a_fastbp_hold_freezes_the_heap_and_unfreezes_it():
+    listener = _gc_pause._Listener()
+    kept = [object() for _ in range(3)]  # the heap has objects to freeze
+    seen = []
+
+    def nested():  # numba takes the reentrant lock again inside a compile
+        seen.append(gc.get_freeze_count())
+        return FASTBP(listener, lambda: seen.append(gc.get_freeze_count()))
+
+    FASTBP(listener, nested)
+    assert seen[0] > 0 and seen[1] == seen[0]  # frozen once, for the outermost hold
+    assert gc.get_freeze_count() == 0
+    assert gc.isenabled()
+    del kept
+
+
+def test_other_code_and_a_disabled_collector_are_left_alone():
+    listener = _gc_pause._Listener()
+    seen = []
+    OTHER(listener, lambda: seen.append(gc.get_freeze_count()))
+    gc.disable()
+    FASTBP(listener, lambda: seen.append(gc.get_freeze_count()))
+    assert seen == [0, 0]
+    assert not gc.isenabled()
+
+
+def test_a_process_that_froze_objects_itself_keeps_them_frozen():
+    listener = _gc_pause._Listener()
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    seen = []
+    FASTBP(listener, lambda: seen.append(gc.get_freeze_count()))
+    assert seen == [frozen]
+    assert gc.get_freeze_count() == frozen  # not unfrozen by fastbp
+
+
+def test_an_error_in_the_hold_still_unfreezes():
+    listener = _gc_pause._Listener()
+
+    def fails():
+        assert gc.get_freeze_count() > 0
+        raise RuntimeError("compile failed")
+
+    with pytest.raises(RuntimeError, match="compile failed"):
+        FASTBP(listener, fails)
+    assert gc.get_freeze_count() == 0
+    FASTBP(listener, lambda: None)  # the depth is back to 0: the next hold freezes again
+    assert gc.get_freeze_count() == 0
+
+
+def test_the_listener_is_installed_once_on_the_compiler_lock():
+    listener = _gc_pause.install()  # importing fastbp installed it
+    assert _gc_pause.install() is listener
+    assert listener in event._registered["numba:compiler_lock"]
+
+
+IMPORT = """
+import gc, sys
+collections = []
+gc.callbacks.append(lambda phase, info: collections.append(phase) if phase == "start" else None)
+{before}
+try:
+    import fastbp
+except ImportError as error:
+    print("failed:", error)
+print(gc.isenabled(), len(collections))
+"""
+# makes one of fastbp's modules fail to import
+_BROKEN = """
+class Broken:
+    def find_spec(self, name, path=None, target=None):
+        if name == "fastbp.preprocessing":
+            raise ImportError("broken on purpose")
+sys.meta_path.insert(0, Broken())
+"""
+
+
+@pytest.mark.parametrize("before, enabled", [
+    ("", "True"),  # the collector back on after the import
+    ("gc.disable()", "False"),  # left off when it was off
+    (_BROKEN, "True"),  # back on when an import fails
+])
+def test_import_runs_without_the_collector_and_restores_it(before, enabled):
+    code = IMPORT.format(before=before)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    state, collections = lines[-1].split()
+    assert state == enabled, proc.stdout
+    # with the collector on, the import ran about 300 collections; now at most the one
+    # or two the interpreter's own allocations trigger around fastbp's __init__
+    assert int(collections) <= 2, proc.stdout
+    assert ("failed: broken on purpose" in lines) == (before == _BROKEN), proc.stdout
