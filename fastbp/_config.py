@@ -87,11 +87,3 @@ FLOAT_DTYPES = (np.float64, np.float32)
 # in two threads differed from the same fits run alone by 4e-14 with 1024-row chunks,
 # and not at all with 256).
 CHUNK_ROWS = 256
-# Rows per chunk of a prediction, which sums nothing over rows (the reason above does not
-# apply): half the chunks of 256 rows, half their per-chunk costs (calls, BLAS's set-up,
-# the activations' row loops). Measured per 10,000 rows, one core, predict_rows alone:
-# the digits model (64-64-10) 1.09-1.12 against 1.13-1.14 ms (float32); 256-1024-1024-10
-# 112 against 119 ms, 100-256-128-10 25.0 against 25.6 ms (float32) and 50.4 against
-# 51.2 ms (float64); 1,024 rows 1.25 ms on the digits model. Parallel predicts hold
-# _kernels.parallel.SLOTS chunks' workspaces: twice those of 256 rows.
-PREDICT_CHUNK_ROWS = 512

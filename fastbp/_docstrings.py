@@ -109,7 +109,7 @@ _SHARED_PARAMETERS = Template("""\
         parameters >= 2**20, and at least 64 rows) train data-parallel: each minibatch
         is cut into up to 8 blocks of rows that run on these threads, their gradients
         summed in a fixed order; large predicts, validation losses and L-BFGS passes run
-        their chunks of rows in parallel. None or -1: the usable cores, no more than
+        their 256-row chunks in parallel. None or -1: the usable cores, no more than
         BLAS's thread count (which follows OMP_NUM_THREADS and the like, a joblib or
         Dask worker's share, and an outer threadpoolctl limit); an int: that many
         (numba's pool, NUMBA_NUM_THREADS, bounds it). BLAS runs on one thread during the call

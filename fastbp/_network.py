@@ -11,7 +11,6 @@ from contextlib import nullcontext
 import numpy as np
 
 from . import _threads
-from ._config import PREDICT_CHUNK_ROWS
 from ._kernels import activations as _act
 from ._kernels import losses as _loss
 from ._kernels import parallel as _par
@@ -193,7 +192,7 @@ class Network:
         """
         dtype = self.params.dtype
         n, width = X.shape
-        chunk = chunk_rows(n, PREDICT_CHUNK_ROWS)
+        chunk = chunk_rows(n)
         # Buffers of its own per call (threads sharing a fitted model must not write
         # into the same memory); the plan (offsets; read only) is cached, since
         # one-row latency is mostly overheads.

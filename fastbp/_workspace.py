@@ -73,10 +73,10 @@ def no_sparse():
     return None
 
 
-def chunk_rows(n, limit=CHUNK_ROWS):
-    """Rows per chunk when a kernel walks ``n`` rows (L-BFGS' full passes, validation;
-    predict's ``limit`` is ``PREDICT_CHUNK_ROWS``): at most ``limit``, at least 1."""
-    return max(1, min(n, limit))
+def chunk_rows(n):
+    """Rows per chunk when a kernel walks ``n`` rows (L-BFGS' full passes, validation,
+    predict): at most ``CHUNK_ROWS``, at least 1."""
+    return max(1, min(n, CHUNK_ROWS))
 
 
 def kernel_rows(n):
