@@ -32,6 +32,7 @@ finally:
             _gc.freeze()
             _gc.unfreeze()
         _gc.enable()
+    del _gc, _collecting
 
 __version__ = "0.2.0.dev0"
 

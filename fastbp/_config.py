@@ -18,9 +18,9 @@ FASTMATH = {"nsz", "arcp", "contract"}
 # Python model's zero check on every division also stops LLVM from vectorising loops
 # that divide (measured: Adam's update ran 4x slower with it).
 #
-# no_cfunc_wrapper: no kernel is called as a C callback (the activations, which are,
-# are numba.cfunc and make their own); numba would otherwise compile a C wrapper for
-# every function it compiles.
+# no_cfunc_wrapper: no kernel is called as a C callback (the activations, losses and
+# optimizer rules, which are, are numba.cfunc and make their own); numba would otherwise
+# compile a C wrapper for every function it compiles.
 JIT_OPTIONS = dict(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy",
                    no_cfunc_wrapper=True)
 

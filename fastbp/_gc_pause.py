@@ -8,13 +8,17 @@ cold first digits fit (fresh process, empty cache, one core): 0.6-0.7 s of its 5
 CPU in the collector; on a warm first fit (machine code loaded from the cache) 0.1 s of
 0.25 s.
 
-While the first fastbp frame in this thread holds numba's compiler lock (which numba
-takes for every compile and every cache load, and announces as the
-``"numba:compiler_lock"`` event), the objects that existed before are frozen
-(``gc.freeze``): collections then walk only what the compile itself allocates. They are
-unfrozen (``gc.unfreeze``) when the lock is released; nothing is collected differently
-afterwards. Compiles started by other code than fastbp's, a disabled collector, and a
-process that froze objects itself (a pre-fork server, say) are left alone.
+While a fastbp call holds numba's compiler lock (which numba takes for every compile
+and every cache load, and announces as the ``"numba:compiler_lock"`` event), the objects
+that existed before are frozen (``gc.freeze``): collections then walk only what the
+compile itself allocates. The freeze starts at the first event nested in the hold (numba
+announces the outermost one before acquiring the lock, while the thread may still wait
+for another thread's compile; a compile or a load always takes it again inside) and ends
+(``gc.unfreeze``) when the outermost hold is released. Objects young at the freeze are in
+the oldest generation afterwards: collected at the next full collection. Compiles started
+by other code than fastbp's, a disabled collector and a process that froze objects
+itself are left alone (a freeze made by another thread during the hold is undone with
+ours).
 """
 
 import gc
@@ -22,6 +26,7 @@ import sys
 import threading
 
 from numba.core import event
+from numba.core.compiler_lock import global_compiler_lock
 
 from ._compile_notice import installer
 
@@ -39,9 +44,8 @@ def _called_from_fastbp():
 
 
 class _Listener(event.Listener):
-    """Freezes the heap for the outermost compiler-lock hold of a fastbp call, per
-    thread (the lock is reentrant; another thread's hold starts only once this one
-    ends)."""
+    """Counts the compiler-lock holds of each thread (the lock is reentrant): freezes at
+    the first nested one of a fastbp call, unfreezes when the outermost one ends."""
 
     def __init__(self):
         self._local = threading.local()
@@ -49,17 +53,23 @@ class _Listener(event.Listener):
     def on_start(self, ev):
         local = self._local
         depth = getattr(local, "depth", 0)
+        if depth and not global_compiler_lock.is_locked():
+            depth = 0  # an earlier acquire never completed (interrupted while waiting)
         local.depth = depth + 1
         if depth == 0:
-            local.froze = (gc.isenabled() and gc.get_freeze_count() == 0
-                           and _called_from_fastbp())
-            if local.froze:
-                gc.freeze()
+            local.froze = False
+        elif (depth == 1 and gc.isenabled() and gc.get_freeze_count() == 0
+              and _called_from_fastbp()):
+            gc.freeze()
+            local.froze = True
 
     def on_end(self, ev):
         local = self._local
-        local.depth -= 1
-        if local.depth == 0 and local.froze:
+        depth = getattr(local, "depth", 0)
+        if depth == 0:
+            return  # a hold that started before the listener was installed
+        local.depth = depth - 1
+        if depth == 1 and local.froze:
             local.froze = False
             gc.unfreeze()
 

@@ -116,6 +116,10 @@ class Hyperparameters:
             ihp[_train.IHP_SOLVER] = _opt.CODES[self.solver]
         ihp[_train.IHP_NESTEROV] = int(params["nesterovs_momentum"])
 
+    def loss_address(self, dtype):
+        """The address of the loss's C callback for ``dtype`` networks (this process)."""
+        return _loss.address(self.loss, dtype)
+
 
 class Optimizer:
     """The state of a stochastic optimizer over one network: its two state vectors in
@@ -275,7 +279,7 @@ class Trainer:
         hyper.ihp[_train.IHP_SEED] = self.dropout_seed or 0
         hyper.ihp[_train.IHP_RULE] = _opt.address(int(hyper.ihp[_train.IHP_SOLVER]),
                                                   network.dtype)
-        hyper.ihp[_train.IHP_LOSS] = _loss.address(hyper.loss, network.dtype)
+        hyper.ihp[_train.IHP_LOSS] = hyper.loss_address(network.dtype)
         data_args = (*data.arrays(), readonly(order), batch_size)
         engine = _threads.engine(batch_size, network.layout.units, params.shape[0],
                                  _par.MIN_BLOCK_ROWS, _par.COLUMNS, data.dense)
@@ -313,7 +317,7 @@ class Trainer:
         params = network.params
         grads = np.empty_like(params)
         scratch = {}  # per-chunk gradient sums: one vector, or one per slot
-        settings = (_loss.address(hyper.loss, params.dtype), hyper.clip_eps,
+        settings = (hyper.loss_address(params.dtype), hyper.clip_eps,
                     hyper.huber_delta, hyper.alpha, hyper.l1)
         sums = np.empty((_par.SLOTS, 2))
 
@@ -374,7 +378,7 @@ class Validation:
         if ws is None:
             ws = self.workspaces[slots] = self._workspace(slots=slots)
         args = (network.params, ws.net, *data.arrays(), data.rows, data.chunk,
-                _loss.address(hyper.loss, network.dtype), hyper.clip_eps, hyper.huber_delta,
+                hyper.loss_address(network.dtype), hyper.clip_eps, hyper.huber_delta,
                 ws.act, ws.delta, ws.xbuf, no_dropout())
         if not parallel:
             return float(_train.mean_loss(*args, out))

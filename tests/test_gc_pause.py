@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from numba.core import event
+from numba.core.compiler_lock import global_compiler_lock
 
 from fastbp import _gc_pause
 
@@ -16,17 +17,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _caller(module):
-    """A function ``f(listener, body)`` whose frames belong to ``module``: it takes the
-    lock's events around ``body()`` as numba does (start, body, end)."""
-    source = ("def f(listener, body):\n    listener.on_start(None)\n    try:\n"
-              "        return body()\n    finally:\n        listener.on_end(None)\n")
-    namespace = {"__name__": module}
+    """A function ``f(listener, body)`` whose frames belong to ``module``: it takes
+    numba's compiler lock around ``body()`` as numba does (the start event, the acquire,
+    the body, the release, the end event)."""
+    source = ("def f(listener, body):\n    listener.on_start(None)\n"
+              "    lock.acquire()\n    try:\n        return body()\n    finally:\n"
+              "        lock.release()\n        listener.on_end(None)\n")
+    namespace = {"__name__": module, "lock": global_compiler_lock._lock}
     exec(compile(source, f"<{module}>", "exec"), namespace)
     return namespace["f"]
 
 
 FASTBP = _caller("fastbp._kernels.fake")
 OTHER = _caller("user_code")
+
+
+def _hold(caller, listener, body):
+    """``body()`` inside a hold nested in another, as every compile and load runs."""
+    return caller(listener, lambda: caller(listener, body))
 
 
 @pytest.fixture(autouse=True)
@@ -44,12 +52,16 @@ def test_a_fastbp_hold_freezes_the_heap_and_unfreezes_it():
     kept = [object() for _ in range(3)]  # the heap has objects to freeze
     seen = []
 
-    def nested():  # numba takes the reentrant lock again inside a compile
+    def outer():  # the outermost hold: numba announced it before acquiring the lock
+        seen.append(gc.get_freeze_count())
+        return FASTBP(listener, inner)
+
+    def inner():  # the first nested hold: frozen from here
         seen.append(gc.get_freeze_count())
         return FASTBP(listener, lambda: seen.append(gc.get_freeze_count()))
 
-    FASTBP(listener, nested)
-    assert seen[0] > 0 and seen[1] == seen[0]  # frozen once, for the outermost hold
+    FASTBP(listener, outer)
+    assert seen[0] == 0 and seen[1] > 0 and seen[2] == seen[1]  # frozen once
     assert gc.get_freeze_count() == 0
     assert gc.isenabled()
     del kept
@@ -58,9 +70,9 @@ def test_a_fastbp_hold_freezes_the_heap_and_unfreezes_it():
 def test_other_code_and_a_disabled_collector_are_left_alone():
     listener = _gc_pause._Listener()
     seen = []
-    OTHER(listener, lambda: seen.append(gc.get_freeze_count()))
+    _hold(OTHER, listener, lambda: seen.append(gc.get_freeze_count()))
     gc.disable()
-    FASTBP(listener, lambda: seen.append(gc.get_freeze_count()))
+    _hold(FASTBP, listener, lambda: seen.append(gc.get_freeze_count()))
     assert seen == [0, 0]
     assert not gc.isenabled()
 
@@ -70,7 +82,7 @@ def test_a_process_that_froze_objects_itself_keeps_them_frozen():
     gc.freeze()
     frozen = gc.get_freeze_count()
     seen = []
-    FASTBP(listener, lambda: seen.append(gc.get_freeze_count()))
+    _hold(FASTBP, listener, lambda: seen.append(gc.get_freeze_count()))
     assert seen == [frozen]
     assert gc.get_freeze_count() == frozen  # not unfrozen by fastbp
 
@@ -83,9 +95,24 @@ def test_an_error_in_the_hold_still_unfreezes():
         raise RuntimeError("compile failed")
 
     with pytest.raises(RuntimeError, match="compile failed"):
-        FASTBP(listener, fails)
+        _hold(FASTBP, listener, fails)
     assert gc.get_freeze_count() == 0
-    FASTBP(listener, lambda: None)  # the depth is back to 0: the next hold freezes again
+    seen = []
+    _hold(FASTBP, listener, lambda: seen.append(gc.get_freeze_count()))
+    assert seen[0] > 0 and gc.get_freeze_count() == 0  # the depth was back to 0
+
+
+def test_an_acquire_that_never_completed_is_forgotten():
+    """numba announces a hold before acquiring the lock: an acquire interrupted while
+    waiting leaves a start without an end. The thread's next hold still freezes and
+    unfreezes."""
+    listener = _gc_pause._Listener()
+    listener.on_start(None)  # ... and no acquire, no end
+    assert gc.get_freeze_count() == 0  # not frozen while (possibly) waiting
+    seen = []
+    _hold(FASTBP, listener, lambda: seen.append(gc.get_freeze_count()))
+    assert seen[0] > 0 and gc.get_freeze_count() == 0
+    listener.on_end(None)  # an end without a start (installed during a hold): ignored
     assert gc.get_freeze_count() == 0
 
 

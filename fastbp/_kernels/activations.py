@@ -73,8 +73,9 @@ OUTPUT_NAMES = {
 
 # ---------------------------------------------------------------------------------------
 # The activations: one function per code, over the block as C pointers (the C signature
-# of ``_SIGNATURES``: Z, rows, units, dZ, whether dZ is written). The smooth ones walk it
-# as one flat vector, so LLVM vectorises them however few units a row has.
+# of ``_SIGNATURES``: Z, rows, units, the bias, dZ, whether dZ is written). The smooth
+# ones walk it as one flat vector after the bias pass, so LLVM vectorises them however
+# few units a row has.
 
 
 @njit(**dict(JIT_OPTIONS, inline="always"))
