@@ -58,10 +58,12 @@ class _Listener(event.Listener):
         local.depth = depth + 1
         if depth == 0:
             local.froze = False
-        elif (depth == 1 and gc.isenabled() and gc.get_freeze_count() == 0
-              and _called_from_fastbp()):
-            gc.freeze()
-            local.froze = True
+            local.first = True
+        elif depth == 1 and local.first:  # once per hold: get_freeze_count walks a list
+            local.first = False
+            if gc.isenabled() and gc.get_freeze_count() == 0 and _called_from_fastbp():
+                gc.freeze()
+                local.froze = True
 
     def on_end(self, ev):
         local = self._local

@@ -160,3 +160,21 @@ def test_import_runs_without_the_collector_and_restores_it(before, enabled):
     # or two the interpreter's own allocations trigger around fastbp's __init__
     assert int(collections) <= 2, proc.stdout
     assert ("failed: broken on purpose" in lines) == (before == _BROKEN), proc.stdout
+
+
+def test_the_freeze_count_is_read_once_per_hold(monkeypatch):
+    """``gc.get_freeze_count`` walks the frozen objects (21 ms on a first fit's heap):
+    a cache load takes the lock hundreds of times inside one hold (numba's registry
+    refreshes), and reading it at each of them made a warm first fit take 5 s."""
+    listener = _gc_pause._Listener()
+    reads = []
+    real = gc.get_freeze_count
+    monkeypatch.setattr(gc, "get_freeze_count", lambda: reads.append(1) or real())
+
+    def many():
+        for _ in range(50):
+            FASTBP(listener, lambda: None)
+
+    FASTBP(listener, many)
+    assert len(reads) == 1
+    assert real() == 0
