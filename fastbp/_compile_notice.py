@@ -23,17 +23,18 @@ from . import _caller
 # callees included: the training kernel compiles the forward, loss and backward code
 # that the later ones reuse, the rule of one optimizer and the fit's activations; each
 # other optimizer's rule about 0.2 s more, without a notice). Measured in fresh
-# processes with an empty NUMBA_CACHE_DIR at load 0.7-1.3: a first digits fit 5.0-5.4 s;
-# the others from ``python -m fastbp warmup``, each after the kernels above it.
+# processes with an empty NUMBA_CACHE_DIR at load 0.7-1.3: a first digits fit 4.1-4.4 s
+# (2026-12-01); the others from ``python -m fastbp warmup``, each after the kernels above
+# it, and first fits of their own (blocked 7.2-7.9 s, column tasks 6.1-6.4 s).
 GROUPS = {
-    "train_epoch": ("training", 5),
+    "train_epoch": ("training", 4),
     "predict_rows": ("prediction", 1),
     "mean_loss": ("validation-loss", 1),
     "full_loss_grad": ("L-BFGS objective", 2),
     # the parallel kernels (fastbp._kernels.parallel), compiled on first use by a fit or
-    # predict large enough to run them (a first fit that trains blocked: 8.7-9.1 s)
-    "train_epoch_blocked": ("parallel training", 9),
-    "train_epoch_columns": ("column-parallel training", 7),
+    # predict large enough to run them
+    "train_epoch_blocked": ("parallel training", 8),
+    "train_epoch_columns": ("column-parallel training", 6),
     "predict_rows_parallel": ("parallel prediction", 2),
     "mean_loss_parallel": ("parallel validation-loss", 2),
     "full_loss_grad_parallel": ("parallel L-BFGS objective", 3),
