@@ -44,35 +44,32 @@ def _called_from_fastbp():
 
 
 class _Listener(event.Listener):
-    """Counts the compiler-lock holds of each thread (the lock is reentrant): freezes at
-    the first nested one of a fastbp call, unfreezes when the outermost one ends."""
+    """Freezes at the first nested event of a hold started from a fastbp call and
+    unfreezes when the hold ends. Whether an event is nested is whether this thread
+    holds the lock already (numba's start comes before the acquire and its end after
+    the release), not a count: a start or an end lost to an interrupt or to another
+    listener's exception cannot leave the heap frozen past the next hold."""
 
     def __init__(self):
         self._local = threading.local()
 
     def on_start(self, ev):
         local = self._local
-        depth = getattr(local, "depth", 0)
-        if depth and not global_compiler_lock.is_locked():
-            depth = 0  # an earlier acquire never completed (interrupted while waiting)
-        local.depth = depth + 1
-        if depth == 0:
-            local.froze = False
+        if not global_compiler_lock.is_locked():  # outermost: about to acquire
+            if getattr(local, "froze", False):  # the last hold's end never came
+                local.froze = False
+                gc.unfreeze()
             local.first = True
-        elif depth == 1 and local.first:  # once per hold: get_freeze_count walks a list
-            local.first = False
-            if gc.isenabled() and gc.get_freeze_count() == 0 and _called_from_fastbp():
+        elif getattr(local, "first", False):  # the first nested event: held now
+            local.first = False  # once per hold: get_freeze_count walks a list
+            if _called_from_fastbp() and gc.isenabled() and gc.get_freeze_count() == 0:
                 gc.freeze()
                 local.froze = True
 
     def on_end(self, ev):
         local = self._local
-        depth = getattr(local, "depth", 0)
-        if depth == 0:
-            return  # a hold that started before the listener was installed
-        local.depth = depth - 1
-        if depth == 1 and local.froze:
-            local.froze = False
+        if getattr(local, "froze", False) and not global_compiler_lock.is_locked():
+            local.froze = False  # the outermost hold is released
             gc.unfreeze()
 
 

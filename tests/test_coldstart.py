@@ -62,12 +62,15 @@ THREE_FITS = """
             pass
 
     event.register("numba:compile", Literals())
-    held, depth = set(), [0]
+    held, depth = set(), [0, False]
 
     class Holds(event.Listener):  # the compiler lock, taken by compiles and cache loads
         def on_start(self, ev):
             depth[0] += 1
-            if depth[0] > 1:  # nested: the lock is held (fastbp._gc_pause froze by now)
+            if depth[0] == 1:
+                depth[1] = True
+            elif depth[1]:  # once per hold (the count walks the frozen objects)
+                depth[1] = False  # nested: fastbp._gc_pause froze by now
                 held.add(gc.get_freeze_count() > 0)
 
         def on_end(self, ev):
