@@ -18,3 +18,14 @@ def stacklevel():
             return level
         frame, level = frame.f_back, level + 1
     return 1
+
+
+def within_fastbp():
+    """Whether a fastbp frame is on the stack of the function calling this one (above
+    it): whether fastbp started what that function handles."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").split(".")[0] == "fastbp":
+            return True
+        frame = frame.f_back
+    return False

@@ -22,25 +22,13 @@ ours).
 """
 
 import gc
-import sys
 import threading
 
 from numba.core import event
 from numba.core.compiler_lock import global_compiler_lock
 
+from . import _caller
 from ._compile_notice import installer
-
-_PACKAGE = __name__.rsplit(".", 1)[0] + "."
-
-
-def _called_from_fastbp():
-    """Whether a fastbp frame (the kernels' callers) is on this thread's stack."""
-    frame = sys._getframe(2)
-    while frame is not None:
-        if frame.f_globals.get("__name__", "").startswith(_PACKAGE):
-            return True
-        frame = frame.f_back
-    return False
 
 
 class _Listener(event.Listener):
@@ -62,7 +50,7 @@ class _Listener(event.Listener):
             local.first = True
         elif getattr(local, "first", False):  # the first nested event: held now
             local.first = False  # once per hold: get_freeze_count walks a list
-            if _called_from_fastbp() and gc.isenabled() and gc.get_freeze_count() == 0:
+            if _caller.within_fastbp() and gc.isenabled() and gc.get_freeze_count() == 0:
                 gc.freeze()
                 local.froze = True
 

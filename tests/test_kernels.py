@@ -712,7 +712,7 @@ def test_float32_kernels_compute_in_float32():
     irs = {name: float32_ir(kernel, *args) for name, (kernel, args) in cases.items()}
     # each activation is a C callback of its own; gelu calls libm's erf (no SIMD form)
     for code, function in A.FUNCTIONS.items():
-        fresh = numba.cfunc(A._SIGNATURES[np.dtype(np.float32)], **dict(CFUNC_OPTIONS,
+        fresh = numba.cfunc(A._signature(numba.float32), **dict(CFUNC_OPTIONS,
                                                                         cache=False))
         ir = fresh(function).inspect_llvm()
         if code == A.GELU:

@@ -73,7 +73,7 @@ OUTPUT_NAMES = {
 
 # ---------------------------------------------------------------------------------------
 # The activations: one function per code, over the block as C pointers (the C signature
-# of ``_SIGNATURES``: Z, rows, units, the bias, dZ, whether dZ is written). The smooth
+# of ``_signature``: Z, rows, units, the bias, dZ, whether dZ is written). The smooth
 # ones walk it as one flat vector after the bias pass, so LLVM vectorises them however
 # few units a row has.
 
@@ -237,9 +237,7 @@ def _signature(dtype):
     return types.void(ptr, types.intp, types.intp, ptr, ptr, types.intp)
 
 
-_SIGNATURES = {np.dtype(np.float64): _signature(types.float64),
-               np.dtype(np.float32): _signature(types.float32)}
-_TABLE = CallbackTable(FUNCTIONS, _SIGNATURES)
+_TABLE = CallbackTable(FUNCTIONS, _signature)
 address, loaded, warm = _TABLE.address, _TABLE.loaded, _TABLE.warm
 
 

@@ -8,7 +8,7 @@ import threading
 
 import numpy as np
 from llvmlite import ir
-from numba import cfunc
+from numba import cfunc, types
 
 from .._config import JIT_OPTIONS
 
@@ -19,12 +19,13 @@ CFUNC_OPTIONS = {k: v for k, v in JIT_OPTIONS.items() if k not in ("nogil", "no_
 
 class CallbackTable:
     """The C callbacks of ``functions`` (code -> Python function of the C signature
-    ``signatures[dtype]``), compiled or loaded from the cache on first use in this
-    process; safe to ask from several threads."""
+    ``signature(numba float type)``) for float64 and float32 arrays, compiled or loaded
+    from the cache on first use in this process; safe to ask from several threads."""
 
-    def __init__(self, functions, signatures):
+    def __init__(self, functions, signature):
         self.functions = functions
-        self.signatures = {np.dtype(dtype): sig for dtype, sig in signatures.items()}
+        self.signatures = {np.dtype(np.float64): signature(types.float64),
+                           np.dtype(np.float32): signature(types.float32)}
         self._compiled = {}
         self._lock = threading.Lock()
 

@@ -33,7 +33,6 @@ belongs to, so L-BFGS line searches see a consistent pair. For one output nothin
 
 import math
 
-import numpy as np
 from numba import carray, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -192,9 +191,7 @@ def _signature(dtype):
                       ptr, types.CPointer(f8))
 
 
-_SIGNATURES = {np.dtype(np.float64): _signature(types.float64),
-               np.dtype(np.float32): _signature(types.float32)}
-_TABLE = CallbackTable({code: _callback(code) for code in NAMES}, _SIGNATURES)
+_TABLE = CallbackTable({code: _callback(code) for code in NAMES}, _signature)
 address, loaded, warm = _TABLE.address, _TABLE.loaded, _TABLE.warm
 
 

@@ -31,7 +31,6 @@ float64, its step size being a NumPy float64 scalar.)
 
 import math
 
-import numpy as np
 from numba import carray, njit, types
 from numba.extending import intrinsic
 
@@ -171,9 +170,7 @@ def _signature(dtype):
                       f8, f8, f8, f8)
 
 
-_SIGNATURES = {np.dtype(np.float64): _signature(types.float64),
-               np.dtype(np.float32): _signature(types.float32)}
-_TABLE = CallbackTable(_RULES, _SIGNATURES)
+_TABLE = CallbackTable(_RULES, _signature)
 address, loaded = _TABLE.address, _TABLE.loaded
 
 
