@@ -80,6 +80,11 @@ HELPER_JIT_OPTIONS = dict(JIT_OPTIONS, no_cpython_wrapper=True)
 # float64 (scikit-learn's rule).
 FLOAT_DTYPES = (np.float64, np.float32)
 
+# The dtypes whose kernels compute with subnormal numbers flushed to zero (x86-64's FTZ
+# and DAZ bits, set for the kernel's duration only; ``_kernels.fpenv`` says why and what
+# it measured). float64 keeps IEEE arithmetic: its results are scikit-learn's.
+FLUSH_SUBNORMALS = (np.float32,)
+
 # Rows per chunk when a kernel walks a whole data set (lbfgs loss, predict): bounds the
 # workspace to chunk x widest layer instead of n_samples x widest layer. 256, not more:
 # the weight gradient of a chunk is a product summed over its rows, and OpenBLAS rounds

@@ -15,6 +15,7 @@ from numba.extending import intrinsic, overload
 from numba.np import linalg
 
 from .._config import HELPER_JIT_OPTIONS
+from . import fpenv
 
 linalg.ensure_blas()
 
@@ -137,8 +138,10 @@ def matmul_columns(a, b, out, cols):
     columns). ``a`` and ``out`` have at least one row."""
     n = out.shape[1]
     for c in prange((n + cols - 1) // cols):
+        fp = fpenv.enter(out)  # each task's thread (see fpenv)
         lo = c * cols
         matmul_part(a, b, out, lo, min(lo + cols, n))
+        fpenv.leave(fp)
 
 
 # OpenBLAS's small-matrix gemm (its SkylakeX kernels, which Zen4 runs too) multiplies

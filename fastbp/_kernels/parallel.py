@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
-from . import dropout
+from . import dropout, fpenv
 from .forward import Net
 from .literals import runtime
 from .train import (
@@ -117,6 +117,7 @@ def _blocks_loss_grad(params, grads, partials, net, X, Xsp, Y, sw, rows, loss_fn
     m = rows.shape[0]
     nb = n_blocks(m)
     for b in prange(nb):
+        fp = fpenv.enter(params)  # each task's thread (see fpenv)
         lo, hi = block_start(m, nb, b), block_start(m, nb, b + 1)
         g = grads if b == 0 else partials[b - 1]
         ls, ss = batch_loss_grad(params, g, net, X, Xsp, Y, sw, rows[lo:hi], loss_fn,
@@ -124,6 +125,7 @@ def _blocks_loss_grad(params, grads, partials, net, X, Xsp, Y, sw, rows, loss_fn
                                   drop, key, lo)
         sums[b, 0] = ls
         sums[b, 1] = ss
+        fpenv.leave(fp)
     return nb
 
 
@@ -141,11 +143,13 @@ def _sum_and_step(params, grads, partials, n_partials, state, form, hp, ihp):
     the optimizer update, chunk by chunk of the parameters."""
     n = params.shape[0]
     for c in prange((n + PARAM_CHUNK - 1) // PARAM_CHUNK):
+        fp = fpenv.enter(params)
         lo = c * PARAM_CHUNK
         hi = min(lo + PARAM_CHUNK, n)
         for b in range(n_partials):
             _add_into(grads[lo:hi], partials[b, lo:hi])
         optimizer_step_slice(params, grads, form, state, hp, ihp, lo, hi)
+        fpenv.leave(fp)
 
 
 @njit(**PARALLEL_OPTIONS)
@@ -158,6 +162,7 @@ def train_epoch_blocked(params, grads, partials, state, hp, ihp, fields, X, Xsp,
     n_params) and ``sums`` (MAX_BLOCKS, 2) float64. Same arguments otherwise, same
     return value.
     """
+    fp = fpenv.enter(params)
     net = Net(*fields)
     n = order.shape[0]
     n_coefs = net.icpt_off[0]
@@ -190,6 +195,7 @@ def train_epoch_blocked(params, grads, partials, state, hp, ihp, fields, X, Xsp,
         _sum_and_step(params, grads, partials, 0 if sum_first else nb - 1, state, form,
                       hp, ihp)
     ihp[IHP_FINITE] = _blocks_finite(params, net, X, Xsp, last, act, xbuf, drop)
+    fpenv.leave(fp)
     return total
 
 
@@ -225,6 +231,7 @@ def _wave_loss_grad(params, scratch, net, X, Xsp, Y, sw, order, chunk, first, co
     n = order.shape[0]
     key = dropout.batch_key(runtime(0), runtime(0))
     for s in prange(count):
+        fp = fpenv.enter(params)
         start = (first + s) * chunk
         ls, ss = batch_loss_grad(params, scratch[s], net, X, Xsp, Y, sw,
                                   order[start:min(start + chunk, n)], loss_fn, clip_eps,
@@ -232,6 +239,7 @@ def _wave_loss_grad(params, scratch, net, X, Xsp, Y, sw, order, chunk, first, co
                                   key, runtime(0))
         sums[s, 0] = ls
         sums[s, 1] = ss
+        fpenv.leave(fp)
 
 
 @njit(**PARALLEL_OPTIONS)
@@ -241,6 +249,7 @@ def full_loss_grad_parallel(params, grads, scratch, fields, X, Xsp, Y, sw, order
     """``train.full_loss_grad`` of more than one chunk, ``SLOTS`` chunks at a time
     (``scratch``, ``act``, ``delta``, ``xbuf``, ``dact``: one row per slot; ``sums``
     (SLOTS, 2) float64). Returns exactly what ``full_loss_grad`` returns."""
+    fp = fpenv.enter(params)
     net = Net(*fields)
     n_chunks = (order.shape[0] + chunk - 1) // chunk
     loss_sum = 0.0
@@ -258,7 +267,9 @@ def full_loss_grad_parallel(params, grads, scratch, fields, X, Xsp, Y, sw, order
             loss_sum += sums[s, 0]
             sw_sum += sums[s, 1]
             _add_into(grads, scratch[s])
-    return objective(params, grads, net.icpt_off[0], alpha, l1, loss_sum, sw_sum)
+    loss = objective(params, grads, net.icpt_off[0], alpha, l1, loss_sum, sw_sum)
+    fpenv.leave(fp)
+    return loss
 
 
 @njit(**INLINED_JIT_OPTIONS)
@@ -270,6 +281,7 @@ def _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_fn, clip_eps,
     n = order.shape[0]
     n_chunks = sums.shape[0]
     for s in prange(min(SLOTS, n_chunks)):
+        fp = fpenv.enter(params)
         for c in range(s, n_chunks, SLOTS):
             start = c * chunk
             ls, ss = chunk_loss(params, net, X, Xsp, Y, sw, order[start:min(start + chunk, n)],
@@ -277,6 +289,7 @@ def _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_fn, clip_eps,
                                 no_drop, out, start)
             sums[c, 0] = ls
             sums[c, 1] = ss
+        fpenv.leave(fp)
 
 
 @njit(**PARALLEL_OPTIONS)
@@ -288,7 +301,7 @@ def mean_loss_parallel(params, fields, X, Xsp, Y, sw, order, chunk, loss_fn, cli
     net = Net(*fields)
     _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_fn, clip_eps,
                   huber_delta, act, delta, xbuf, no_drop, sums, out)
-    loss_sum = 0.0
+    loss_sum = 0.0  # (sums of float64: no float32 arithmetic outside the tasks)
     sw_sum = 0.0
     for c in range(sums.shape[0]):
         loss_sum += sums[c, 0]
@@ -309,12 +322,14 @@ def predict_rows_parallel(params, fields, X, Xsp, order, chunk, act, xbuf, no_dr
     slots = min(SLOTS, n_chunks)
     finite = np.ones(slots, dtype=np.bool_)  # per slot: no race, no early exit
     for s in prange(slots):
+        fp = fpenv.enter(params)
         for c in range(s, n_chunks, SLOTS):
             start = c * chunk
             if finite[s]:
                 finite[s] = predict_chunk(params, net, X, Xsp, order, start,
                                           min(start + chunk, n), direct, act[s], xbuf[s],
                                           no_drop, out)
+        fpenv.leave(fp)
     for s in range(slots):
         if not finite[s]:
             return False

@@ -14,7 +14,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS, JIT_OPTIONS
-from . import dropout, losses
+from . import dropout, fpenv, losses
 from . import optimizers as opt
 from .backward import backward_batch, finalize_gradient, sum_of_squares
 from .blas import product
@@ -114,9 +114,11 @@ def optimizer_step_chunks(params, grads, form, state, hp, ihp):
     parameters."""
     n = params.shape[0]
     for c in prange((n + PARAM_CHUNK - 1) // PARAM_CHUNK):
+        fp = fpenv.enter(params)  # each task's thread (see fpenv)
         lo = c * PARAM_CHUNK
         optimizer_step_slice(params, grads, form, state, hp, ihp, lo,
                              min(lo + PARAM_CHUNK, n))
+        fpenv.leave(fp)
 
 
 def update(params, grads, form, state, hp, ihp, cols):
@@ -152,6 +154,7 @@ def train_epoch(params, grads, state, hp, ihp, fields, X, Xsp, Y, sw, order, bat
     Returns the sum over minibatches of ``batch_loss * batch_rows`` (scikit-learn's
     accumulated loss), where batch_loss includes the penalty terms.
     """
+    fp = fpenv.enter(params)
     net = Net(*fields)
     n = order.shape[0]
     n_coefs = net.icpt_off[0]
@@ -173,6 +176,7 @@ def train_epoch(params, grads, state, hp, ihp, fields, X, Xsp, Y, sw, order, bat
         ihp[IHP_T] += 1
         update(params, grads, form, state, hp, ihp, net.cols)
     ihp[IHP_FINITE] = outputs_finite(params, net, X, Xsp, last, act, xbuf, drop)
+    fpenv.leave(fp)
     return total
 
 
@@ -205,6 +209,7 @@ def full_loss_grad(params, grads, scratch, fields, X, Xsp, Y, sw, order, chunk, 
     Writes the gradient into ``grads`` and returns the loss. Returns NaN if the sample
     weights sum to zero.
     """
+    fp = fpenv.enter(params)
     net = Net(*fields)
     n = order.shape[0]
     key = dropout.batch_key(runtime(0), runtime(0))
@@ -224,7 +229,9 @@ def full_loss_grad(params, grads, scratch, fields, X, Xsp, Y, sw, order, chunk, 
             loss_sum += ls
             sw_sum += ss
             grads += scratch
-    return objective(params, grads, net.icpt_off[0], alpha, l1, loss_sum, sw_sum)
+    loss = objective(params, grads, net.icpt_off[0], alpha, l1, loss_sum, sw_sum)
+    fpenv.leave(fp)
+    return loss
 
 
 @njit(**HELPER_JIT_OPTIONS)
@@ -261,6 +268,7 @@ def mean_loss(params, fields, X, Xsp, Y, sw, order, chunk, loss_fn, clip_eps, hu
     Unless ``out`` (n, n_outputs) has no rows, the same pass writes the output
     activations of row ``order[i]`` into ``out[i]``: what ``predict_rows`` writes, so
     that early stopping scores the epoch without a second forward pass."""
+    fp = fpenv.enter(params)
     net = Net(*fields)
     n = order.shape[0]
     loss_sum = 0.0
@@ -271,6 +279,7 @@ def mean_loss(params, fields, X, Xsp, Y, sw, order, chunk, loss_fn, clip_eps, hu
                             out, start)
         loss_sum += ls
         sw_sum += ss
+    fpenv.leave(fp)
     if sw_sum == 0.0:
         return math.nan
     return loss_sum / sw_sum
@@ -309,14 +318,18 @@ def predict_rows(params, fields, X, Xsp, order, chunk, act, xbuf, no_drop, out):
     garbage): predict's fast path leaves that check to this pass over the rows, which
     costs less than numpy's in Python on small inputs. Sparse X is not checked.
     """
+    fp = fpenv.enter(params)
     net = Net(*fields)
     n = order.shape[0]
     direct = X.size > 0 and n > 0 and is_range(order)
+    finite = True
     for start in range(0, n, chunk):
-        if not predict_chunk(params, net, X, Xsp, order, start, min(start + chunk, n),
-                             direct, act, xbuf, no_drop, out):
-            return False
-    return True
+        finite = predict_chunk(params, net, X, Xsp, order, start, min(start + chunk, n),
+                               direct, act, xbuf, no_drop, out)
+        if not finite:
+            break
+    fpenv.leave(fp)
+    return finite
 
 
 @njit(**HELPER_JIT_OPTIONS)

@@ -1,0 +1,104 @@
+"""Subnormal numbers in the float32 kernels (``fastbp._kernels.fpenv``): flushed to zero
+inside the float32 kernels, on every thread that runs them, and never outside them; the
+float64 kernels keep IEEE gradual underflow."""
+
+import numba
+import numpy as np
+import pytest
+from numba import njit, prange
+from sklearn.datasets import load_digits
+
+from fastbp import MLPClassifier, MLPRegressor
+from fastbp._kernels import fpenv
+
+pytestmark = pytest.mark.skipif(not fpenv.X86, reason="the flush is x86-64's MXCSR")
+
+TINY32 = np.finfo(np.float32).tiny  # the smallest normal float32
+
+
+@njit
+def _halve_within(a, x):
+    """``x / 2`` computed between ``enter(a)`` and ``leave``, and the register before,
+    inside and after."""
+    before = fpenv.mode()
+    state = fpenv.enter(a)
+    inside = fpenv.mode()
+    y = x * 0.5
+    fpenv.leave(state)
+    return y, before, inside, fpenv.mode()
+
+
+@njit(parallel=True)
+def _modes_of_tasks(n):
+    """The register of the thread running each of ``n`` tasks."""
+    out = np.empty(n, dtype=np.int64)
+    for i in prange(n):
+        out[i] = fpenv.mode()
+    return out
+
+
+def _flags(mode):
+    return mode & fpenv.FTZ_DAZ
+
+
+def test_enter_flushes_for_float32_only_and_leave_restores():
+    x = np.float32(2 * TINY32) * np.float32(0.75)  # halved: a subnormal
+    y, before, inside, after = _halve_within(np.zeros(1, np.float32), x)
+    assert y == 0.0
+    assert _flags(inside) == fpenv.FTZ_DAZ and _flags(after) == _flags(before) == 0
+    y, before, inside, after = _halve_within(np.zeros(1, np.float64), x)
+    assert y == x * np.float32(0.5) and 0 < y < TINY32
+    assert _flags(inside) == _flags(after) == 0
+
+
+def _fitted(Est, dtype, **params):
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(dtype)
+    if Est is MLPRegressor:
+        y = y / 9.0
+    return Est(hidden_layer_sizes=(32,), batch_size=64, max_iter=3, random_state=0,
+               **params).fit(X, y), X
+
+
+@pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor])
+def test_float32_prediction_reads_subnormal_inputs_as_zero_serial_and_parallel(Est):
+    """DAZ: subnormal float32 inputs count as 0 in the products, in the serial and the
+    parallel predict (same bits); float64 input of the same tiny size does not."""
+    rows = 40_000  # enough for the parallel pass at 2 threads
+    for dtype in (np.float32, np.float64):
+        model, X = _fitted(Est, dtype)
+        tiny = np.full((rows, X.shape[1]), 1e-39, dtype=dtype)
+        zero = np.zeros_like(tiny)
+        outputs = []
+        for n_threads in (1, 2):
+            model.set_params(n_threads=n_threads)
+            predict = model.predict_proba if Est is MLPClassifier else model.predict
+            outputs += [predict(tiny), predict(zero)]
+        assert all(np.array_equal(outputs[0], o) for o in outputs[2::2])
+        if dtype == np.float32:
+            assert np.array_equal(outputs[0], outputs[1])
+        else:
+            assert not np.array_equal(outputs[0], outputs[1])
+
+
+@pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor])
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_a_float32_fit_leaves_no_subnormal_and_every_thread_as_it_was(Est, n_threads):
+    """A float32 fit long enough for Adam's moments to decay through the subnormal
+    range holds none at its end (each one would have cost an assist per use), and the
+    register of the calling thread and of numba's worker threads is as before."""
+    tasks = 64 * numba.get_num_threads()
+    before = _modes_of_tasks(tasks)
+    main_before = _halve_within(np.zeros(1), np.float32(1))[1]
+    X, y = load_digits(return_X_y=True)
+    X = np.repeat((X / 16).astype(np.float32), 4, axis=0)  # parallel steps at batch 512
+    y = np.repeat(y / 9.0 if Est is MLPRegressor else y, 4)
+    model = Est(hidden_layer_sizes=(128,), batch_size=512, max_iter=60, tol=0,
+                n_iter_no_change=1000, random_state=0, n_threads=n_threads,
+                learning_rate_init=0.01).fit(X, y)
+    state = model._trainer.optimizer.state
+    for values in (model._network.params, state):
+        nonzero = np.abs(values[values != 0])
+        assert nonzero.size and nonzero.min() >= TINY32
+    assert np.array_equal(_modes_of_tasks(tasks), before)
+    assert _halve_within(np.zeros(1), np.float32(1))[1] == main_before
