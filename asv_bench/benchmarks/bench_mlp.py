@@ -75,6 +75,24 @@ class Fit:
         self.cls(**PARAMS).fit(self.X, self.y)
 
 
+class Converged:
+    """fastbp's fit of ``Fit`` run for 200 epochs (scikit-learn's default max_iter): the
+    late epochs, where a float32 network's small numbers reach the subnormal range, which
+    the float32 kernels flush to zero (``fastbp._kernels.fpenv``; without it these
+    epochs ran 3x slower than the first ones on an Intel core)."""
+
+    params = ["float32", "float64"]
+    param_names = ["dtype"]
+
+    def setup(self, dtype):
+        _warm_jit(dtype)
+        self.X, self.y = _digits(dtype)
+
+    def time_fit_200_epochs(self, dtype):
+        fastbp.MLPClassifier(**dict(PARAMS, max_iter=200, n_iter_no_change=201)).fit(
+            self.X, self.y)
+
+
 class Predict:
     """Predict with a network fitted on digits: one row (latency), all 1797 rows."""
 
