@@ -2,6 +2,11 @@
 inside the float32 kernels, on every thread that runs them, and never outside them; the
 float64 kernels keep IEEE gradual underflow."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import numba
 import numpy as np
 import pytest
@@ -38,6 +43,8 @@ def _modes_of_tasks(n):
 
 
 def _flags(mode):
+    """The two bits of the register the kernels set (the others hold sticky exception
+    flags, which any computation may leave on any thread)."""
     return mode & fpenv.FTZ_DAZ
 
 
@@ -88,8 +95,8 @@ def test_a_float32_fit_leaves_no_subnormal_and_every_thread_as_it_was(Est, n_thr
     range holds none at its end (each one would have cost an assist per use), and the
     register of the calling thread and of numba's worker threads is as before."""
     tasks = 64 * numba.get_num_threads()
-    before = _modes_of_tasks(tasks)
-    main_before = _halve_within(np.zeros(1), np.float32(1))[1]
+    before = set(_flags(_modes_of_tasks(tasks)))
+    main_before = _flags(_halve_within(np.zeros(1), np.float32(1))[1])
     X, y = load_digits(return_X_y=True)
     X = np.repeat((X / 16).astype(np.float32), 4, axis=0)  # parallel steps at batch 512
     y = np.repeat(y / 9.0 if Est is MLPRegressor else y, 4)
@@ -100,5 +107,47 @@ def test_a_float32_fit_leaves_no_subnormal_and_every_thread_as_it_was(Est, n_thr
     for values in (model._network.params, state):
         nonzero = np.abs(values[values != 0])
         assert nonzero.size and nonzero.min() >= TINY32
-    assert np.array_equal(_modes_of_tasks(tasks), before)
-    assert _halve_within(np.zeros(1), np.float32(1))[1] == main_before
+    assert set(_flags(_modes_of_tasks(tasks))) == before
+    assert _flags(_halve_within(np.zeros(1), np.float32(1))[1]) == main_before
+
+
+# numba's TBB layer gives each task the calling thread's register, which hides a task
+# that leaves its thread flushed; the workqueue layer's threads keep theirs. Every
+# parallel kernel (blocked and column-task epochs, L-BFGS, validation, predict) and
+# every serial one, then the register of the main thread and of every worker thread.
+_EVERY_KERNEL = """
+import warnings; warnings.simplefilter("ignore")
+import sys
+import numpy as np
+from sklearn.datasets import load_digits
+from fastbp import MLPClassifier
+from fastbp._kernels import fpenv
+import fastbp._threads
+sys.path.insert(0, sys.argv[1])
+from test_fpenv import _halve_within, _modes_of_tasks
+
+assert fastbp._threads.layer() == "workqueue"
+X, y = load_digits(return_X_y=True)
+X, y = np.repeat((X / 16).astype(np.float32), 8, axis=0), np.repeat(y, 8)
+flags = set()
+for n_threads in (1, 2):
+    for params in (dict(hidden_layer_sizes=(128,), batch_size=512, early_stopping=True),
+                   dict(hidden_layer_sizes=(512, 512), batch_size=512),
+                   dict(hidden_layer_sizes=(128,), solver="lbfgs")):
+        model = MLPClassifier(**params, max_iter=2, random_state=0, n_threads=n_threads)
+        model.fit(X, y).predict_proba(X)
+        main = _halve_within(np.zeros(1), np.float32(1))[1]
+        flags |= set(_modes_of_tasks(64) & fpenv.FTZ_DAZ) | {main & fpenv.FTZ_DAZ}
+print(sorted(int(f) for f in flags))
+"""
+
+
+def test_no_thread_keeps_the_flush_under_a_layer_that_keeps_registers():
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two numba threads")
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_EVERY_KERNEL),
+                           os.path.dirname(__file__)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == "[0]", proc.stdout

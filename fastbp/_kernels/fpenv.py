@@ -14,29 +14,37 @@ The float32 kernels therefore set the SSE control register's flush-to-zero and
 denormals-are-zero bits (``FTZ_DAZ``) for their own duration, in the calling thread and
 in every parallel task (each thread has its own register), and restore the caller's
 value before they return: Python code, the user's callbacks and other libraries never
-run with them. XLA, behind JAX, computes on the CPU with the same two bits set, and
+run with them (the kernels raise no exception between the two calls: numpy's error
+model, and shapes right by construction). Every thread that computes for a kernel sets
+them: fastbp's own tasks do, and BLAS runs on the calling thread, one thread per call,
+under every fit and predict (``fastbp._threads``); a BLAS thread of its own would not
+have them. numba's TBB layer happens to give each task the caller's register, which
+hides a task that forgets to restore its thread's; its workqueue layer does not, which
+is where the tests look. XLA, behind JAX, computes on the CPU with the same two bits set, and
 PyTorch offers them (``torch.set_flush_denormal``). A float32 value under 1.2e-38 is
 then 0 in the kernels, whose float32 tolerance against scikit-learn is far looser; the
 float64 kernels never touch the register (``_config.FLUSH_SUBNORMALS``), so float64
 results keep IEEE gradual underflow and stay exactly scikit-learn's.
 
-On other architectures the two calls compile to nothing.
+On other architectures (arm64 among them) the two calls compile to nothing and nothing
+is flushed.
 """
 
 import platform
 
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
+from numba.np.numpy_support import from_dtype
 
 from .._config import FLUSH_SUBNORMALS
 
 FTZ_DAZ = 0x8040  # MXCSR bits 15 (flush to zero) and 6 (denormals are zero)
 X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 # numba's types of the dtypes whose kernels flush
-_FLUSHED = tuple(types.float32 if d.__name__ == "float32" else types.float64
-                 for d in FLUSH_SUBNORMALS)
+_FLUSHED = tuple(from_dtype(np.dtype(d)) for d in FLUSH_SUBNORMALS)
 
 
 def _csr_op(builder, name, slot):

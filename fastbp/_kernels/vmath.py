@@ -10,7 +10,8 @@ still travel through).
 
 Each function takes a float32 or a float64 scalar and computes in that dtype. Special
 inputs give what libm gives: exp overflows to inf, underflows through the subnormals to
-0, expm1(-inf) = -1, log(0) = log1p(-1) = -inf, log(x < 0) = NaN, odd functions keep
+0 (inside the float32 kernels, which flush subnormals on x86-64, straight to 0: see
+``fpenv``), expm1(-inf) = -1, log(0) = log1p(-1) = -inf, log(x < 0) = NaN, odd functions keep
 the sign of -0.0, NaN in gives NaN out. Error bound, in ulps of the exact result in the
 dtype, asserted by tests/test_vmath.py over 80,000-120,000 seeded inputs per function
 and dtype with every edge (zeros, subnormals, every binade below 1, the overflow and
