@@ -58,6 +58,28 @@ def test_enter_flushes_for_float32_only_and_leave_restores():
     assert _flags(inside) == _flags(after) == 0
 
 
+@njit
+def _nested(outer, inner):
+    """The flush bits after entering ``outer``'s then ``inner``'s mode, after leaving the
+    inner one, and after leaving both."""
+    a = fpenv.enter(outer)
+    b = fpenv.enter(inner)
+    inside = fpenv.mode()
+    fpenv.leave(b)
+    between = fpenv.mode()
+    fpenv.leave(a)
+    return inside, between, fpenv.mode()
+
+
+def test_leave_restores_the_callers_mode_not_a_default():
+    """A kernel called where the bits are already set (a task inside a flushed entry
+    kernel, a float64 helper inside a float32 kernel) leaves them set."""
+    f32, f64 = np.zeros(1, np.float32), np.zeros(1, np.float64)
+    assert [_flags(m) for m in _nested(f32, f32)] == [fpenv.FTZ_DAZ, fpenv.FTZ_DAZ, 0]
+    assert [_flags(m) for m in _nested(f32, f64)] == [fpenv.FTZ_DAZ, fpenv.FTZ_DAZ, 0]
+    assert [_flags(m) for m in _nested(f64, f32)] == [fpenv.FTZ_DAZ, 0, 0]
+
+
 def _fitted(Est, dtype, **params):
     X, y = load_digits(return_X_y=True)
     X = (X / 16).astype(dtype)
