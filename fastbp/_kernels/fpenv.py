@@ -20,11 +20,11 @@ them: fastbp's own tasks do, and BLAS runs on the calling thread, one thread per
 under every fit and predict (``fastbp._threads``); a BLAS thread of its own would not
 have them. numba's TBB layer happens to give each task the caller's register, which
 hides a task that forgets to restore its thread's; its workqueue layer does not, which
-is where the tests look. XLA, behind JAX, computes on the CPU with the same two bits set, and
-PyTorch offers them (``torch.set_flush_denormal``). A float32 value under 1.2e-38 is
-then 0 in the kernels, whose float32 tolerance against scikit-learn is far looser; the
-float64 kernels never touch the register (``_config.FLUSH_SUBNORMALS``), so float64
-results keep IEEE gradual underflow and stay exactly scikit-learn's.
+is where the tests look. XLA, behind JAX, computes on the CPU with the same two bits
+set, and PyTorch offers them (``torch.set_flush_denormal``). A float32 value under
+1.2e-38 is then 0 in the kernels, whose float32 tolerance against scikit-learn is far
+looser; the float64 kernels never touch the register (``_config.FLUSH_SUBNORMALS``), so
+float64 results keep IEEE gradual underflow and stay exactly scikit-learn's.
 
 On other architectures (arm64 among them) the two calls compile to nothing and nothing
 is flushed.

@@ -11,13 +11,14 @@ still travel through).
 Each function takes a float32 or a float64 scalar and computes in that dtype. Special
 inputs give what libm gives: exp overflows to inf, underflows through the subnormals to
 0 (inside the float32 kernels, which flush subnormals on x86-64, straight to 0: see
-``fpenv``), expm1(-inf) = -1, log(0) = log1p(-1) = -inf, log(x < 0) = NaN, odd functions keep
-the sign of -0.0, NaN in gives NaN out. Error bound, in ulps of the exact result in the
-dtype, asserted by tests/test_vmath.py over 80,000-120,000 seeded inputs per function
-and dtype with every edge (zeros, subnormals, every binade below 1, the overflow and
-underflow thresholds, inf, NaN): at most 2 ulp for exp, log and log1p, 3 ulp for expm1,
-tanh and logistic. The sweep's worst, float64 / float32: exp 0.94 / 1.00, log 0.78 /
-0.77, log1p 1.33 / 1.41, expm1 1.74 / 1.54, tanh 2.16 / 2.16, logistic 1.87 / 2.04.
+``fpenv``), expm1(-inf) = -1, log(0) = log1p(-1) = -inf, log(x < 0) = NaN, odd functions
+keep the sign of -0.0, NaN in gives NaN out. Error bound, in ulps of the exact result in
+the dtype, asserted by tests/test_vmath.py over 80,000-120,000 seeded inputs per
+function and dtype with every edge (zeros, subnormals, every binade below 1, the
+overflow and underflow thresholds, inf, NaN): at most 2 ulp for exp, log and log1p, 3
+ulp for expm1, tanh and logistic. The sweep's worst, float64 / float32: exp 0.94 / 1.00,
+log 0.78 / 0.77, log1p 1.33 / 1.41, expm1 1.74 / 1.54, tanh 2.16 / 2.16, logistic 1.87 /
+2.04.
 
 Constants are derived below from their definitions (ln 2 to 40 digits, Taylor and
 continued-fraction coefficients as exact fractions), not typed in.
