@@ -231,11 +231,11 @@ class Network:
         hidden = hidden_activations(
             activation, self.n_layers - 2, tuple(int(u) for u in units[1:-1])
         )
-        tiny = chunk * int(units.max()) ** 2 < _threads.TINY_PRODUCT
+        largest = chunk * int(units.max()) ** 2
         # tiny products are all far below BLAS's small-matrix limit: no cut to look up
         net, size = self.layout.net(chunk, self.act_codes(hidden, raw), self.dtype,
-                                    small=0 if tiny else None)
-        return net, size, tiny, int(units[0]), int(units[-1])
+                                    small=0 if largest < _threads.TINY_PRODUCT else None)
+        return net, size, _threads.unsplit(largest), int(units[0]), int(units[-1])
 
     # ---------------------------------------------------------------------- pickling
     def __getstate__(self):

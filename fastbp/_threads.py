@@ -45,8 +45,8 @@ PARALLEL_PASS = 1 << 23
 # 100-512-512-10 at batch 256 (6.6 M) came out even (433-457 / 241-248 against 431-441
 # / 250-256 ms).
 COLUMN_TASK = 1 << 23
-# Multiply-adds of a batch's largest product below which BLAS does not split a product
-# at all: predict skips the thread bookkeeping for such inputs.
+# Multiply-adds of a batch's largest product below which OpenBLAS does not split a
+# product at all: predict skips the thread bookkeeping for such inputs (``unsplit``).
 TINY_PRODUCT = 1 << 16
 
 _controller = None
@@ -56,10 +56,15 @@ def _blas():
     """threadpoolctl's controller of the BLAS libraries, listed once per process."""
     global _controller
     if _controller is None:
-        # numba's np.dot calls scipy's BLAS, which may be another library than
-        # numpy's: load it before the controller lists the libraries it limits
+        # the kernels call scipy's BLAS (numba's np.dot's), which may be another library
+        # than numpy's, or MKL (fastbp._blas): load it before the controller lists the
+        # libraries it limits
         import scipy.linalg.cython_blas  # noqa: F401
         from threadpoolctl import ThreadpoolController
+
+        from . import _blas as blas_library
+
+        blas_library.bind()
 
         _controller = ThreadpoolController().select(user_api="blas")
     return _controller
@@ -72,6 +77,7 @@ SMALL_KERNEL_CORES = ("skylakex", "cooperlake", "sapphirerapids")
 SMALL_KERNEL_VERSION = (0, 3, 18)
 SMALL_PRODUCT = 100**3
 _small = None
+_openblas = None
 
 
 def small_kernel_limit(libraries):
@@ -109,12 +115,35 @@ def numbas_blas(libraries):
     return own or list(libraries)
 
 
+def kernels_blas():
+    """threadpoolctl's ``info()`` dicts of the BLAS the kernels call in this process:
+    scipy's (``numbas_blas``) or MKL (``fastbp._blas``)."""
+    from . import _blas as blas_library
+
+    libraries = _blas().info()
+    if blas_library.bind().name == "scipy":
+        return numbas_blas(libraries)
+    return [lib for lib in libraries if lib.get("internal_api") == "mkl"]
+
+
 def small_products():
-    """``small_kernel_limit`` of the BLAS numba calls in this process, found once."""
+    """``small_kernel_limit`` of the BLAS the kernels call in this process, found once."""
     global _small
     if _small is None:
-        _small = small_kernel_limit(numbas_blas(_blas().info()))
+        _small = small_kernel_limit(kernels_blas())
     return _small
+
+
+def unsplit(multiply_adds):
+    """Whether the kernels' BLAS computes products of at most ``multiply_adds`` on one
+    thread by itself, so that a call needs no limit: OpenBLAS below TINY_PRODUCT (its
+    threshold is far above). MKL splits by rules of its own: always limited."""
+    global _openblas
+    if _openblas is None:
+        libraries = kernels_blas()
+        _openblas = bool(libraries) and all(
+            lib.get("internal_api") == "openblas" for lib in libraries)
+    return _openblas and multiply_adds < TINY_PRODUCT
 
 
 def usable_cores():
@@ -131,7 +160,8 @@ def _environment_limit():
     importing ``dask.distributed`` sets them to 1 in the running process, where BLAS
     keeps the count it started with.)"""
     limit = usable_cores()
-    blas = [lib.num_threads for lib in _blas().lib_controllers]
+    blas = [lib.num_threads for lib in _blas().lib_controllers
+            if getattr(lib, "threading_layer", None) != "sequential"]  # fastbp's MKL
     return max(1, min(limit, *blas) if blas else limit)
 
 

@@ -1,23 +1,31 @@
 """Matrix products for the kernels: ``product(A, B, C, cols, small)`` writes ``A @ B``
 into ``C`` (``matmul_small``, or ``matmul_columns`` for column tasks).
 
-A whole product makes the same BLAS calls as numba's ``np.dot(A, B, C)`` (gemm; gemv or
-dot when a side is a single row or column; zeros when a dimension is empty), so the
-same numbers, without its compiled argument checks: every ``np.dot`` site compiled
-numba's shape checks and their exception paths into each kernel, and the callers'
-shapes are right by construction (offsets from ``fastbp._layout``).
+A whole product makes the BLAS call numba's ``np.dot(A, B, C)`` makes (gemm; gemv or
+dot when a side is a single row or column; zeros when a dimension is empty), without
+its compiled argument checks: every ``np.dot`` site compiled numba's shape checks and
+their exception paths into each kernel, and the callers' shapes are right by
+construction (offsets from ``fastbp._layout``). The calls go to the symbols
+``fastbp_{s,d}{gemm,gemm_small,gemv,dot}`` (Fortran BLAS interface), which
+``fastbp._blas`` binds to the library of the process's choice (scipy's BLAS, the one
+``np.dot`` calls, by default; oneMKL on request) before any kernel is compiled or
+loaded; gemms of at most ``_blas.SMALL_GEMM`` multiply-adds call ``gemm_small``.
 """
 
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
-from numba.np import linalg
 
+from .. import _blas
 from .._config import HELPER_JIT_OPTIONS
 from . import fpenv
 
-linalg.ensure_blas()
+_blas.bind()
+
+_CHAR = ir.IntType(8)
+_INT = ir.IntType(32)  # the Fortran interface's integers (LP64)
+_VOID_P = ir.IntType(8).as_pointer()
 
 
 def _operand(t):
@@ -30,13 +38,51 @@ def _operands(context, builder, array_types, values):
             for t, v in zip(array_types, values, strict=True)]
 
 
+def _kind(dtype):
+    return "s" if dtype == types.float32 else "d"
+
+
+def _by_address(builder, value, ty):
+    """A stack slot (in the function's entry block) holding ``value`` as ``ty``."""
+    if isinstance(ty, ir.IntType) and value.type != ty:
+        value = builder.trunc(value, ty)
+    return cgutils.alloca_once_value(builder, value)
+
+
+def _blas_call(context, builder, dtype, routine, args):
+    """Call ``fastbp_<kind><routine>`` (``routine`` as ``fastbp._blas`` names them) with
+    ``args``: ("char", v), ("int", v), ("one",), ("zero",) (the scalars, passed by
+    address) or ("ptr", v) (data, as is). Returns the call's value (dot's result;
+    nothing for the others)."""
+    values, types_ = [], []
+    for arg in args:
+        tag = arg[0]
+        if tag == "ptr":
+            values.append(builder.bitcast(arg[1], _VOID_P))
+        elif tag in ("one", "zero"):
+            const = context.get_constant_generic(builder, dtype, 1.0 if tag == "one" else 0.0)
+            values.append(builder.bitcast(cgutils.alloca_once_value(builder, const), _VOID_P))
+        else:
+            values.append(_by_address(builder, arg[1], _CHAR if tag == "char" else _INT))
+        types_.append(values[-1].type)
+    result = context.get_value_type(dtype) if routine == "dot" else ir.VoidType()
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(result, types_),
+                                        f"fastbp_{_kind(dtype)}{routine}")
+    return builder.call(fn, values)
+
+
+def _char(c):
+    return ("char", ir.Constant(_CHAR, ord(c)))
+
+
 def _lower_matmul(context, builder, aty, bty, outty, x, y, z):
-    """``z = x @ y`` as numba's ``np.dot`` calls BLAS (gemm, gemv or dot by shape;
-    zeros for an empty product)."""
+    """``z = x @ y`` as numba's ``np.dot`` calls BLAS (gemm, gemv or dot by shape, with
+    its arguments; zeros for an empty product)."""
     x_shapes = cgutils.unpack_tuple(builder, x.shape)
     y_shapes = cgutils.unpack_tuple(builder, y.shape)
     m, k = x_shapes
     n = y_shapes[1]
+    dtype = aty.dtype
     zero = context.get_constant(types.intp, 0)
     one = context.get_constant(types.intp, 1)
     empty = builder.or_(builder.icmp_signed("==", k, zero),
@@ -44,6 +90,14 @@ def _lower_matmul(context, builder, aty, bty, outty, x, y, z):
                                     builder.icmp_signed("==", n, zero)))
     left_vec = builder.icmp_signed("==", m, one)
     right_vec = builder.icmp_signed("==", n, one)
+
+    def gemv(trans, mat_type, mat_shapes, mat, vec):  # out = mat @ vec, or mat.T @ vec
+        rows, cols = mat_shapes if mat_type.layout == "F" else mat_shapes[::-1]
+        _blas_call(context, builder, dtype, "gemv", [
+            _char("t" if trans else "n"), ("int", rows), ("int", cols), ("one",),
+            ("ptr", mat), ("int", rows), ("ptr", vec), ("int", one), ("zero",),
+            ("ptr", z.data), ("int", one)])
+
     with builder.if_else(empty, likely=False) as (if_empty, if_not):
         with if_empty:
             cgutils.memset(builder, z.data, builder.mul(z.itemsize, z.nitems), 0)
@@ -52,21 +106,17 @@ def _lower_matmul(context, builder, aty, bty, outty, x, y, z):
                 with r_vec:
                     with builder.if_else(left_vec) as (v_v, m_v):
                         with v_v:
-                            linalg.call_xxdot(context, builder, False, aty.dtype, k,
-                                              x.data, y.data, z.data)
+                            builder.store(_blas_call(context, builder, dtype, "dot", [
+                                ("int", k), ("ptr", x.data), ("int", one), ("ptr", y.data),
+                                ("int", one)]), z.data)
                         with m_v:
-                            linalg.call_xxgemv(context, builder, aty.layout == "C",
-                                               aty, x_shapes, x.data, y.data, z.data)
+                            gemv(aty.layout == "C", aty, x_shapes, x.data, y.data)
                 with r_mat:
                     with builder.if_else(left_vec) as (v_m, m_m):
                         with v_m:
-                            linalg.call_xxgemv(context, builder, bty.layout != "C",
-                                               bty, y_shapes, y.data, x.data, z.data)
+                            gemv(bty.layout != "C", bty, y_shapes, y.data, x.data)
                         with m_m:
-                            linalg.call_xxgemm(context, builder, aty, x_shapes, x.data,
-                                               bty, y_shapes, y.data, outty,
-                                               cgutils.unpack_tuple(builder, z.shape),
-                                               z.data)
+                            _lower_gemm(context, builder, aty, bty, x, y, z, zero, n)
 
 
 def _products(a, b, out):
@@ -75,40 +125,29 @@ def _products(a, b, out):
             and a.dtype in (types.float32, types.float64))
 
 
-def _lower_gemm_columns(context, builder, aty, bty, x, y, z, lo, hi):
-    """One gemm call for ``z[:, lo:hi] = x @ y[:, lo:hi]``, the columns read and written
-    in place through BLAS's leading dimensions."""
+def _lower_gemm(context, builder, aty, bty, x, y, z, lo, hi):
+    """One gemm call for ``z[:, lo:hi] = x @ y[:, lo:hi]`` (the whole product for 0, n),
+    the columns read and written in place through BLAS's leading dimensions."""
     m, k = cgutils.unpack_tuple(builder, x.shape)
     n = cgutils.unpack_tuple(builder, y.shape)[1]
     # BLAS is column-major: the row-major out^T (n x m) = b^T a^T, as numba's np.dot
-    trans, notrans = (ir.Constant(linalg.ll_char, ord(c)) for c in "tn")
     if bty.layout == "C":  # b's columns lo..hi start at lo, rows n apart
-        transb, ldb, offb = notrans, n, lo
+        transb, ldb, offb = "n", n, lo
     else:  # F: column lo starts at lo * k, columns k apart
-        transb, ldb, offb = trans, k, builder.mul(lo, k)
-    transa, lda = (notrans, k) if aty.layout == "C" else (trans, m)
-    fnty = ir.FunctionType(ir.IntType(32), [
-        linalg.ll_char, linalg.ll_char, linalg.ll_char,
-        linalg.intp_t, linalg.intp_t, linalg.intp_t,
-        linalg.ll_void_p, linalg.ll_void_p, linalg.intp_t,
-        linalg.ll_void_p, linalg.intp_t, linalg.ll_void_p,
-        linalg.ll_void_p, linalg.intp_t,
-    ])
-    fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
-    alpha = linalg.make_constant_slot(context, builder, aty.dtype, 1.0)
-    beta = linalg.make_constant_slot(context, builder, aty.dtype, 0.0)
-
-    def void_p(ptr, offset):
-        return builder.bitcast(builder.gep(ptr, [offset]), linalg.ll_void_p)
-
-    kind = ir.Constant(linalg.ll_char, ord(linalg.get_blas_kind(aty.dtype)))
-    res = builder.call(fn, (
-        kind, transb, transa, builder.sub(hi, lo), m, k,
-        builder.bitcast(alpha, linalg.ll_void_p), void_p(y.data, offb), ldb,
-        void_p(x.data, context.get_constant(types.intp, 0)), lda,
-        builder.bitcast(beta, linalg.ll_void_p), void_p(z.data, lo), n,
-    ))
-    linalg.check_blas_return(context, builder, res)
+        transb, ldb, offb = "t", k, builder.mul(lo, k)
+    transa, lda = ("n", k) if aty.layout == "C" else ("t", m)
+    cols = builder.sub(hi, lo)
+    args = [_char(transb), _char(transa), ("int", cols), ("int", m), ("int", k), ("one",),
+            ("ptr", builder.gep(y.data, [offb])), ("int", ldb), ("ptr", x.data),
+            ("int", lda), ("zero",), ("ptr", builder.gep(z.data, [lo])), ("int", n)]
+    # products of at most SMALL_GEMM multiply-adds call gemm_small (fastbp._blas)
+    size = builder.mul(builder.mul(cols, m), k)
+    small = builder.icmp_signed("<=", size, ir.Constant(size.type, _blas.SMALL_GEMM))
+    with builder.if_else(small) as (few, many):
+        with few:
+            _blas_call(context, builder, aty.dtype, "gemm_small", args)
+        with many:
+            _blas_call(context, builder, aty.dtype, "gemm", args)
 
 
 @intrinsic
@@ -124,7 +163,7 @@ def matmul_part(typingctx, a, b, out, lo, hi):
     def codegen(context, builder, signature, args):
         aty, bty, outty = signature.args[:3]
         x, y, z = _operands(context, builder, signature.args[:3], args[:3])
-        _lower_gemm_columns(context, builder, aty, bty, x, y, z, args[3], args[4])
+        _lower_gemm(context, builder, aty, bty, x, y, z, args[3], args[4])
         return context.get_dummy_value()
 
     return sig, codegen
@@ -254,7 +293,7 @@ def matmul_small(typingctx, a, b, out, small):
                 with cgutils.for_range_slice(builder, zero, n, width) as (lo, _):
                     end = builder.add(lo, width)
                     hi = builder.select(builder.icmp_signed("<", end, n), end, n)
-                    _lower_gemm_columns(context, builder, aty, bty, x, y, z, lo, hi)
+                    _lower_gemm(context, builder, aty, bty, x, y, z, lo, hi)
         return context.get_dummy_value()
 
     return sig, codegen
