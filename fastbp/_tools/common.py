@@ -247,6 +247,7 @@ def machine_info(torch=None):
         "sklearn": sklearn.__version__,
         "torch": None if torch is None else torch.__version__,
         "numba_threads": numba.config.NUMBA_NUM_THREADS,
+        "kernels_blas": _kernels_blas(),
         "blas": [
             {
                 key: info.get(key)
@@ -282,6 +283,17 @@ def print_machine(machine):
         for lib in machine["blas"]
     ]
     print("threadpools: " + "; ".join(libs))
+    print(f"kernels' BLAS (FASTBP_BLAS): {machine.get('kernels_blas', 'scipy')}")
+
+
+def _kernels_blas():
+    """The library behind the kernels' products (``fastbp._blas``), as text."""
+    from .. import _blas
+
+    library = _blas.bind()
+    if library.name == "scipy":
+        return "scipy's (numba's np.dot's)"
+    return f"{library.name}: {library.version} ({Path(str(library.path)).name})"
 
 
 def load_average():
