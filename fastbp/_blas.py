@@ -13,11 +13,13 @@ not a library, so one numba cache serves every choice.
 - unset, empty or ``scipy``: scipy's BLAS (``scipy.linalg.cython_blas``), the functions
   numba's ``np.dot`` calls, so the kernels compute what ``np.dot`` in numba code would
   (OpenBLAS in scipy's wheels).
-- ``mkl``: Intel oneMKL, from the ``mkl`` package (``pip install "fastbp[mkl]"``) or the
-  active conda environment; or a path to MKL's single dynamic library (``libmkl_rt``).
-  fastbp switches MKL to its strict reproducible mode (``MKL_CBWR=AUTO,STRICT``): without
-  it, MKL's results may change with the alignment of the arrays, and fastbp's results
-  must be bit-identical from run to run. It also makes MKL sequential in the process
+- ``mkl``: Intel oneMKL's gemm for the products above SMALL_GEMM, from the ``mkl``
+  package (``pip install "fastbp[mkl]"``) or the active conda environment; or a path to
+  MKL's single dynamic library (``libmkl_rt``). The small gemms, gemv and dot stay
+  scipy's. fastbp switches MKL to its strict reproducible mode
+  (``MKL_CBWR=AUTO,STRICT``, which covers gemm): without it, MKL's results may change
+  with the alignment of the arrays, and fastbp's results must be bit-identical from run
+  to run. It also makes MKL sequential in the process
   (``MKL_THREADING_LAYER=SEQUENTIAL``): fastbp's own tasks are the threads, and MKL's
   thread count is per thread, so an outer limit does not reach the threads of numba's
   pool. A process that ran MKL in another mode before fastbp's import cannot switch,
@@ -51,6 +53,8 @@ MKL_CBWR_AUTO = 2
 MKL_CBWR_STRICT = 0x10000
 MKL_CBWR_SUCCESS = 0
 MKL_INTERFACE_LP64 = 0
+MKL_INTERFACE_ILP64 = 1
+MKL_INTERFACE_GNU = 2
 MKL_THREADING_SEQUENTIAL = 1
 _MKL_NAMES = {
     "linux": ("libmkl_rt.so.3", "libmkl_rt.so.2", "libmkl_rt.so"),
@@ -88,7 +92,9 @@ def bind():
 def _scipys():
     """The addresses of scipy's BLAS functions (``cython_blas``), by routine name."""
     from numba.extending import get_cython_function_address
+    from numba.np import linalg
 
+    linalg.ensure_blas()  # scipy present, and its BLAS integers 32-bit (LP64)
     return {f"{k}{r}": get_cython_function_address("scipy.linalg.cython_blas", f"{k}{r}")
             for k in KINDS for r in ROUTINES}
 
@@ -96,15 +102,14 @@ def _scipys():
 def _bind(choice):
     import llvmlite.binding as ll
 
-    scipys = _scipys()
-    if choice.lower() in ("", "scipy"):
-        found, addresses = Library("scipy"), dict(scipys)
-    else:
-        mkl, found = _open_mkl(choice)
-        addresses = {f"{k}{r}": ctypes.cast(getattr(mkl, f"{k}{r}_"), ctypes.c_void_p).value
-                     for k in KINDS for r in ROUTINES}
+    addresses = _scipys()
     for k in KINDS:
-        addresses[f"{k}gemm_small"] = scipys[f"{k}gemm"]
+        addresses[f"{k}gemm_small"] = addresses[f"{k}gemm"]
+    found = Library("scipy")
+    if choice.lower() not in ("", "scipy"):
+        mkl, found = _open_mkl(choice)
+        for k in KINDS:
+            addresses[f"{k}gemm"] = ctypes.cast(getattr(mkl, f"{k}gemm_"), ctypes.c_void_p).value
     for routine, address in addresses.items():
         ll.add_symbol(f"fastbp_{routine}", address)
     return found
@@ -148,7 +153,9 @@ def _open_mkl(choice):
 def _configure_mkl(mkl, path):
     """Make ``mkl`` compute what fastbp's contract needs; return its version text."""
     mkl.MKL_Set_Interface_Layer.restype = ctypes.c_int
-    if mkl.MKL_Set_Interface_Layer(MKL_INTERFACE_LP64) != MKL_INTERFACE_LP64:
+    # LP64, keeping the GNU bit (gfortran's calling convention) an environment asks for
+    gnu = MKL_INTERFACE_GNU if "GNU" in os.environ.get("MKL_INTERFACE_LAYER", "").upper() else 0
+    if mkl.MKL_Set_Interface_Layer(MKL_INTERFACE_LP64 | gnu) & MKL_INTERFACE_ILP64:
         raise ImportError(
             f"{ENV}: {path} already computed in this process with its ILP64 interface "
             "(64-bit integers, MKL_INTERFACE_LAYER=ILP64), and fastbp's kernels pass 32-bit "

@@ -77,7 +77,6 @@ SMALL_KERNEL_CORES = ("skylakex", "cooperlake", "sapphirerapids")
 SMALL_KERNEL_VERSION = (0, 3, 18)
 SMALL_PRODUCT = 100**3
 _small = None
-_openblas = None
 
 
 def small_kernel_limit(libraries):
@@ -136,14 +135,13 @@ def small_products():
 
 def unsplit(multiply_adds):
     """Whether the kernels' BLAS computes products of at most ``multiply_adds`` on one
-    thread by itself, so that a call needs no limit: OpenBLAS below TINY_PRODUCT (its
-    threshold is far above). MKL splits by rules of its own: always limited."""
-    global _openblas
-    if _openblas is None:
-        libraries = kernels_blas()
-        _openblas = bool(libraries) and all(
-            lib.get("internal_api") == "openblas" for lib in libraries)
-    return _openblas and multiply_adds < TINY_PRODUCT
+    thread by itself, so that a call needs no limit and no look-up of the libraries
+    (about 12 ms, a first one-row predict's cost): scipy's BLAS below TINY_PRODUCT
+    (OpenBLAS's threshold is far above). With MKL (``fastbp._blas``) a call is always
+    limited: its products above SMALL_GEMM are MKL's."""
+    from . import _blas as blas_library
+
+    return multiply_adds < TINY_PRODUCT and blas_library.bind().name == "scipy"
 
 
 def usable_cores():
@@ -160,9 +158,18 @@ def _environment_limit():
     importing ``dask.distributed`` sets them to 1 in the running process, where BLAS
     keeps the count it started with.)"""
     limit = usable_cores()
-    blas = [lib.num_threads for lib in _blas().lib_controllers
-            if getattr(lib, "threading_layer", None) != "sequential"]  # fastbp's MKL
+    blas = [lib.num_threads for lib in _blas().lib_controllers if not _ours(lib)]
     return max(1, min(limit, *blas) if blas else limit)
+
+
+def _ours(controller):
+    """Whether ``controller`` (threadpoolctl's) is the MKL fastbp made sequential
+    (``fastbp._blas``), whose thread count of 1 says nothing of the environment."""
+    from . import _blas as blas_library
+
+    library = blas_library.bind()
+    return (library.name == "mkl" and getattr(controller, "threading_layer", "") == "sequential"
+            and os.path.realpath(controller.filepath) == os.path.realpath(library.path))
 
 
 def budget(n_threads):

@@ -308,7 +308,8 @@ def operands(dtype, shape, layouts):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(7, 5, 3), (1, 5, 3), (7, 5, 1), (1, 5, 1), (0, 5, 3),
-                                   (7, 0, 3), (7, 5, 0), (40, 33, 17)])
+                                   (7, 0, 3), (7, 5, 0), (40, 33, 17),
+                                   (130, 120, 140)])  # above _blas.SMALL_GEMM
 @pytest.mark.parametrize("layouts", ["CC", "FC", "CF"])
 def test_matmul_is_numbas_dot(dtype, shape, layouts):
     """``blas.matmul_small`` uncut (``small`` 0) makes numba's BLAS calls for
