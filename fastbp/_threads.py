@@ -25,6 +25,8 @@ import sys
 import threading
 from contextlib import contextmanager, nullcontext
 
+from . import _blas as blas_library
+
 # Multiply-adds (rows x parameters) of a minibatch step from which the training step
 # runs blocked and parallel; below it a step takes under ~20 us on one core.
 PARALLEL_STEP = 1 << 20
@@ -61,8 +63,6 @@ def _blas():
         # libraries it limits
         import scipy.linalg.cython_blas  # noqa: F401
         from threadpoolctl import ThreadpoolController
-
-        from . import _blas as blas_library
 
         blas_library.bind()
 
@@ -114,22 +114,13 @@ def numbas_blas(libraries):
     return own or list(libraries)
 
 
-def kernels_blas():
-    """threadpoolctl's ``info()`` dicts of the BLAS the kernels call in this process:
-    scipy's (``numbas_blas``) or MKL (``fastbp._blas``)."""
-    from . import _blas as blas_library
-
-    libraries = _blas().info()
-    if blas_library.bind().name == "scipy":
-        return numbas_blas(libraries)
-    return [lib for lib in libraries if lib.get("internal_api") == "mkl"]
-
-
 def small_products():
-    """``small_kernel_limit`` of the BLAS the kernels call in this process, found once."""
+    """``small_kernel_limit`` of the BLAS the kernels call in this process, found once
+    (0 under MKL, ``fastbp._blas``: no OpenBLAS to cut for)."""
     global _small
     if _small is None:
-        _small = small_kernel_limit(kernels_blas())
+        scipys = blas_library.bind().name == "scipy"
+        _small = small_kernel_limit(numbas_blas(_blas().info())) if scipys else 0
     return _small
 
 
@@ -139,8 +130,6 @@ def unsplit(multiply_adds):
     (about 12 ms, a first one-row predict's cost): scipy's BLAS below TINY_PRODUCT
     (OpenBLAS's threshold is far above). With MKL (``fastbp._blas``) a call is always
     limited: its products above SMALL_GEMM are MKL's."""
-    from . import _blas as blas_library
-
     return multiply_adds < TINY_PRODUCT and blas_library.bind().name == "scipy"
 
 
@@ -165,8 +154,6 @@ def _environment_limit():
 def _ours(controller):
     """Whether ``controller`` (threadpoolctl's) is the MKL fastbp made sequential
     (``fastbp._blas``), whose thread count of 1 says nothing of the environment."""
-    from . import _blas as blas_library
-
     library = blas_library.bind()
     return (library.name == "mkl" and getattr(controller, "threading_layer", "") == "sequential"
             and os.path.realpath(controller.filepath) == os.path.realpath(library.path))

@@ -30,6 +30,21 @@ def _installed_mkl():
 needs_mkl = pytest.mark.skipif(_installed_mkl() is None, reason="no oneMKL installed")
 
 
+def _mkl_computed_then_fastbp(integer):
+    """Code that has MKL compute a dot product (``integer``: the ctypes type of its
+    integers) before it imports fastbp and prints the bound library's name."""
+    return f"""
+    import ctypes
+    mkl = ctypes.CDLL({_installed_mkl()!r})
+    n = ctypes.{integer}(1); x = ctypes.c_double(2.0)
+    mkl.ddot_.restype = ctypes.c_double
+    assert mkl.ddot_(ctypes.byref(n), ctypes.byref(x), ctypes.byref(n), ctypes.byref(x),
+                     ctypes.byref(n)) == 4.0
+    import fastbp
+    print(fastbp._blas.bind().name)
+    """
+
+
 def _run(code, timeout=900, **env):
     """``code`` in a fresh interpreter, ``env`` added to the environment (None: removed;
     MKL's own variables of this process are not passed on)."""
@@ -157,16 +172,7 @@ def test_mkl_used_before_in_another_mode_fails_the_import_by_name(setting, fixed
     """MKL cannot change its mode once it has computed: fastbp refuses rather than train
     irreproducibly or oversubscribed, and names the setting to fix; with the setting
     given from the start, the same process works."""
-    code = f"""
-    import ctypes
-    mkl = ctypes.CDLL({_installed_mkl()!r})
-    n = ctypes.c_int(1); x = ctypes.c_double(2.0)
-    mkl.ddot_.restype = ctypes.c_double
-    assert mkl.ddot_(ctypes.byref(n), ctypes.byref(x), ctypes.byref(n), ctypes.byref(x),
-                     ctypes.byref(n)) == 4.0
-    import fastbp
-    print(fastbp._blas.bind().name)
-    """
+    code = _mkl_computed_then_fastbp("c_int")
     other = {"MKL_CBWR": "AUTO,STRICT", "MKL_THREADING_LAYER": "SEQUENTIAL"}
     other.pop(setting)
     proc = _run(code, FASTBP_BLAS="mkl", **{setting: None}, **other)
@@ -186,15 +192,7 @@ def test_mkl_in_its_64_bit_integer_interface_fails_the_import_by_name():
                 MKL_INTERFACE_LAYER="ILP64")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-1] == "mkl"
-    code = f"""
-    import ctypes
-    mkl = ctypes.CDLL({_installed_mkl()!r})
-    n = ctypes.c_int64(1); x = ctypes.c_double(2.0)
-    mkl.ddot_.restype = ctypes.c_double
-    assert mkl.ddot_(ctypes.byref(n), ctypes.byref(x), ctypes.byref(n), ctypes.byref(x),
-                     ctypes.byref(n)) == 4.0
-    import fastbp
-    """
+    code = _mkl_computed_then_fastbp("c_int64")
     settled = dict(FASTBP_BLAS="mkl", MKL_CBWR="AUTO,STRICT", MKL_THREADING_LAYER="SEQUENTIAL")
     proc = _run(code, MKL_INTERFACE_LAYER="ILP64", **settled)
     assert proc.returncode != 0
