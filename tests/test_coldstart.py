@@ -4,6 +4,7 @@ The notice tests run in subprocesses with their own NUMBA_CACHE_DIR: one that co
 (about 12 s of CPU) and one that loads the cache it left behind.
 """
 
+import ast
 import os
 import re
 import subprocess
@@ -45,7 +46,7 @@ THREE_FITS = """
     from fastbp._kernels import (activations, backward, dropout, forward, losses, optimizers,
                                  train)
     warnings.simplefilter("ignore", ConvergenceWarning)
-    compiles, literal, frozen = [], set(), {}
+    compiles, literal, frozen, builtin = [], set(), {}, set()
 
     class Literals(event.Listener):
         def on_start(self, ev):
@@ -57,11 +58,15 @@ THREE_FITS = """
             if (fn.__module__.startswith("fastbp")
                     and any(isinstance(a, types.Literal) for a in ev.data["args"])):
                 literal.add(fn.__qualname__)
+            if fn.__qualname__ in BUILTIN:
+                builtin.add(fn.__qualname__)
 
         def on_end(self, ev):
             pass
 
     event.register("numba:compile", Literals())
+    # numba's own min and max: each signature a compile of its own
+    BUILTIN = {"ol_min.<locals>.impl", "ol_max.<locals>.impl"}
     held, depth = set(), [0, False]
 
     class Holds(event.Listener):  # the compiler lock, taken by compiles and cache loads
@@ -93,6 +98,7 @@ THREE_FITS = """
     print(" ".join(f"{code}:{dtype}" for code, dtype in losses.loaded()))
     event.unregister("numba:compiler_lock", holds)
     njit(lambda x: x + 1)(1)  # the user's own compile
+    print(" ".join(sorted(builtin)) or "-")
     print(frozen.get("fastbp", "-"), sorted(held), frozen["__main__"], gc.get_freeze_count())
     print(" ".join(sorted(literal)) or "-", len(compiles))
 """
@@ -101,14 +107,17 @@ THREE_FITS = """
 def _three_fits(cache_dir):
     """Runs THREE_FITS in a fresh interpreter; returns (stderr, kernels compiled,
     unused paths' kernels compiled, signatures of Adam's rule, activations loaded, losses
-    loaded, the heap-frozen line, the literal line)."""
+    loaded, numba's reshape/min/max functions compiled, the heap-frozen line, the
+    literal line)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     env.update(NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(THREE_FITS)], env=env,
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    compiled, unused, adam, acts, losses, frozen, literal = proc.stdout.splitlines()[-7:]
-    return proc.stderr, int(compiled), unused, int(adam), acts, losses, frozen, literal
+    compiled, unused, adam, acts, losses, builtin, frozen, literal = (
+        proc.stdout.splitlines()[-8:])
+    return (proc.stderr, int(compiled), unused, int(adam), acts, losses, builtin, frozen,
+            literal)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +145,7 @@ def test_a_dense_fit_compiles_only_the_paths_it_takes(cold_cache):
     (None), and each activation, loss and optimizer rule is a C callback of its own:
     a dense Adam fit compiles none of them, only the two activations and the loss it
     uses."""
-    _, _, _, unused, adam, acts, used_losses, _, _ = cold_cache
+    _, _, _, unused, adam, acts, used_losses, *_ = cold_cache
     assert adam >= 1  # the premise: a rule the fit uses shows as compiled
     assert unused == "-", f"compiled for a dense Adam fit without dropout: {unused}"
     # relu hidden layers and the logistic output of a binary classifier
@@ -151,6 +160,42 @@ def test_no_function_compiles_again_for_a_constant_argument(cold_cache):
     *literal, compiles = cold_cache[-1].split()
     assert int(compiles) > 20  # the premise: the listener saw the fits compile
     assert literal == ["-"], f"compiled again for a literal argument: {literal}"
+
+
+def test_the_fits_compile_no_min_or_max_of_numbas(cold_cache):
+    """The kernels take the min and max of two numbers through ``literals.smaller`` and
+    ``larger``, LLVM code in their callers: numba's min and max are functions compiled
+    once per signature (three of a cold first fit's ~30 compiles before)."""
+    *_, compiles = cold_cache[-1].split()
+    assert int(compiles) > 20  # the premise: the listener saw the fits compile
+    assert cold_cache[-3] == "-", f"compiled numba's own: {cold_cache[-3]}"
+
+
+# Python-level functions of the kernels' modules, which may use min, max and reshape
+PYTHON_LEVEL = {("vmath.py", "_tanh_pade"), ("vmath.py", "add"),  # coefficients, at import
+                ("vmath.py", "_map")}  # the NumPy-facing wrapper
+
+
+def test_no_kernel_calls_min_max_or_reshape():
+    """Every path, not only those the fits above take: the compiled code of
+    ``fastbp/_kernels`` calls no builtin min or max and no ``.reshape`` (the views are
+    ``forward.flat_view``, ``raveled`` and the layer views). numba lowers a reshape
+    inline at each site with its helper linked in; the view helpers that used it cost a
+    cold first fit about 10% of its CPU (CONTRIBUTING, "Rules we keep")."""
+    found = []
+    for path in sorted((Path(ROOT) / "fastbp" / "_kernels").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef) or (path.name, fn.name) in PYTHON_LEVEL:
+                continue
+            for node in ast.walk(fn):
+                if not isinstance(node, ast.Call):
+                    continue
+                f = node.func
+                if ((isinstance(f, ast.Name) and f.id in ("min", "max"))
+                        or (isinstance(f, ast.Attribute) and f.attr == "reshape")):
+                    found.append(f"{path.name}:{node.lineno} in {fn.name}")
+    assert not found, found
 
 
 def test_the_heap_is_frozen_while_fastbp_compiles_and_only_then(cold_cache):

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from fastbp import _blas
 from fastbp._config import JIT_OPTIONS
 from fastbp._kernels import activations as A
-from fastbp._kernels import backward, blas, dropout, forward
+from fastbp._kernels import backward, blas, dropout, forward, literals
 from fastbp._kernels import losses as L
 from fastbp._kernels import optimizers as O
 from fastbp._kernels import train as T
@@ -1105,3 +1105,104 @@ def test_train_epoch_does_not_allocate_in_steady_state():
         assert r["allocates"][0] > r["noop"][0], (key, r)
         for name, per_call, epoch in zip(counters, r["noop"], r["epoch"], strict=True):
             assert epoch <= per_call, f"{key}: {name} grew by {epoch} > {per_call} ({r})"
+
+
+# ------------------------------------------------------------------ views, min and max
+# LLVM code in their callers (intrinsics), standing for numba's slice + reshape and its
+# min and max (see CONTRIBUTING, "Rules we keep").
+
+
+@numba.njit
+def _layer_views(params, act, fields, layer, n):
+    net = Net(*fields)
+    return (forward.coef_view(params, net, layer), forward.icpt_view(params, net, layer),
+            forward.block_view(act, net, layer + 1, n))
+
+
+@numba.njit
+def _flat_views(buf, start, A):
+    return (forward.flat_view(buf, start, (2, 3)), forward.flat_view(buf, 0, (0, 0)),
+            forward.flat_view(buf, start, (buf.shape[0] - start,)), forward.raveled(A))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_views_are_the_slices_they_stand_for(dtype):
+    """Each layer's weights, bias and workspace block are views into the flat buffers at
+    the layout's offsets, with the shapes numba's slice + reshape gave."""
+    layout, rows = Layout([5, 4, 3, 2]), 6
+    fields, size = layout.net(rows, [0, A.RELU, A.RELU, A.IDENTITY], dtype)
+    net = Net(*fields)
+    params = np.arange(layout.n_params, dtype=dtype)
+    act = np.arange(size, dtype=dtype)
+    for layer in range(3):
+        fan_in, fan_out = int(layout.units[layer]), int(layout.units[layer + 1])
+        c, i, a = (int(off[k]) for off, k in ((net.coef_off, layer), (net.icpt_off, layer),
+                                              (net.act_off, layer + 1)))
+        W, b, Z = _layer_views(params, act, fields, layer, rows)
+        want = (params[c:c + fan_in * fan_out].reshape(fan_in, fan_out),
+                params[i:i + fan_out], act[a:a + rows * fan_out].reshape(rows, fan_out))
+        for got, ref in zip((W, b, Z), want, strict=True):
+            assert got.dtype == ref.dtype and got.shape == ref.shape
+            assert got.flags.c_contiguous and np.array_equal(got, ref)
+            assert got.ctypes.data == ref.ctypes.data  # the same memory, not a copy
+    W[0, 0] = -1.0
+    assert params[int(net.coef_off[2])] == -1.0
+    A2 = np.arange(12, dtype=dtype).reshape(3, 4)
+    two, empty, rest, flat = _flat_views(act, 5, A2)
+    assert np.array_equal(two, act[5:11].reshape(2, 3)) and two.ctypes.data == act[5:].ctypes.data
+    assert empty.shape == (0, 0) and np.array_equal(rest, act[5:])
+    assert np.array_equal(flat, A2.reshape(-1)) and flat.ctypes.data == A2.ctypes.data
+
+
+@numba.njit
+def _icpt(params, fields, layer):
+    return forward.icpt_view(params, Net(*fields), layer)
+
+
+@numba.njit
+def _flat(buf, start, n):
+    return forward.flat_view(buf, start, (n,))
+
+
+@numba.njit
+def _flat2(buf, start, n, m):
+    return forward.flat_view(buf, start, (n, m)).shape[0]
+
+
+def test_a_view_past_its_buffer_raises():
+    """A view must lie within its buffer, with no negative dimension and no overflowing
+    size: ValueError otherwise, where a slice would clip or wrap around (the old bias
+    view returned a clipped bias)."""
+    layout = Layout([5, 4, 3, 2])
+    fields, _ = layout.net(1, [0, A.RELU, A.RELU, A.IDENTITY], np.float64)
+    params = np.zeros(layout.n_params)
+    n = layout.n_params
+    assert _icpt(params, fields, 2).shape == (2,)  # the last bias ends the vector
+    assert _flat(params, 3, n - 3).shape == (n - 3,)
+    assert _flat2(params, n, 0, 3) == 0  # empty, at the very end
+    with pytest.raises(ValueError, match="past its flat buffer"):
+        _icpt(params[:-1], fields, 2)
+    for start, size in ((3, n - 2), (-1, 2), (n + 1, 0)):
+        with pytest.raises(ValueError, match="past its flat buffer"):
+            _flat(params, start, size)
+    for dims in ((-2, -3), (-1, 2), (2**32, 2**32), (2**62, 4)):
+        with pytest.raises(ValueError, match="past its flat buffer"):
+            _flat2(params, 0, *dims)
+
+
+@numba.njit
+def _min_max(a, b):
+    return (literals.smaller(a, b), literals.larger(a, b), min(a, b), max(a, b))
+
+
+@pytest.mark.parametrize("a, b", [(1, 2), (2, 1), (3, 3), (1.5, np.nan), (np.nan, 1.5),
+                                  (np.float32(0.1), 0.2), (0.2, np.float32(0.1)),
+                                  (-0.0, 0.0), (0.0, -0.0), (np.float32(1.0), 3)])
+def test_smaller_and_larger_are_numbas_min_and_max(a, b):
+    """The same value, bit for bit, as numba's (and Python's) min and max of two numbers,
+    NaN and signed zeros included, in the arguments' unified type."""
+    lo, hi, want_lo, want_hi = _min_max(a, b)
+    for got, want, ref in ((lo, want_lo, min(a, b)), (hi, want_hi, max(a, b))):
+        assert type(got) is type(want)
+        assert np.array(got).tobytes() == np.array(want).tobytes()
+        assert np.array(got).tobytes() == np.array(type(got)(ref)).tobytes()

@@ -36,6 +36,7 @@ from numba.extending import intrinsic
 from .._config import JIT_OPTIONS
 from . import vmath
 from .callbacks import CallbackTable, call_at
+from .literals import larger
 
 IDENTITY = 0
 LOGISTIC = 1
@@ -174,7 +175,7 @@ def _softplus(zp, n, m, bp, dp, grad):
         v = z[t]
         # log(1 + e^z) = max(z, 0) + log1p(e^-|z|): no overflow for large |z|
         e = vmath.exp(-abs(v))
-        z[t] = max(v, zero) + vmath.log1p(e)
+        z[t] = larger(v, zero) + vmath.log1p(e)
         if grad:  # logistic(z), in its overflow-free form
             d[t] = (one if v >= zero else e) / (one + e)
 

@@ -5,7 +5,7 @@ from numba import njit
 
 from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS, JIT_OPTIONS
 from .blas import product
-from .forward import block_view, coef_view, icpt_view
+from .forward import block_view, coef_view, flat_view, icpt_view
 
 
 @njit(**HELPER_JIT_OPTIONS)
@@ -64,7 +64,7 @@ def backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact):
         G = coef_view(grads, net, layer - 1)
         if layer - 1 == 0:
             if Xsp is None:  # dense X (see forward's module docstring)
-                A0 = xbuf[: n * units[0]].reshape((n, units[0]))
+                A0 = flat_view(xbuf, 0, (n, units[0]))
                 product(A0.T, D, G, net.cols, net.small)
             else:
                 csr_rows_tdot(Xsp[0], Xsp[1], Xsp[2], rows, D, G)

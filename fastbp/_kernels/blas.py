@@ -20,6 +20,7 @@ from numba.extending import intrinsic, overload
 from .. import _blas
 from .._config import HELPER_JIT_OPTIONS
 from . import fpenv
+from .literals import smaller
 
 _blas.bind()
 
@@ -179,7 +180,7 @@ def matmul_columns(a, b, out, cols):
     for c in prange((n + cols - 1) // cols):
         fp = fpenv.enter(out)  # each task's thread (see fpenv)
         lo = c * cols
-        matmul_part(a, b, out, lo, min(lo + cols, n))
+        matmul_part(a, b, out, lo, smaller(lo + cols, n))
         fpenv.leave(fp)
 
 

@@ -15,9 +15,13 @@ caller).
 
 from collections import namedtuple
 
-from numba import njit
+from numba import njit, types
+from numba.core import cgutils
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic
+from numba.np.arrayobj import populate_array
 
-from .._config import HELPER_JIT_OPTIONS
+from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS
 from . import activations, dropout
 from .blas import product
 from .literals import runtime
@@ -42,38 +46,151 @@ Net = namedtuple("Net", ["units", "coef_off", "icpt_off", "act_off", "act_codes"
                          "cols", "small"])
 
 
-@njit(**HELPER_JIT_OPTIONS)
-def coef_view(flat, net, layer):
-    """Weights from layer ``layer`` to ``layer + 1`` (fan_in x fan_out view of flat)."""
-    units, coef_off = net.units, net.coef_off
-    a = coef_off[layer]
-    return flat[a : a + units[layer] * units[layer + 1]].reshape(
-        (units[layer], units[layer + 1])
-    )
+# Views of the flat buffers: LLVM code emitted in their callers (intrinsics), not numba
+# functions. As numba functions (slice + reshape), the three layer views were among the
+# costliest compiles of a cold first fit: each one a module of its own, a call with
+# ``Net``'s six arrays (42 scalars) at each of their 20 call sites, and numba's reshape
+# lowered inline in each. See CONTRIBUTING, "Rules we keep" (compile time).
 
 
-@njit(**HELPER_JIT_OPTIONS)
-def icpt_view(flat, net, layer):
-    """Bias of layer ``layer + 1`` (view of flat)."""
-    units, icpt_off = net.units, net.icpt_off
-    a = icpt_off[layer]
-    return flat[a : a + units[layer + 1]]
+def _load_field(context, builder, net_type, net, name, index):
+    """``net.<name>[index]`` (a 1-D C integer array of ``Net``) as an intp, in LLVM."""
+    i = net_type.fields.index(name)
+    array_type = net_type.types[i]
+    array = context.make_array(array_type)(context, builder, builder.extract_value(net, i))
+    ptr = builder.gep(array.data, [index])
+    return context.cast(builder, builder.load(ptr), array_type.dtype, types.intp)
 
 
-@njit(**HELPER_JIT_OPTIONS)
-def block_view(buf, net, layer, n):
-    """The ``n x units[layer]`` block of layer ``layer >= 1`` in a workspace buffer."""
-    units, act_off = net.units, net.act_off
-    a = act_off[layer]
-    return buf[a : a + n * units[layer]].reshape((n, units[layer]))
+def _view(context, builder, flat_type, flat, start, dims, view_type):
+    """The C-contiguous ``dims`` view of the 1-D C array ``flat`` from element ``start``
+    (``flat[start : start + prod(dims)].reshape(dims)``). Raises ValueError unless
+    every dimension is >= 0, ``0 <= start <= len(flat)`` and the view ends within
+    ``flat`` (products checked for overflow): where a slice would have clipped or
+    wrapped around, and reshape then refused the size or not (the bias view had no
+    reshape), this refuses."""
+    src = context.make_array(flat_type)(context, builder, flat)
+    intp = context.get_value_type(types.intp)
+    zero = intp(0)
+    length = builder.extract_value(src.shape, 0)
+    bad = builder.or_(builder.icmp_signed("<", start, zero),
+                      builder.icmp_signed(">", start, length))
+    size = intp(1)
+    for d in dims:
+        bad = builder.or_(bad, builder.icmp_signed("<", d, zero))
+        product = builder.smul_with_overflow(size, d)
+        bad = builder.or_(bad, builder.extract_value(product, 1))
+        size = builder.extract_value(product, 0)
+    bad = builder.or_(bad, builder.icmp_signed(">", size, builder.sub(length, start)))
+    with builder.if_then(bad, likely=False):
+        context.call_conv.return_user_exc(builder, ValueError,
+                                          ("a view runs past its flat buffer",))
+    strides = [src.itemsize]
+    for d in reversed(dims[1:]):
+        strides.insert(0, builder.mul(strides[0], d))
+    view = context.make_array(view_type)(context, builder)
+    populate_array(view, data=builder.gep(src.data, [start]),
+                   shape=cgutils.pack_array(builder, dims),
+                   strides=cgutils.pack_array(builder, strides),
+                   itemsize=src.itemsize, meminfo=src.meminfo, parent=src.parent)
+    return impl_ret_borrowed(context, builder, view_type, view._getvalue())
 
 
-@njit(**HELPER_JIT_OPTIONS)
+def _flat(t):
+    return isinstance(t, types.Array) and t.ndim == 1 and t.layout == "C"
+
+
+@intrinsic
+def flat_view(typingctx, flat, start, shape):
+    """``flat[start : start + prod(shape)].reshape(shape)`` (``shape`` a tuple of
+    integers), see ``_view``."""
+    if not (_flat(flat) and isinstance(start, types.Integer)
+            and isinstance(shape, types.BaseTuple) and len(shape) > 0
+            and all(isinstance(t, types.Integer) for t in shape)):
+        return None
+    view_type = flat.copy(ndim=len(shape), layout="C")
+
+    def codegen(context, builder, signature, args):
+        flat_type, start_type, shape_type = signature.args
+        start_v = context.cast(builder, args[1], start_type, types.intp)
+        dims = [context.cast(builder, builder.extract_value(args[2], i), t, types.intp)
+                for i, t in enumerate(shape_type)]
+        return _view(context, builder, flat_type, args[0], start_v, dims, view_type)
+
+    return view_type(flat, start, shape), codegen
+
+
+@intrinsic
+def raveled(typingctx, a):
+    """The C-contiguous array ``a`` as a 1-D view (``a.reshape(-1)``)."""
+    if not (isinstance(a, types.Array) and a.layout == "C"):
+        return None
+    view_type = a.copy(ndim=1, layout="C")
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(signature.args[0])(context, builder, args[0])
+        view = context.make_array(view_type)(context, builder)
+        populate_array(view, data=src.data, shape=cgutils.pack_array(builder, [src.nitems]),
+                       strides=cgutils.pack_array(builder, [src.itemsize]),
+                       itemsize=src.itemsize, meminfo=src.meminfo, parent=src.parent)
+        return impl_ret_borrowed(context, builder, view_type, view._getvalue())
+
+    return view_type(a), codegen
+
+
+def _layer_view(name, start, units, rows):
+    """The intrinsic ``name(flat, net, layer)`` (or ``name(flat, net, layer, n)`` with
+    ``rows``): the view of ``flat`` from ``net.<start>[layer]``, shaped ``n`` (with
+    ``rows``) then ``net.units[layer + o]`` for each o in ``units``."""
+
+    def typer(flat, net, ints):
+        if not (_flat(flat) and isinstance(net, types.BaseNamedTuple)
+                and all(f in net.fields and _flat(net.types[net.fields.index(f)])
+                        and isinstance(net.types[net.fields.index(f)].dtype, types.Integer)
+                        for f in ("units", start))
+                and all(isinstance(t, types.Integer) for t in ints)):
+            return None
+        view_type = flat.copy(ndim=len(ints) - 1 + len(units), layout="C")
+
+        def codegen(context, builder, signature, args):
+            flat_v, net_v, *values = args
+            values = [context.cast(builder, v, t, types.intp)
+                      for v, t in zip(values, signature.args[2:], strict=True)]
+            layer_v = values[0]
+            dims = values[1:] + [
+                _load_field(context, builder, net, net_v, "units",
+                            builder.add(layer_v, context.get_constant(types.intp, o)))
+                for o in units]
+            first = _load_field(context, builder, net, net_v, start, layer_v)
+            return _view(context, builder, flat, flat_v, first, dims, view_type)
+
+        return view_type(flat, net, *ints), codegen
+
+    if rows:
+        def view(typingctx, flat, net, layer, n):
+            return typer(flat, net, (layer, n))
+    else:
+        def view(typingctx, flat, net, layer):
+            return typer(flat, net, (layer,))
+    view.__name__ = view.__qualname__ = name
+    return intrinsic(view)
+
+
+# coef_view(flat, net, layer): the weights from layer ``layer`` to ``layer + 1``, a
+# fan_in x fan_out view of the flat parameters; icpt_view(flat, net, layer): the bias of
+# layer ``layer + 1``; block_view(buf, net, layer, n): the ``n x units[layer]`` block of
+# layer ``layer >= 1`` in a workspace buffer.
+coef_view = _layer_view("coef_view", "coef_off", (0, 1), rows=False)
+icpt_view = _layer_view("icpt_view", "icpt_off", (1,), rows=False)
+block_view = _layer_view("block_view", "act_off", (0,), rows=True)
+
+
+@njit(**INLINED_JIT_OPTIONS)
 def gather_rows(X, rows, xbuf):
     """Copy rows ``rows`` of dense ``X`` into the head of ``xbuf``; return that view."""
     n = rows.shape[0]
     m = X.shape[1]
-    out = xbuf[: n * m].reshape((n, m))
+    out = flat_view(xbuf, 0, (n, m))
     for i in range(n):
         r = rows[i]
         for j in range(m):
@@ -141,5 +258,5 @@ def forward_layers(params, net, n, act, dact, drop, key, row0):
                 if drop.shape[0] > layer and drop[layer] > 0.0:
                     dropout.apply(Z, dZ, drop[layer], key, layer, row0)
         else:
-            activations.call(act_fns[layer], Z, b, dact[:0].reshape((0, 0)))
+            activations.call(act_fns[layer], Z, b, flat_view(dact, 0, (0, 0)))
     return Z

@@ -40,6 +40,7 @@ from numba.extending import intrinsic
 from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
 from . import activations as A
 from .callbacks import CallbackTable, call_at
+from .literals import larger, smaller
 
 SQUARED_ERROR = 0
 POISSON = 1
@@ -135,9 +136,9 @@ def loss_and_delta(P, Y, rows, sw, code, clip_eps, huber_delta, D):
                         li += y * math.log(y / p)
                 elif code == LOG_LOSS:
                     if y != 0:
-                        li -= y * math.log(min(max(p, clip_eps), 1.0 - clip_eps))
+                        li -= y * math.log(smaller(larger(p, clip_eps), 1.0 - clip_eps))
                 elif code == BINARY_LOG_LOSS:
-                    pc = min(max(p, clip_eps), 1.0 - clip_eps)
+                    pc = smaller(larger(p, clip_eps), 1.0 - clip_eps)
                     if y != 0:
                         li -= y * math.log(pc)
                     if y != 1:

@@ -36,7 +36,7 @@ from numba import njit, prange
 from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
 from . import dropout, fpenv
 from .forward import Net
-from .literals import runtime
+from .literals import runtime, smaller
 from .train import (
     HP_CLIP_EPS,
     HP_HUBER_DELTA,
@@ -145,7 +145,7 @@ def _sum_and_step(params, grads, partials, n_partials, state, form, hp, ihp):
     for c in prange((n + PARAM_CHUNK - 1) // PARAM_CHUNK):
         fp = fpenv.enter(params)
         lo = c * PARAM_CHUNK
-        hi = min(lo + PARAM_CHUNK, n)
+        hi = smaller(lo + PARAM_CHUNK, n)
         for b in range(n_partials):
             _add_into(grads[lo:hi], partials[b, lo:hi])
         optimizer_step_slice(params, grads, form, state, hp, ihp, lo, hi)
@@ -172,7 +172,7 @@ def train_epoch_blocked(params, grads, partials, state, hp, ihp, fields, X, Xsp,
     total = 0.0
     last = order[:0]
     for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
+        stop = smaller(start + batch_size, n)
         rows = order[start:stop]
         key = dropout.batch_key(ihp[IHP_SEED], ihp[IHP_T] + 1)
         nb = _blocks_loss_grad(params, grads, partials, net, X, Xsp, Y, sw, rows,
@@ -234,7 +234,7 @@ def _wave_loss_grad(params, scratch, net, X, Xsp, Y, sw, order, chunk, first, co
         fp = fpenv.enter(params)
         start = (first + s) * chunk
         ls, ss = batch_loss_grad(params, scratch[s], net, X, Xsp, Y, sw,
-                                  order[start:min(start + chunk, n)], loss_fn, clip_eps,
+                                  order[start:smaller(start + chunk, n)], loss_fn, clip_eps,
                                   huber_delta, act[s], delta[s], xbuf[s], dact[s], no_drop,
                                   key, runtime(0))
         sums[s, 0] = ls
@@ -259,7 +259,7 @@ def full_loss_grad_parallel(params, grads, scratch, fields, X, Xsp, Y, sw, order
     for j in range(grads.shape[0]):
         grads[j] = 0.0
     for first in range(0, n_chunks, SLOTS):
-        count = min(SLOTS, n_chunks - first)
+        count = smaller(SLOTS, n_chunks - first)
         _wave_loss_grad(params, scratch, net, X, Xsp, Y, sw, order, chunk, first, count,
                         loss_fn, clip_eps, huber_delta, act, delta, xbuf, dact, no_drop,
                         sums)
@@ -280,11 +280,11 @@ def _chunk_losses(params, net, X, Xsp, Y, sw, order, chunk, loss_fn, clip_eps,
     ``c % SLOTS``, after chunk ``c - SLOTS`` (one task per slot)."""
     n = order.shape[0]
     n_chunks = sums.shape[0]
-    for s in prange(min(SLOTS, n_chunks)):
+    for s in prange(smaller(SLOTS, n_chunks)):
         fp = fpenv.enter(params)
         for c in range(s, n_chunks, SLOTS):
             start = c * chunk
-            ls, ss = chunk_loss(params, net, X, Xsp, Y, sw, order[start:min(start + chunk, n)],
+            ls, ss = chunk_loss(params, net, X, Xsp, Y, sw, order[start:smaller(start + chunk, n)],
                                 loss_fn, clip_eps, huber_delta, act[s], delta[s], xbuf[s],
                                 no_drop, out, start)
             sums[c, 0] = ls
@@ -319,7 +319,7 @@ def predict_rows_parallel(params, fields, X, Xsp, order, chunk, act, xbuf, no_dr
     n = order.shape[0]
     direct = X.size > 0 and n > 0 and is_range(order)
     n_chunks = (n + chunk - 1) // chunk
-    slots = min(SLOTS, n_chunks)
+    slots = smaller(SLOTS, n_chunks)
     finite = np.ones(slots, dtype=np.bool_)  # per slot: no race, no early exit
     for s in prange(slots):
         fp = fpenv.enter(params)
@@ -327,7 +327,7 @@ def predict_rows_parallel(params, fields, X, Xsp, order, chunk, act, xbuf, no_dr
             start = c * chunk
             if finite[s]:
                 finite[s] = predict_chunk(params, net, X, Xsp, order, start,
-                                          min(start + chunk, n), direct, act[s], xbuf[s],
+                                          smaller(start + chunk, n), direct, act[s], xbuf[s],
                                           no_drop, out)
         fpenv.leave(fp)
     for s in range(slots):

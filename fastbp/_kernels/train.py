@@ -18,8 +18,8 @@ from . import dropout, fpenv, losses
 from . import optimizers as opt
 from .backward import backward_batch, finalize_gradient, sum_of_squares
 from .blas import product
-from .forward import Net, block_view, coef_view, forward_batch, forward_layers
-from .literals import runtime
+from .forward import Net, block_view, coef_view, forward_batch, forward_layers, raveled
+from .literals import runtime, smaller
 
 # Slots of the float64 hyperparameter vector ``hp``. HP_MAX_GRAD_NORM 0 means no clipping.
 (HP_LR, HP_MOMENTUM, HP_BETA_1, HP_BETA_2, HP_EPSILON, HP_ALPHA, HP_CLIP_EPS, HP_L1,
@@ -117,7 +117,7 @@ def optimizer_step_chunks(params, grads, form, state, hp, ihp):
         fp = fpenv.enter(params)  # each task's thread (see fpenv)
         lo = c * PARAM_CHUNK
         optimizer_step_slice(params, grads, form, state, hp, ihp, lo,
-                             min(lo + PARAM_CHUNK, n))
+                             smaller(lo + PARAM_CHUNK, n))
         fpenv.leave(fp)
 
 
@@ -161,7 +161,7 @@ def train_epoch(params, grads, state, hp, ihp, fields, X, Xsp, Y, sw, order, bat
     total = 0.0
     last = order[:0]
     for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
+        stop = smaller(start + batch_size, n)
         rows = order[start:stop]
         key = dropout.batch_key(ihp[IHP_SEED], ihp[IHP_T] + 1)
         loss_sum, sw_sum = batch_loss_grad(
@@ -222,7 +222,7 @@ def full_loss_grad(params, grads, scratch, fields, X, Xsp, Y, sw, order, chunk, 
     else:
         grads[:] = 0.0
         for start in range(0, n, chunk):
-            rows = order[start:min(start + chunk, n)]
+            rows = order[start:smaller(start + chunk, n)]
             ls, ss = batch_loss_grad(params, scratch, net, X, Xsp, Y, sw, rows, loss_fn,
                                      clip_eps, huber_delta, act, delta, xbuf, dact,
                                      no_drop, key, runtime(0))
@@ -274,7 +274,7 @@ def mean_loss(params, fields, X, Xsp, Y, sw, order, chunk, loss_fn, clip_eps, hu
     loss_sum = 0.0
     sw_sum = 0.0
     for start in range(0, n, chunk):
-        ls, ss = chunk_loss(params, net, X, Xsp, Y, sw, order[start:min(start + chunk, n)],
+        ls, ss = chunk_loss(params, net, X, Xsp, Y, sw, order[start:smaller(start + chunk, n)],
                             loss_fn, clip_eps, huber_delta, act, delta, xbuf, no_drop,
                             out, start)
         loss_sum += ls
@@ -292,7 +292,7 @@ def all_finite_rows(A):
     64 float32 rows in 240-row blocks (one core): 31 us, against 58 us for a count per
     row (a reduction at the end of each 64-value row). The one check predict compiles:
     two (this and that count) made a cold first predict compile 0.1 s longer."""
-    flat = A.reshape(-1)
+    flat = raveled(A)
     bad = False
     for t in range(flat.shape[0]):
         bad |= not math.isfinite(flat[t])
@@ -324,7 +324,7 @@ def predict_rows(params, fields, X, Xsp, order, chunk, act, xbuf, no_drop, out):
     direct = X.size > 0 and n > 0 and is_range(order)
     finite = True
     for start in range(0, n, chunk):
-        finite = predict_chunk(params, net, X, Xsp, order, start, min(start + chunk, n),
+        finite = predict_chunk(params, net, X, Xsp, order, start, smaller(start + chunk, n),
                                direct, act, xbuf, no_drop, out)
         if not finite:
             break
@@ -369,8 +369,8 @@ def write_rows(P, out, start):
     cannot fail here. One flat loop (both sides are C-contiguous rows), which LLVM
     vectorises whatever the row width: 10,000 rows of 10 took 6 / 18 us (float32 /
     float64, one core) against 29 / 33 us row by row."""
-    o = out[start : start + P.shape[0]].reshape(-1)
-    p = P.reshape(-1)
+    o = raveled(out[start : start + P.shape[0]])
+    p = raveled(P)
     for t in range(p.shape[0]):
         o[t] = p[t]
 
