@@ -85,12 +85,17 @@ def _view(context, builder, flat_type, flat, start, dims, view_type):
     with builder.if_then(bad, likely=False):
         context.call_conv.return_user_exc(builder, ValueError,
                                           ("a view runs past its flat buffer",))
+    return _c_view(context, builder, src, builder.gep(src.data, [start]), dims, view_type)
+
+
+def _c_view(context, builder, src, data, dims, view_type):
+    """A C-contiguous ``dims`` view of ``view_type`` at ``data``, sharing the array
+    ``src``'s memory (its meminfo, a borrowed reference)."""
     strides = [src.itemsize]
     for d in reversed(dims[1:]):
         strides.insert(0, builder.mul(strides[0], d))
     view = context.make_array(view_type)(context, builder)
-    populate_array(view, data=builder.gep(src.data, [start]),
-                   shape=cgutils.pack_array(builder, dims),
+    populate_array(view, data=data, shape=cgutils.pack_array(builder, dims),
                    strides=cgutils.pack_array(builder, strides),
                    itemsize=src.itemsize, meminfo=src.meminfo, parent=src.parent)
     return impl_ret_borrowed(context, builder, view_type, view._getvalue())
@@ -129,11 +134,7 @@ def raveled(typingctx, a):
 
     def codegen(context, builder, signature, args):
         src = context.make_array(signature.args[0])(context, builder, args[0])
-        view = context.make_array(view_type)(context, builder)
-        populate_array(view, data=src.data, shape=cgutils.pack_array(builder, [src.nitems]),
-                       strides=cgutils.pack_array(builder, [src.itemsize]),
-                       itemsize=src.itemsize, meminfo=src.meminfo, parent=src.parent)
-        return impl_ret_borrowed(context, builder, view_type, view._getvalue())
+        return _c_view(context, builder, src, src.data, [src.nitems], view_type)
 
     return view_type(a), codegen
 
