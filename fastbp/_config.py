@@ -54,17 +54,16 @@ if not _cache_writable():
         stacklevel=2,
     )
 
-# A batch's loss-and-gradient step and its backward pass are inlined into their callers
-# by numba, before typing, instead of being compiled on their own. numba finalises every
-# compiled function as a whole module (callees linked in, the full LLVM pipeline over
-# all of them, machine code emitted), so each level of the call tree optimised the
-# whole tree below it again, though only the entry kernels' code runs. Measured on a
-# cold first fit (digits, float64, CPU medians of 3 alternating fresh processes, load
-# 2.2-2.5): 9.6 -> 8.0 s. Inlining the forward pass too saved about 1 s more there but
-# cost as much or more at later first uses (predict +0.4 s, L-BFGS +1.1 s, each further
-# optimizer's epoch +0.8 s), so the forward pass, the losses and activations and the
-# optimizer rules stay functions of their own. Made after the read-only fallback above,
-# whose cache setting it must carry.
+# Small helpers that one pass calls are inlined into it by numba, before typing, instead
+# of being compiled on their own (the backward pass into ``train.batch_loss_grad``, the
+# optimizer step into the epochs). numba finalises every compiled function as a whole
+# module (callees linked in, the full LLVM pipeline over all of them, machine code
+# emitted), so each level of the call tree optimised the whole tree below it again.
+# Inlining the loss-and-gradient step and the backward pass took a cold first fit (digits,
+# float64, CPU medians of 3 alternating fresh processes, load 2.2-2.5) from 9.6 to 8.0 s,
+# but typed them again in every entry kernel: the passes that several kernels share are
+# now called without a copy instead (``_kernels.unlinked``). Made after the read-only
+# fallback above, whose cache setting it must carry.
 INLINED_JIT_OPTIONS = dict(JIT_OPTIONS, inline="always")
 
 # Functions that only compiled code calls (everything below the entry kernels) are

@@ -171,9 +171,18 @@ def test_matmul_columns_is_the_product_on_any_thread_count(dtype, shape, layouts
 
 
 def _compiled_ir(kernel, *args):
+    """The LLVM code of ``kernel`` called on ``args``: the trampoline's, which holds the
+    kernel's, or for a pass called unlinked (``_kernels.unlinked``) the pass's own."""
     trampoline = from_python(kernel)
     trampoline(*args)
-    return "\n".join(trampoline.inspect_llvm().values())
+    own = getattr(kernel, "__wrapped__", None)
+    if own is None:
+        return "\n".join(trampoline.inspect_llvm().values())
+    # compiled afresh: a library loaded from numba's cache holds no LLVM code
+    fresh = numba.njit(**dict(own.targetoptions, cache=False))(own.py_func)
+    sig = tuple(numba.typeof(a) for a in args)
+    fresh.compile(sig)
+    return fresh.overloads[sig].library.get_llvm_str()
 
 
 def test_an_integer_cols_compiles_the_parallel_product_and_step():

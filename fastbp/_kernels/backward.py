@@ -6,6 +6,7 @@ from numba import njit
 from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS, JIT_OPTIONS
 from .blas import product
 from .forward import block_view, coef_view, flat_view, icpt_view
+from .unlinked import unlinked
 
 
 @njit(**HELPER_JIT_OPTIONS)
@@ -24,6 +25,7 @@ def csr_rows_tdot(indptr, indices, data, rows, D, G):
                 G[a, j] += v * D[i, j]
 
 
+@unlinked
 @njit(**HELPER_JIT_OPTIONS)
 def column_sums(D, out):
     n, m = D.shape
@@ -34,6 +36,7 @@ def column_sums(D, out):
             out[j] += D[i, j]
 
 
+@unlinked
 @njit(**HELPER_JIT_OPTIONS)
 def multiply(D, F):
     """``D *= F`` elementwise (2-D, same shape)."""
@@ -86,6 +89,7 @@ def backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact):
 _REASSOC_OPTIONS = dict(HELPER_JIT_OPTIONS, fastmath=JIT_OPTIONS["fastmath"] | {"reassoc"})
 
 
+@unlinked
 @njit(**_REASSOC_OPTIONS)
 def sum_of_squares(a, n):
     """``sum(a[:n] ** 2)`` in float64 (float32 entries widened first)."""
@@ -96,6 +100,7 @@ def sum_of_squares(a, n):
     return s
 
 
+@unlinked
 @njit(**HELPER_JIT_OPTIONS)
 def finalize_gradient(params, grads, n_coefs, alpha, l1, sw_sum, want_norm):
     """Add the penalty terms to the weight gradients and divide everything by ``sw_sum``.

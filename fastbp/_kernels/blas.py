@@ -15,12 +15,13 @@ loaded; gemms of at most ``_blas.SMALL_GEMM`` multiply-adds call ``gemm_small``.
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
 
 from .. import _blas
 from .._config import HELPER_JIT_OPTIONS
 from . import fpenv
 from .literals import smaller
+from .unlinked import unlinked
 
 _blas.bind()
 
@@ -300,21 +301,17 @@ def matmul_small(typingctx, a, b, out, small):
     return sig, codegen
 
 
+@unlinked
+@njit(**HELPER_JIT_OPTIONS)
 def product(a, b, out, cols, small):
     """``out[:, :] = a @ b`` in compiled code: ``matmul_small`` (``small``: the
     network's ``Net.small``), or ``matmul_columns`` when ``cols`` (its ``Net.cols``) is
-    an integer rather than None; numba picks one while typing, so a network without
-    column tasks compiles no parallel product.
+    an integer rather than None; numba drops the other branch while typing (``cols`` is
+    an argument), so a network without column tasks compiles no parallel product.
 
-    A function of its own per signature, not inlined: inlined, this and ``train.update``
-    cost a cold first digits fit 0.2 s more compile (CPU, 2 fresh processes each, load
-    under 1: 5.24-5.26 against 4.98-5.04 s), about as much as the rest of the change."""
-
-
-@overload(product, jit_options=HELPER_JIT_OPTIONS)
-def _product(a, b, out, cols, small):
-    if isinstance(cols, types.NoneType):
-        return lambda a, b, out, cols, small: matmul_small(a, b, out, small)
-    if isinstance(cols, types.Integer):
-        return lambda a, b, out, cols, small: matmul_columns(a, b, out, cols)
-    return None
+    Called unlinked (``unlinked``): one compiled product per signature, which every
+    kernel calls instead of holding a copy."""
+    if cols is None:
+        matmul_small(a, b, out, small)
+    else:
+        matmul_columns(a, b, out, cols)

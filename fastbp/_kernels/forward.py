@@ -25,6 +25,7 @@ from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS
 from . import activations, dropout
 from .blas import product
 from .literals import runtime
+from .unlinked import unlinked
 
 # The kernels' description of a network: per layer its units, the offsets of its
 # weights and biases in the flat vector, of its block in the activation buffers, and
@@ -214,6 +215,7 @@ def csr_rows_dot(indptr, indices, data, rows, W, out):
                 out[i, j] += v * W[wrow, j]
 
 
+@unlinked
 @njit(**HELPER_JIT_OPTIONS)
 def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key, row0):
     """Forward pass of the rows ``rows`` of X.
@@ -238,6 +240,7 @@ def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key, row0):
     return forward_layers(params, net, n, act, dact, drop, key, row0)
 
 
+@unlinked
 @njit(**HELPER_JIT_OPTIONS)
 def forward_layers(params, net, n, act, dact, drop, key, row0):
     """The rest of the forward pass of ``n`` rows whose first product ``X W_0`` is in

@@ -20,6 +20,7 @@ from .backward import backward_batch, finalize_gradient, sum_of_squares
 from .blas import product
 from .forward import Net, block_view, coef_view, forward_batch, forward_layers, raveled
 from .literals import runtime, smaller
+from .unlinked import unlinked
 
 # Slots of the float64 hyperparameter vector ``hp``. HP_MAX_GRAD_NORM 0 means no clipping.
 (HP_LR, HP_MOMENTUM, HP_BETA_1, HP_BETA_2, HP_EPSILON, HP_ALPHA, HP_CLIP_EPS, HP_L1,
@@ -36,7 +37,8 @@ IHP_SOLVER, IHP_NESTEROV, IHP_LOSS, IHP_T, IHP_SEED, IHP_FINITE, IHP_RULE = rang
 N_IHP = 7
 
 
-@njit(**INLINED_JIT_OPTIONS)
+@unlinked
+@njit(**HELPER_JIT_OPTIONS)
 def batch_loss_grad(params, grads, net, X, Xsp, Y, sw, rows, loss_fn, clip_eps,
                     huber_delta, act, delta, xbuf, dact, drop, key, row0):
     """Forward, loss and backward for the rows ``rows``: raw gradient sums in ``grads``.
@@ -54,6 +56,7 @@ def batch_loss_grad(params, grads, net, X, Xsp, Y, sw, rows, loss_fn, clip_eps,
     return loss_sum, sw_sum
 
 
+@unlinked
 @njit(**HELPER_JIT_OPTIONS)
 def step_form(params, grads, hp, n_coefs, sw_sum):
     """How the optimizer reads the minibatch gradient ``grads`` (raw sums), and the
@@ -234,6 +237,7 @@ def full_loss_grad(params, grads, scratch, fields, X, Xsp, Y, sw, order, chunk, 
     return loss
 
 
+@unlinked
 @njit(**HELPER_JIT_OPTIONS)
 def objective(params, grads, n_coefs, alpha, l1, loss_sum, sw_sum):
     """The objective from the summed loss and raw gradient: finishes ``grads`` (the
@@ -246,6 +250,7 @@ def objective(params, grads, n_coefs, alpha, l1, loss_sum, sw_sum):
     return loss_sum / sw_sum + 0.5 * alpha * sq / sw_sum + l1 * l1_norm / sw_sum
 
 
+@unlinked
 @njit(**HELPER_JIT_OPTIONS)
 def chunk_loss(params, net, X, Xsp, Y, sw, rows, loss_fn, clip_eps, huber_delta, act,
                delta, xbuf, no_drop, out, start):
@@ -332,6 +337,7 @@ def predict_rows(params, fields, X, Xsp, order, chunk, act, xbuf, no_drop, out):
     return finite
 
 
+@unlinked
 @njit(**HELPER_JIT_OPTIONS)
 def predict_chunk(params, net, X, Xsp, order, start, stop, direct, act, xbuf, no_drop,
                   out):

@@ -1,0 +1,119 @@
+"""Calls between compiled functions that do not copy the callee into the caller.
+
+numba compiles a function called from another one into a library of its own, then links
+a copy of that library into the caller's LLVM module, where LLVM optimises it once more
+and emits its machine code once more. The forward pass was so optimised and emitted in
+its own library, in the epoch, in prediction, in the validation loss and in L-BFGS's
+loss, and again in each of their parallel twins: every kernel that reached it paid for it.
+
+``unlinked(dispatcher)`` gives a function that compiled code calls like the dispatcher
+(same arguments, result and exceptions) but that only declares the callee: the call goes
+to the callee's compiled code, already in the process. LLVM can no longer inline it, so
+it is for whole passes (called once per layer or per minibatch), never for helpers
+inside a loop.
+
+The declared name is a stable one (``_Callee.symbol``: the callee and its signature),
+not numba's own, which numbers each function in the order a process compiles them: a
+caller compiled in one process and loaded from numba's cache in another would name a
+callee that the other process numbered differently. The name is bound to the callee's
+address in this process (``llvmlite.binding.add_symbol``) before any caller's machine
+code is finalised: while compiling, by the call's code generation; when a caller comes
+from the cache, by its ``reload_init``, which numba runs before it loads the caller's
+machine code.
+"""
+
+import hashlib
+import importlib
+import threading
+
+import llvmlite.binding as llvm
+from numba import types
+from numba.core import cgutils, imputils
+from numba.extending import intrinsic
+
+# (module, qualified name) -> the dispatcher behind an ``unlinked`` function
+_DISPATCHERS = {}
+_BOUND = set()  # symbols bound in this process
+_LOCK = threading.Lock()
+
+
+class _Callee:
+    """The callee ``key`` compiled for ``signature``, returning ``restype``: ``bind()``
+    compiles it (or loads it from the cache) and binds ``symbol`` to its machine code.
+    Picklable, and run by numba before it loads a caller from the cache
+    (``reload_init``)."""
+
+    def __init__(self, key, signature, restype):
+        self.key, self.signature, self.restype = key, signature, restype
+        digest = hashlib.sha256(repr((key, signature, restype)).encode()).hexdigest()[:24]
+        self.symbol = f"fastbp.unlinked.{key[0]}.{key[1]}.{digest}"
+
+    def bind(self):
+        if self.symbol in _BOUND:
+            return
+        importlib.import_module(self.key[0])  # registers the callee's dispatcher
+        dispatcher = _DISPATCHERS[self.key]
+        dispatcher.compile(self.signature)
+        compiled = dispatcher.overloads[self.signature]
+        if compiled.signature.return_type != self.restype:
+            # a caller cached before its callee's source changed (numba's cache checks
+            # the caller's own file only): calling it would misread the result
+            raise RuntimeError(
+                f"a compiled caller of {self.key[1]} expects it to return {self.restype}, "
+                f"it now returns {compiled.signature.return_type}: numba's cache is stale; "
+                f"delete the __pycache__ folders of fastbp/_kernels (or NUMBA_CACHE_DIR)")
+        address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
+        if not address:
+            raise RuntimeError(f"no machine code for {self.key[1]}{self.signature}")
+        with _LOCK:
+            llvm.add_symbol(self.symbol, address)
+            _BOUND.add(self.symbol)
+
+    __call__ = bind
+
+    def __eq__(self, other):
+        return isinstance(other, _Callee) and self.symbol == other.symbol
+
+    def __hash__(self):
+        return hash(self.symbol)
+
+    def __reduce__(self):
+        return _Callee, (self.key, self.signature, self.restype)
+
+
+def unlinked(dispatcher):
+    """A function for compiled code that calls ``dispatcher``'s compiled code without
+    linking it into the caller (see the module docstring); literal arguments are passed
+    as plain values, as ``literals.runtime`` would."""
+    key = (dispatcher.py_func.__module__, dispatcher.py_func.__qualname__)
+    _DISPATCHERS[key] = dispatcher
+
+    @intrinsic
+    def call(typingctx, *args):
+        signature = tuple(types.unliteral(a) for a in args)
+        dispatcher.compile(signature)
+        compiled = dispatcher.overloads[signature]
+        fndesc, restype = compiled.fndesc, compiled.signature.return_type
+        callee = _Callee(key, signature, restype)
+
+        def codegen(context, builder, sig, packed):
+            callee.bind()
+            context.active_code_library._reload_init.add(callee)
+            values = [context.cast(builder, v, a, b) for v, a, b in zip(
+                cgutils.unpack_tuple(builder, packed[0], len(args)), args, signature,
+                strict=True)]
+            fnty = context.call_conv.get_function_type(fndesc.restype, fndesc.argtypes)
+            fn = cgutils.get_or_insert_function(builder.module, fnty, callee.symbol)
+            context.call_conv.decorate_function(fn, fndesc.args, fndesc.argtypes,
+                                                noalias=fndesc.noalias)
+            status, result = context.call_conv.call_function(
+                builder, fn, fndesc.restype, fndesc.argtypes, values)
+            with cgutils.if_unlikely(builder, status.is_error):
+                context.call_conv.return_status_propagate(builder, status)
+            return imputils.impl_ret_new_ref(context, builder, fndesc.restype, result)
+
+        return restype(types.StarArgTuple.from_types(args)), codegen
+
+    call.__doc__ = dispatcher.py_func.__doc__
+    call.__wrapped__ = dispatcher
+    return call
