@@ -83,7 +83,10 @@ def adam_step(params, grads, form, m, v, t, lr_init, beta_1, beta_2, epsilon, de
     the L2 and L1 terms), in the same pass: the L2 term reads the undecayed weight."""
     cast = params.dtype.type
     gs, nc, a, tot = cast(form[0]), form[1], cast(form[2]), cast(form[3])
-    step_size = cast(lr_init * math.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t))
+    # C's pow, as scikit-learn's Python float ** int (numba's float ** int squares
+    # repeatedly, a function compiled of its own)
+    step_size = cast(lr_init * math.sqrt(1.0 - math.pow(beta_2, float(t)))
+                     / (1.0 - math.pow(beta_1, float(t))))
     eps, keep, one = cast(epsilon), cast(decay), cast(1.0)
     b1, c1, b2, c2 = cast(beta_1), cast(1.0 - beta_1), cast(beta_2), cast(1.0 - beta_2)
     for j in range(params.shape[0]):
