@@ -20,6 +20,14 @@ address in this process (``llvmlite.binding.add_symbol``) before any caller's ma
 code is finalised: while compiling, by the call's code generation; when a caller comes
 from the cache, by its ``reload_init``, which numba runs before it loads the caller's
 machine code.
+
+numba's cache checks a caller's own source file only: a cached caller of an edited pass
+calls the new pass, and fails to load with an error naming the stale cache if the pass's
+result type changed (``_Callee.bind``).
+
+Measured (two trees' cold processes together on one core, CPU, empty caches): a first
+digits fit 0.83-0.89 of the compile before, then predict 0.61-0.69, early stopping
+0.46-0.59, L-BFGS 0.28-0.35; the epochs as fast (CONTRIBUTING, "Rules we keep").
 """
 
 import hashlib
