@@ -1,5 +1,7 @@
 """One place for the compiler flags and the dtype policy of the compiled core."""
 
+import functools
+import hashlib
 import os
 import warnings
 
@@ -44,6 +46,64 @@ def _cache_writable():
     return False
 
 
+KERNELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernels")
+
+
+def kernels_stamp(folder=KERNELS_DIR):
+    """The source stamp of every cached kernel: a hash of the names and contents of all
+    the ``.py`` files of ``folder`` (``fastbp/_kernels``).
+
+    numba stamps a cached function with its own file alone. A kernel holds copies of the
+    helpers it links or inlines from other files, and calls the passes of
+    ``_kernels.unlinked`` where they are now: a kernel cached before another file changed
+    would run old helpers beside new passes. One stamp for all the files makes every
+    cached kernel stale when any of them changes."""
+    names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))
+    key = tuple((n, st.st_mtime_ns, st.st_size)
+                for n, st in ((n, os.stat(os.path.join(folder, n))) for n in names))
+    return _hashed(folder, key)
+
+
+@functools.cache
+def _hashed(folder, key):  # the files' mtimes and sizes in the key: re-hashed on a change
+    digest = hashlib.sha256()
+    for name, *_ in key:
+        with open(os.path.join(folder, name), "rb") as f:
+            digest.update(name.encode() + b"\0" + f.read() + b"\0")
+    return digest.hexdigest()
+
+
+def _stamp_the_kernels():
+    """Put locators in front of numba's that take the kernels' files (and only those) to
+    the same places as numba's own, stamped with ``kernels_stamp``."""
+    try:
+        from numba.core import caching
+    except ImportError:  # another numba layout: numba's own stamps
+        return
+    if any(getattr(c, "_fastbp", False) for c in caching.CacheImpl._locator_classes):
+        return
+    made = []
+    for base in (caching.UserProvidedCacheLocator, caching.InTreeCacheLocator,
+                 caching.UserWideCacheLocator):
+        class Kernels(base):
+            _fastbp = True
+
+            def get_source_stamp(self):
+                return kernels_stamp()
+
+            @classmethod
+            def from_function(cls, py_func, py_file):
+                if os.path.dirname(os.path.abspath(py_file)) != KERNELS_DIR:
+                    return None
+                return super().from_function(py_func, py_file)
+
+        Kernels.__name__ = Kernels.__qualname__ = f"Kernels{base.__name__}"
+        made.append(Kernels)
+    caching.CacheImpl._locator_classes[:0] = made
+
+
+_stamp_the_kernels()
+
 if not _cache_writable():
     JIT_OPTIONS["cache"] = False
     warnings.warn(
@@ -56,14 +116,15 @@ if not _cache_writable():
 
 # Small helpers that one pass calls are inlined into it by numba, before typing, instead
 # of being compiled on their own (the backward pass into ``train.batch_loss_grad``, the
-# optimizer step into the epochs). numba finalises every compiled function as a whole
-# module (callees linked in, the full LLVM pipeline over all of them, machine code
-# emitted), so each level of the call tree optimised the whole tree below it again.
-# Inlining the loss-and-gradient step and the backward pass took a cold first fit (digits,
-# float64, CPU medians of 3 alternating fresh processes, load 2.2-2.5) from 9.6 to 8.0 s,
-# but typed them again in every entry kernel: the passes that several kernels share are
-# now called without a copy instead (``_kernels.unlinked``). Made after the read-only
-# fallback above, whose cache setting it must carry.
+# optimizer step into ``train.update`` and the parallel epochs). numba finalises every
+# compiled function as a whole module (callees linked in, the full LLVM pipeline over
+# all of them, machine code emitted), so each level of the call tree optimised the
+# whole tree below it again. Inlining the loss-and-gradient step and the backward pass
+# took a cold first fit (digits, float64, CPU medians of 3 alternating fresh processes,
+# load 2.2-2.5) from 9.6 to 8.0 s, but typed them again in every entry kernel: the
+# passes that several kernels share are now called without a copy instead
+# (``_kernels.unlinked``). Made after the read-only fallback above, whose cache setting
+# it must carry.
 INLINED_JIT_OPTIONS = dict(JIT_OPTIONS, inline="always")
 
 # Functions that only compiled code calls (everything below the entry kernels) are

@@ -11,6 +11,7 @@ from llvmlite import ir
 from numba import cfunc, types
 
 from .._config import JIT_OPTIONS
+from .unlinked import calls_unlinked
 
 # cfunc takes numba's compile options but not nogil (a C callback holds no GIL), and it
 # makes the C wrapper that the other kernels go without
@@ -38,6 +39,11 @@ class CallbackTable:
                 fn = self._compiled.get(key)
                 if fn is None:
                     fn = cfunc(self.signatures[key[1]], **CFUNC_OPTIONS)(self.functions[code])
+                    if calls_unlinked(fn._library):
+                        # numba caches no reload_init for a cfunc: loaded in another
+                        # process, its call would find no callee
+                        raise TypeError(f"the C callback {fn.__name__} calls an unlinked "
+                                        "pass (_kernels.unlinked): callbacks must link it")
                     self._compiled[key] = fn
         return fn
 

@@ -21,9 +21,14 @@ code is finalised: while compiling, by the call's code generation; when a caller
 from the cache, by its ``reload_init``, which numba runs before it loads the caller's
 machine code.
 
-numba's cache checks a caller's own source file only: a cached caller of an edited pass
-calls the new pass, and fails to load with an error naming the stale cache if the pass's
-result type changed (``_Callee.bind``).
+A cached caller whose callee cannot be bound as it was compiled (the callee gone, no
+longer unlinked, or returning another type) is a cache miss: numba compiles the caller
+again (``_rebound``). The kernels' cache stamp covers all their files
+(``fastbp._config.kernels_stamp``), so a cached kernel never pairs an old copy of a
+linked helper with a new pass.
+
+Positional arguments only. A ``numba.cfunc`` must not call an unlinked pass: numba does
+not keep a cfunc's ``reload_init`` in its cache (``callbacks.CallbackTable`` refuses).
 
 Measured (two trees' cold processes together on one core, CPU, empty caches): a first
 digits fit 0.83-0.89 of the compile before, then predict 0.61-0.69, early stopping
@@ -37,12 +42,18 @@ import threading
 import llvmlite.binding as llvm
 from numba import types
 from numba.core import cgutils, imputils
+from numba.core.dispatcher import Dispatcher
 from numba.extending import intrinsic
 
 # (module, qualified name) -> the dispatcher behind an ``unlinked`` function
 _DISPATCHERS = {}
-_BOUND = set()  # symbols bound in this process
+_BOUND = {}  # symbol bound in this process -> its (module, qualified name)
 _LOCK = threading.Lock()
+
+
+class StaleCallee(OSError):
+    """A cached caller's callee cannot be bound as it was compiled. An OSError: numba
+    takes it, raised while it reads a cache entry, for a cache miss."""
 
 
 class _Callee:
@@ -56,26 +67,25 @@ class _Callee:
         digest = hashlib.sha256(repr((key, signature, restype)).encode()).hexdigest()[:24]
         self.symbol = f"fastbp.unlinked.{key[0]}.{key[1]}.{digest}"
 
-    def bind(self):
+    def bind(self, dispatcher=None):
+        """Bind ``symbol`` to the callee's machine code (``dispatcher``'s, else the one
+        registered under ``key``); a no-op when bound already."""
         if self.symbol in _BOUND:
             return
-        importlib.import_module(self.key[0])  # registers the callee's dispatcher
-        dispatcher = _DISPATCHERS[self.key]
+        if dispatcher is None:
+            importlib.import_module(self.key[0])  # registers the callee's dispatcher
+            dispatcher = _DISPATCHERS[self.key]
         dispatcher.compile(self.signature)
         compiled = dispatcher.overloads[self.signature]
         if compiled.signature.return_type != self.restype:
-            # a caller cached before its callee's source changed (numba's cache checks
-            # the caller's own file only): calling it would misread the result
-            raise RuntimeError(
-                f"a compiled caller of {self.key[1]} expects it to return {self.restype}, "
-                f"it now returns {compiled.signature.return_type}: numba's cache is stale; "
-                f"delete the __pycache__ folders of fastbp/_kernels (or NUMBA_CACHE_DIR)")
+            raise StaleCallee(f"{self.key[1]} returns {compiled.signature.return_type}, "
+                              f"not {self.restype}")
         address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
         if not address:
             raise RuntimeError(f"no machine code for {self.key[1]}{self.signature}")
         with _LOCK:
             llvm.add_symbol(self.symbol, address)
-            _BOUND.add(self.symbol)
+            _BOUND[self.symbol] = self.key
 
     __call__ = bind
 
@@ -86,15 +96,44 @@ class _Callee:
         return hash(self.symbol)
 
     def __reduce__(self):
-        return _Callee, (self.key, self.signature, self.restype)
+        return _rebound, (self.key, self.signature, self.restype)
+
+
+def _rebound(key, signature, restype):
+    """A ``_Callee`` read from numba's cache, bound at once: any failure to bind it as the
+    caller was compiled (the callee's module, name or result type changed) is a
+    ``StaleCallee``, which numba's cache reader takes for a miss."""
+    callee = _Callee(key, signature, restype)
+    try:
+        callee.bind()
+    except Exception as error:
+        raise StaleCallee(f"a cached caller of {key[1]}: {error!r}") from error
+    return callee
+
+
+def calls_unlinked(library):
+    """Whether the numba code library ``library`` calls an unlinked pass."""
+    return any(isinstance(f, _Callee) for f in library._reload_init)
 
 
 def unlinked(dispatcher):
     """A function for compiled code that calls ``dispatcher``'s compiled code without
-    linking it into the caller (see the module docstring); literal arguments are passed
-    as plain values, as ``literals.runtime`` would."""
+    linking it into the caller (see the module docstring), with positional arguments;
+    literal arguments are passed as plain values, as ``literals.runtime`` would.
+    ``dispatcher`` itself when numba does not compile (``NUMBA_DISABLE_JIT``)."""
+    if not isinstance(dispatcher, Dispatcher):
+        return dispatcher
     key = (dispatcher.py_func.__module__, dispatcher.py_func.__qualname__)
-    _DISPATCHERS[key] = dispatcher
+    if "<locals>" in key[1]:
+        raise ValueError(f"unlinked needs a module-level function, not {key[1]}: the "
+                         "symbol names it across processes")
+    with _LOCK:
+        if _DISPATCHERS.get(key, dispatcher) is not dispatcher:
+            # the module imported again (importlib.reload, a test's fresh copy): its
+            # callers compiled from now on call the new dispatcher
+            for symbol in [s for s, k in _BOUND.items() if k == key]:
+                del _BOUND[symbol]
+        _DISPATCHERS[key] = dispatcher
 
     @intrinsic
     def call(typingctx, *args):
@@ -105,7 +144,7 @@ def unlinked(dispatcher):
         callee = _Callee(key, signature, restype)
 
         def codegen(context, builder, sig, packed):
-            callee.bind()
+            callee.bind(dispatcher)
             context.active_code_library._reload_init.add(callee)
             values = [context.cast(builder, v, a, b) for v, a, b in zip(
                 cgutils.unpack_tuple(builder, packed[0], len(args)), args, signature,
@@ -118,6 +157,7 @@ def unlinked(dispatcher):
                 builder, fn, fndesc.restype, fndesc.argtypes, values)
             with cgutils.if_unlikely(builder, status.is_error):
                 context.call_conv.return_status_propagate(builder, status)
+            result = imputils.fix_returning_optional(context, builder, sig, status, result)
             return imputils.impl_ret_new_ref(context, builder, fndesc.restype, result)
 
         return restype(types.StarArgTuple.from_types(args)), codegen
