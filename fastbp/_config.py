@@ -73,6 +73,11 @@ def _hashed(folder, key):  # the files' mtimes and sizes in the key: re-hashed o
     return digest.hexdigest()
 
 
+@functools.cache
+def _first_kernels_stamp():
+    return kernels_stamp()
+
+
 def _stamp_the_kernels():
     """Put locators in front of numba's that take the kernels' files (and only those) to
     the same places as numba's own, stamped with ``kernels_stamp``."""
@@ -89,7 +94,10 @@ def _stamp_the_kernels():
             _fastbp = True
 
             def get_source_stamp(self):
-                return kernels_stamp()
+                # all the files as this process first saw them (hashed once: 165
+                # dispatchers ask at import), and the function's own file as numba
+                # stamps it (a module edited and imported again compiles again)
+                return _first_kernels_stamp(), super().get_source_stamp()
 
             @classmethod
             def from_function(cls, py_func, py_file):

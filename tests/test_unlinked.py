@@ -201,7 +201,7 @@ def test_every_kernel_file_stamps_every_cached_kernel(tmp_path):
     (tmp_path / "b.py").write_text("# b.py, edited\n")
     assert _config.kernels_stamp(str(tmp_path)) != first
     # the kernels' caches use it
-    assert train.train_epoch._cache._cache_file._source_stamp == _config.kernels_stamp()
+    assert train.train_epoch._cache._cache_file._source_stamp[0] == _config.kernels_stamp()
 
 
 UNLINKED = {"forward": ["forward_batch", "forward_layers"],
