@@ -47,29 +47,32 @@ def _cache_writable():
 
 
 KERNELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernels")
+_FLAGS_FILE = os.path.abspath(__file__)
 
 
-def kernels_stamp(folder=KERNELS_DIR):
-    """The source stamp of every cached kernel: a hash of the names and contents of all
-    the ``.py`` files of ``folder`` (``fastbp/_kernels``).
+def kernels_stamp(folder=KERNELS_DIR, extra=(_FLAGS_FILE,)):
+    """A hash of the names and contents of all the ``.py`` files of ``folder``
+    (``fastbp/_kernels``) and of the files ``extra`` (this one: the compile flags),
+    re-hashed when one of them changes.
 
     numba stamps a cached function with its own file alone. A kernel holds copies of the
-    helpers it links or inlines from other files, and calls the passes of
-    ``_kernels.unlinked`` where they are now: a kernel cached before another file changed
-    would run old helpers beside new passes. One stamp for all the files makes every
-    cached kernel stale when any of them changes."""
-    names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))
-    key = tuple((n, st.st_mtime_ns, st.st_size)
-                for n, st in ((n, os.stat(os.path.join(folder, n))) for n in names))
-    return _hashed(folder, key)
+    helpers it links or inlines from other files, calls the passes of
+    ``_kernels.unlinked`` where they are now, and was compiled with this module's flags:
+    a kernel cached before another file changed would run old helpers beside new passes.
+    The kernels' cache stamp is this hash, as the process first computed it, with
+    numba's own stamp of the function's file (the locators below)."""
+    paths = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".py"))
+    paths += list(extra)
+    key = tuple((p, st.st_mtime_ns, st.st_size) for p, st in ((p, os.stat(p)) for p in paths))
+    return _hashed(key)
 
 
 @functools.cache
-def _hashed(folder, key):  # the files' mtimes and sizes in the key: re-hashed on a change
+def _hashed(key):  # the files' mtimes and sizes in the key: re-hashed on a change
     digest = hashlib.sha256()
-    for name, *_ in key:
-        with open(os.path.join(folder, name), "rb") as f:
-            digest.update(name.encode() + b"\0" + f.read() + b"\0")
+    for path, *_ in key:
+        with open(path, "rb") as f:
+            digest.update(os.path.basename(path).encode() + b"\0" + f.read() + b"\0")
     return digest.hexdigest()
 
 
@@ -94,8 +97,8 @@ def _stamp_the_kernels():
             _fastbp = True
 
             def get_source_stamp(self):
-                # all the files as this process first saw them (hashed once: 165
-                # dispatchers ask at import), and the function's own file as numba
+                # all the files as this process first saw them (hashed once: every
+                # dispatcher asks at import), and the function's own file as numba
                 # stamps it (a module edited and imported again compiles again)
                 return _first_kernels_stamp(), super().get_source_stamp()
 

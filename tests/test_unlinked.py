@@ -172,36 +172,80 @@ def test_a_module_imported_again_binds_its_own_callee(case):
     assert unlinked_case.caller2(np.zeros(2), 1.0) == 6.0
 
 
-def test_a_c_callback_may_not_call_an_unlinked_pass(case):
+CALLBACK = """
+import sys
+import numpy as np
+from numba import carray, cfunc, types
+from fastbp._kernels.callbacks import CallbackTable
+from fastbp._kernels.unlinked import calls_unlinked
+from unlinked_callee import shift
+
+
+def body(p, n):
+    shift(carray(p, n), 1.0)
+
+
+table = CallbackTable({0: body}, lambda t: types.void(types.CPointer(t), types.intp))
+try:
+    table.address(0, np.float64)
+except TypeError as error:
+    print("refused:", error)
+else:
+    print("made")
+
+
+def body2(p, n):
+    shift(carray(p, n), 1.0)
+
+
+# made directly (no table): cached by the first process, loaded by the second
+direct = cfunc(types.void(types.CPointer(types.float64), types.intp), cache=True)(body2)
+print("seen:", calls_unlinked(direct._library), direct.cache_hits)
+"""
+
+
+def test_a_c_callback_may_not_call_an_unlinked_pass(tmp_path):
     """numba caches no ``reload_init`` for a cfunc: loaded in another process, its call
-    would find no callee (a crash), so the callback table refuses to make one."""
-    from numba import carray, types
-
-    from fastbp._kernels.callbacks import CallbackTable
-
-    shift = sys.modules["unlinked_callee"].shift
-
-    def body(p, n):
-        shift(carray(p, n), 1.0)
-
-    table = CallbackTable({0: body}, lambda t: types.void(types.CPointer(t), types.intp))
-    with pytest.raises(TypeError, match="calls an unlinked pass"):
-        table.address(0, np.float64)
+    would find no callee (a crash). The callback table refuses to make one, and the
+    check sees the call in a callback compiled or loaded from the cache."""
+    _write(tmp_path)
+    (tmp_path / "unlinked_callback.py").write_text(CALLBACK)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env.update(NUMBA_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=os.pathsep.join([str(tmp_path), ROOT]))
+    for hits in (0, 1):
+        proc = subprocess.run([sys.executable, "-c", "import unlinked_callback"], env=env,
+                              capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "refused:" in proc.stdout and "calls an unlinked pass" in proc.stdout
+        # seen in the machine code too when the callback comes from the cache
+        assert f"seen: True {hits}" in proc.stdout, proc.stdout
 
 
 def test_every_kernel_file_stamps_every_cached_kernel(tmp_path):
-    """The kernels' cache stamp covers all their files: a kernel cached before any of
-    them changed is stale (it may hold copies of helpers from the others)."""
-    for name in ("a.py", "b.py"):
+    """The kernels' cache stamp covers all their files and the compile flags' module: a
+    kernel cached before any of them changed is stale (it may hold copies of helpers
+    from the others, compiled with other flags)."""
+    for name in ("a.py", "b.py", "flags.py"):
         (tmp_path / name).write_text(f"# {name}\n")
     (tmp_path / "notes.txt").write_text("not a source")
-    first = _config.kernels_stamp(str(tmp_path))
+
+    def stamp():
+        return _config.kernels_stamp(str(tmp_path), extra=(str(tmp_path / "flags.py"),))
+
+    first = stamp()
     (tmp_path / "notes.txt").write_text("still not a source")
-    assert _config.kernels_stamp(str(tmp_path)) == first
+    assert stamp() == first
     (tmp_path / "b.py").write_text("# b.py, edited\n")
-    assert _config.kernels_stamp(str(tmp_path)) != first
-    # the kernels' caches use it
-    assert train.train_epoch._cache._cache_file._source_stamp[0] == _config.kernels_stamp()
+    second = stamp()
+    assert second != first
+    (tmp_path / "flags.py").write_text("# flags.py, edited\n")
+    assert stamp() != second
+    if not _config.JIT_OPTIONS["cache"]:
+        pytest.skip("numba's cache is off (read-only install)")
+    # the kernels' caches use it, as this process first saw the files
+    stamped = train.train_epoch._cache._cache_file._source_stamp
+    assert stamped[0] == _config._first_kernels_stamp()
 
 
 UNLINKED = {"forward": ["forward_batch", "forward_layers"],

@@ -41,7 +41,8 @@ class CallbackTable:
                     fn = cfunc(self.signatures[key[1]], **CFUNC_OPTIONS)(self.functions[code])
                     if calls_unlinked(fn._library):
                         # numba caches no reload_init for a cfunc: loaded in another
-                        # process, its call would find no callee
+                        # process, its call would find no callee (a crash)
+                        fn._cache.flush()
                         raise TypeError(f"the C callback {fn.__name__} calls an unlinked "
                                         "pass (_kernels.unlinked): callbacks must link it")
                     self._compiled[key] = fn

@@ -23,9 +23,9 @@ machine code.
 
 A cached caller whose callee cannot be bound as it was compiled (the callee gone, no
 longer unlinked, or returning another type) is a cache miss: numba compiles the caller
-again (``_rebound``). The kernels' cache stamp covers all their files
-(``fastbp._config.kernels_stamp``), so a cached kernel never pairs an old copy of a
-linked helper with a new pass.
+again (``_rebound``). The kernels' cache stamp covers all their files and the flags'
+module (``fastbp._config.kernels_stamp``), so a cached kernel never pairs an old copy of
+a linked helper with a new pass.
 
 Positional arguments only. A ``numba.cfunc`` must not call an unlinked pass: numba does
 not keep a cfunc's ``reload_init`` in its cache (``callbacks.CallbackTable`` refuses).
@@ -42,6 +42,7 @@ import threading
 import llvmlite.binding as llvm
 from numba import types
 from numba.core import cgutils, imputils
+from numba.core import config as numba_config
 from numba.core.dispatcher import Dispatcher
 from numba.extending import intrinsic
 
@@ -49,6 +50,7 @@ from numba.extending import intrinsic
 _DISPATCHERS = {}
 _BOUND = {}  # symbol bound in this process -> its (module, qualified name)
 _LOCK = threading.Lock()
+_PREFIX = "fastbp.unlinked."
 
 
 class StaleCallee(OSError):
@@ -65,7 +67,7 @@ class _Callee:
     def __init__(self, key, signature, restype):
         self.key, self.signature, self.restype = key, signature, restype
         digest = hashlib.sha256(repr((key, signature, restype)).encode()).hexdigest()[:24]
-        self.symbol = f"fastbp.unlinked.{key[0]}.{key[1]}.{digest}"
+        self.symbol = f"{_PREFIX}{key[0]}.{key[1]}.{digest}"
 
     def bind(self, dispatcher=None):
         """Bind ``symbol`` to the callee's machine code (``dispatcher``'s, else the one
@@ -112,8 +114,16 @@ def _rebound(key, signature, restype):
 
 
 def calls_unlinked(library):
-    """Whether the numba code library ``library`` calls an unlinked pass."""
-    return any(isinstance(f, _Callee) for f in library._reload_init)
+    """Whether the numba code library ``library`` calls an unlinked pass: a function its
+    LLVM module declares (the module compiled, or the one numba's cache keeps for
+    linking: a cfunc's cache keeps no ``reload_init``)."""
+    if any(isinstance(f, _Callee) for f in library._reload_init):
+        return True
+    for name in ("_final_module", "_shared_module"):
+        module = getattr(library, name, None)
+        if module is not None and any(f.name.startswith(_PREFIX) for f in module.functions):
+            return True
+    return False
 
 
 def unlinked(dispatcher):
@@ -121,8 +131,11 @@ def unlinked(dispatcher):
     linking it into the caller (see the module docstring), with positional arguments;
     literal arguments are passed as plain values, as ``literals.runtime`` would.
     ``dispatcher`` itself when numba does not compile (``NUMBA_DISABLE_JIT``)."""
-    if not isinstance(dispatcher, Dispatcher):
+    if numba_config.DISABLE_JIT:
         return dispatcher
+    if not isinstance(dispatcher, Dispatcher):
+        raise TypeError(f"unlinked takes a numba dispatcher (@unlinked above @njit), "
+                        f"not {dispatcher!r}")
     key = (dispatcher.py_func.__module__, dispatcher.py_func.__qualname__)
     if "<locals>" in key[1]:
         raise ValueError(f"unlinked needs a module-level function, not {key[1]}: the "
