@@ -75,12 +75,18 @@ print(sum(m.caller.stats.cache_hits.values()), sum(m.caller.stats.cache_misses.v
 """
 
 
-def _run(tmp_path, *args, ok=True):
+def _python(tmp_path, code, *args):
+    """``code`` in a fresh interpreter importing from ``tmp_path``, with its numba cache
+    in ``tmp_path / "cache"``."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     env.update(NUMBA_CACHE_DIR=str(tmp_path / "cache"),
                PYTHONPATH=os.pathsep.join([str(tmp_path), ROOT]))
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(RUN), *args], env=env,
-                          capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=str(tmp_path))
+
+
+def _run(tmp_path, *args, ok=True):
+    proc = _python(tmp_path, textwrap.dedent(RUN), *args)
     if not ok:
         assert proc.returncode != 0
         return proc.stderr
@@ -210,12 +216,8 @@ def test_a_c_callback_may_not_call_an_unlinked_pass(tmp_path):
     check sees the call in a callback compiled or loaded from the cache."""
     _write(tmp_path)
     (tmp_path / "unlinked_callback.py").write_text(CALLBACK)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
-    env.update(NUMBA_CACHE_DIR=str(tmp_path / "cache"),
-               PYTHONPATH=os.pathsep.join([str(tmp_path), ROOT]))
     for hits in (0, 1):
-        proc = subprocess.run([sys.executable, "-c", "import unlinked_callback"], env=env,
-                              capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+        proc = _python(tmp_path, "import unlinked_callback")
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "refused:" in proc.stdout and "calls an unlinked pass" in proc.stdout
         # seen in the machine code too when the callback comes from the cache

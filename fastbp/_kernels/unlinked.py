@@ -116,9 +116,7 @@ def _rebound(key, signature, restype):
 def calls_unlinked(library):
     """Whether the numba code library ``library`` calls an unlinked pass: a function its
     LLVM module declares (the module compiled, or the one numba's cache keeps for
-    linking: a cfunc's cache keeps no ``reload_init``)."""
-    if any(isinstance(f, _Callee) for f in library._reload_init):
-        return True
+    linking; a cfunc's cache keeps no ``reload_init`` to read instead)."""
     for name in ("_final_module", "_shared_module"):
         module = getattr(library, name, None)
         if module is not None and any(f.name.startswith(_PREFIX) for f in module.functions):
