@@ -48,6 +48,7 @@ ROW_KEYS = {
     "peer_samples",
     "peer_target",
     "peer_verdict",
+    "peer_setting",
 }
 
 
@@ -365,24 +366,48 @@ def test_start_runs_fresh_processes_per_dtype(tmp_path):
     for row_ in rows:
         assert (row_["metric"], row_["comparison"], row_["target"]) == ("seconds", "<=", 1.5)
         kind = "warm"
-        assert set(row_["times"]) == {f"{kind} first_fit", f"{kind} import", f"{kind} wall"}
+        keys = {f"{kind} first_fit", f"{kind} import", f"{kind} wall"}
+        assert set(row_["times"]) == keys | ({"jax"} if HAS_JAX else set())
         med = row_["medians"]
         assert med["warm import"] < med["warm first_fit"] < med["warm wall"]
         assert row_["met"] == (row_["value"] <= 1.5)
+        if HAS_JAX:  # a JAX user's first fit took turns with fastbp's: the peer column
+            assert (row_["peer"], row_["peer_setting"], row_["peer_target"]) == (
+                "jax", "fresh process", None)
+            assert row_["peer_ratio"] == pytest.approx(med["jax"] / med["warm first_fit"])
+            assert "jax: import jax + jit + first epoch" in row_["note"]
+        else:
+            assert row_["peer"] is None
+            assert "jax peer not measured: the jax peer needs" in row_["note"]
     assert "float64+float32" in rows[2]["note"]
 
 
 def test_cold_runs_get_empty_caches_and_warm_runs_reuse_the_full_one(tmp_path, monkeypatch):
     calls = []
 
+    def fake_run(library, seconds):
+        def run(dtypes, cache_dir):
+            filled = cache_dir is not None and any(cache_dir.iterdir())
+            calls.append((library, tuple(dtypes), cache_dir, filled))
+            if cache_dir is not None:  # what a run leaves in its cache
+                (cache_dir / f"{'-'.join(dtypes)}.cache").touch()
+            return {"first_fit": seconds, "import": seconds / 2, "wall": seconds * 1.5}
+        return run
+
+    fastbp_run, jax_run = fake_run("fastbp", 1.0), fake_run("jax", 0.5)
+
     def fake_start(data_path, params, dtypes, cache_dir):
-        calls.append((tuple(dtypes), cache_dir, cache_dir is not None and any(cache_dir.iterdir())))
-        if cache_dir is not None:  # what a run leaves in its cache
-            (cache_dir / f"{'-'.join(dtypes)}.nbi").touch()
         assert params["max_iter"] == 1  # a 1-epoch first fit
-        return {"first_fit": 1.0, "import": 0.5, "wall": 1.5}
+        return fastbp_run(dtypes, cache_dir)
+
+    def fake_jax_start(arguments, dtypes, cache_dir):
+        assert arguments == "arguments"
+        return jax_run(dtypes, cache_dir)
 
     monkeypatch.setattr(processes, "start_seconds", fake_start)
+    monkeypatch.setattr(peers, "unavailable", lambda peer: None)
+    monkeypatch.setattr(processes, "_start_jax_arguments", lambda X, y, params: "arguments")
+    monkeypatch.setattr(peers, "jax_start_seconds", fake_jax_start)
     settings = runner.Settings(**{**vars(runner.TINY), "cold_start": True, "start_repeats": 2})
     rows = processes.start_workload(settings, None, None)
     assert [r.label for r in rows] == [
@@ -392,15 +417,61 @@ def test_cold_runs_get_empty_caches_and_warm_runs_reuse_the_full_one(tmp_path, m
     ]
     assert [r.target for r in rows] == [4.0, 4.0, 6.0] + [1.5] * 3
     assert all(r.samples == [1.0, 1.0] for r in rows)
-    assert len(calls) == 12
-    for repeat in (calls[:6], calls[6:]):
-        cold, warm = repeat[:3], repeat[3:]
-        assert [c[0] for c in cold] == [("float64",), ("float32",), ("float64", "float32")]
-        assert all(not filled for _, _, filled in cold)  # every cold run starts empty
-        assert len({c[1] for c in cold}) == 3
-        assert {c[1] for c in warm} == {cold[2][1]}  # the cache of the cold "both" run
-        assert all(filled for _, _, filled in warm)
-    assert calls[0][1] != calls[6][1]  # a new empty cache every repeat
+    # JAX took half fastbp's time: fastbp's speed-up over it is 0.5, below the cold target
+    assert [r.peer_target for r in rows] == [1.0] * 3 + [None] * 3
+    assert all(r.peer_samples == [0.5, 0.5] and r.peer_ratio == 0.5 for r in rows)
+    assert [r.peer_verdict for r in rows] == ["missed"] * 3 + ["report"] * 3
+    assert report.fmt_peer(rows[0]) == "0.50x vs jax fresh process, jax ahead: >= 1x missed"
+    assert report.fmt_peer(rows[3]) == "0.50x vs jax fresh process, jax ahead: report"
+    keys = "\n".join(report.key_lines(rows, None))
+    assert "vs jax fresh process: JAX's import + jit + first epoch" in keys
+    assert "both at 1 thread,\n  which" not in keys  # no 1-thread peer on these rows
+    assert len(calls) == 24
+    for repeat in (calls[:12], calls[12:]):
+        # the two libraries take turns on each start-up, fastbp first
+        assert [c[0] for c in repeat] == ["fastbp", "jax"] * 6
+        for library in ("fastbp", "jax"):
+            runs = [c[1:] for c in repeat if c[0] == library]
+            cold, warm = runs[:3], runs[3:]
+            assert [c[0] for c in cold] == [("float64",), ("float32",), ("float64", "float32")]
+            assert [c[0] for c in warm] == [c[0] for c in cold]
+            assert all(not filled for *_, filled in cold)  # every cold run starts empty
+            assert len({c[1] for c in cold}) == 3
+            assert all(filled for *_, filled in warm)
+            if library == "fastbp":  # the cache of the cold "both" run
+                assert {c[1] for c in warm} == {cold[2][1]}
+            else:  # the cache of its own cold run (JAX keys programs by the x64 mode)
+                assert [c[1] for c in warm] == [c[1] for c in cold]
+    assert calls[0][2] != calls[12][2]  # a new empty cache every repeat
+    # no two cold runs ever share a directory
+    colds = [c[2] for c in calls if not c[3]]
+    assert len(colds) == len(set(colds)) == 12
+
+
+def test_warm_only_start_fills_jax_caches_once_untimed(monkeypatch):
+    calls = []
+
+    def fake_jax_start(arguments, dtypes, cache_dir):
+        calls.append((tuple(dtypes), cache_dir, any(cache_dir.iterdir())))
+        (cache_dir / "program").touch()
+        return {"first_fit": 2.0, "import": 1.0, "wall": 3.0}
+
+    monkeypatch.setattr(processes, "start_seconds",
+                        lambda data, params, dtypes, cache: {"first_fit": 1.0, "import": 0.5,
+                                                             "wall": 1.5})
+    monkeypatch.setattr(peers, "unavailable", lambda peer: None)
+    monkeypatch.setattr(processes, "_start_jax_arguments", lambda X, y, params: "arguments")
+    monkeypatch.setattr(peers, "jax_start_seconds", fake_jax_start)
+    settings = runner.Settings(**{**vars(runner.TINY), "start_repeats": 2})
+    rows = processes.start_workload(settings, None, None)
+    assert [r.label for r in rows] == ["warm start float64", "warm start float32",
+                                       "warm start both"]
+    assert all(r.peer_ratio == 2.0 and r.peer_verdict == "report" for r in rows)
+    fills, timed = calls[:3], calls[3:]
+    assert [c[0] for c in fills] == [("float64",), ("float32",), ("float64", "float32")]
+    assert not any(filled for *_, filled in fills)
+    assert len(timed) == 6 and all(filled for *_, filled in timed)
+    assert [c[1] for c in timed] == [c[1] for c in fills] * 2
 
 
 def test_grid_search_row_takes_turns_after_an_untimed_first_run(monkeypatch):

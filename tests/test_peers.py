@@ -209,3 +209,27 @@ def test_the_child_side_loads_without_fastbp_or_numba():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True, cwd=os.path.dirname(peers.__file__))
     assert out.stdout.strip() == "[]"
+
+
+@needs_jax
+@pytest.mark.usefixtures("quiet_convergence")
+def test_jax_start_compiles_cold_then_loads_the_same_programs_warm(tmp_path):
+    X, y = _digits("float64")
+    est = MLPClassifier((16,), max_iter=1, batch_size=BATCH, random_state=0).fit(X, y)
+    arguments = peers.jax_arguments(est, X, y, BATCH, 1)
+    cache = tmp_path / "jax-cache"
+    cache.mkdir()
+    cold = peers.jax_start_seconds(arguments, ["float64", "float32"], cache)
+    written = sorted(path.name for path in cache.iterdir())
+    assert written  # every program went to the persistent cache
+    warm = peers.jax_start_seconds(arguments, ["float64", "float32"], cache)
+    assert sorted(path.name for path in cache.iterdir()) == written  # all found there
+    for run in (cold, warm):
+        assert 0 < run["import"] < run["first_fit"] < run["wall"]
+        assert [t["dtype"] for t in run["trained"]] == ["float64", "float32"]
+    # the epoch ran: the weights moved; and the cached programs compute what the fresh ones did
+    start = float(np.sum(est.coefs_[0]))
+    assert abs(cold["trained"][0]["sum"] - start) > 1e-6
+    assert warm["trained"] == cold["trained"]
+    f64, f32 = (t["sum"] for t in cold["trained"])
+    assert f32 != f64 and f32 == pytest.approx(f64, rel=1e-4)

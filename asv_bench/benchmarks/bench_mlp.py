@@ -383,3 +383,43 @@ track_speedup_vs_fastest_peer.params = PEER_WORKLOADS
 track_speedup_vs_fastest_peer.param_names = ["workload"]
 track_speedup_vs_fastest_peer.unit = "ratio"
 track_speedup_vs_fastest_peer.timeout = 600
+
+
+def track_cold_start_speedup_vs_jax():
+    """A new JAX user's first fit over fastbp's, both with empty caches (numba's; JAX
+    without its persistent compilation cache), in fresh processes taking turns, medians
+    of 3 (above 1: fastbp starts faster; the issue's moonshot is 1): import, then one
+    1-epoch float64 fit of the digits net (JAX: import jax and optax, jit and run one
+    ``lax.scan`` epoch). ``python -m fastbp bench --only start`` times the same in both
+    dtypes and with warm caches."""
+    import tempfile
+    from pathlib import Path
+
+    peers = _peers("jax")
+    try:
+        from fastbp._tools import processes
+    except ImportError as exc:
+        raise NotImplementedError(f"no fastbp._tools.processes in this commit: {exc}") from exc
+    if not hasattr(peers, "jax_start_seconds"):
+        raise NotImplementedError("no JAX start-up in this commit")
+    X, y = _digits()
+    params = dict(PARAMS, max_iter=1, n_iter_no_change=2)
+    times = {"fastbp": [], "jax": []}
+    with tempfile.TemporaryDirectory(prefix="fastbp-asv-") as tmp:
+        data = Path(tmp) / "digits.npz"
+        np.savez(data, X=X, y=y)
+        arguments = peers.jax_arguments(fastbp.MLPClassifier(**params).fit(X, y), X, y,
+                                        PARAMS["batch_size"], 1)
+        for r in range(3):
+            caches = {lib: Path(tmp) / f"{lib}-{r}" for lib in times}
+            for cache in caches.values():
+                cache.mkdir()
+            run = processes.start_seconds(data, params, ["float64"], caches["fastbp"])
+            times["fastbp"].append(run["first_fit"])
+            run = peers.jax_start_seconds(arguments, ["float64"], caches["jax"])
+            times["jax"].append(run["first_fit"])
+    return statistics.median(times["jax"]) / statistics.median(times["fastbp"])
+
+
+track_cold_start_speedup_vs_jax.unit = "ratio"
+track_cold_start_speedup_vs_jax.timeout = 600

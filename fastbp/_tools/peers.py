@@ -153,13 +153,12 @@ def _jax_epoch(jax, optax, loss, alpha, batch_size, n_rows, dtype):
     return jax.jit(epoch), adam
 
 
-def _child_commands(config, data, out):
-    """Serve the parent: compile, then answer ``epochs K`` / ``save PATH`` lines."""
-    import jax
-    import optax
-
+def _prepared(jax, optax, config, data):
+    """The jitted epoch of ``config`` and its inputs as device arrays: ``(epoch, state,
+    X, Y, orders)``, state being (params, opt_state). Float64 turns on JAX's x64 mode
+    first (before any array of it exists)."""
     if config["dtype"] == "float64":
-        jax.config.update("jax_enable_x64", True)  # before any array exists
+        jax.config.update("jax_enable_x64", True)
 
     dtype = np.dtype(config["dtype"])
     n_layers = int(data["n_layers"])
@@ -173,7 +172,15 @@ def _child_commands(config, data, out):
     epoch, adam = _jax_epoch(
         jax, optax, config["loss"], config["alpha"], config["batch_size"], X.shape[0], dtype
     )
-    state = (params, adam.init(params))
+    return epoch, (params, adam.init(params)), X, Y, orders
+
+
+def _child_commands(config, data, out):
+    """Serve the parent: compile, then answer ``epochs K`` / ``save PATH`` lines."""
+    import jax
+    import optax
+
+    epoch, state, X, Y, orders = _prepared(jax, optax, config, data)
     start = time.perf_counter()
     compiled = epoch.lower(state, X, Y, orders[0]).compile()
     jax.block_until_ready(compiled(state, X, Y, orders[0]))  # untimed: first-call costs
@@ -223,7 +230,66 @@ module._child_main(sys.argv[3], sys.argv[4])
 """
 
 
+def _start_main(npz_path, configs_json, cache_dir):
+    """Entry point of a JAX start-up child (``jax_start_seconds``): from before
+    ``import jax`` to the end of one first epoch per config, as a new JAX user's first
+    fit. ``cache_dir`` is JAX's persistent compilation cache, every program written to
+    it (an empty directory: a cold start; one an earlier child filled: a warm one)."""
+    with np.load(npz_path) as data:
+        data = dict(data)
+    start = time.perf_counter()
+    import jax
+    import optax
+
+    imported = time.perf_counter()
+    jax.config.update("jax_compilation_cache_dir", cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    trained = []  # per config: the first layer's weights after the epoch
+    for config in json.loads(configs_json):
+        epoch, state, X, Y, orders = _prepared(jax, optax, config, data)
+        trained.append(jax.block_until_ready(epoch(state, X, Y, orders[0]))[0][0][0])
+    done = time.perf_counter()
+    trained = [{"dtype": str(w.dtype), "sum": float(np.sum(w, dtype=np.float64))}
+               for w in trained]
+    print(json.dumps({"import": imported - start, "first_fit": done - start,
+                      "trained": trained}))
+
+
+_START_BOOT = """
+import sys
+import importlib.util
+spec = importlib.util.spec_from_file_location("fastbp_peers_child", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+module._start_main(*sys.argv[2:])
+"""
+
+
 # ---------------------------------------------------------------------------- parent side
+def _child_inputs(coefs, intercepts, X, Y, batch_size, *, orders=None, loss="log_loss",
+                  alpha=1e-4, dtype="float64"):
+    """What a JAX child is given, checked: ``(config, arrays)``, the arrays as the npz
+    file ``_prepared`` reads (see ``JaxEpochs`` for the arguments)."""
+    _check_loss(loss)
+    _check_positive("batch_size", batch_size)
+    if str(dtype) not in ("float32", "float64"):
+        raise ValueError(f"dtype={dtype!r} must be 'float32' or 'float64'.")
+    n_rows = X.shape[0]
+    orders = np.arange(n_rows) if orders is None else np.asarray(orders)
+    orders = np.atleast_2d(orders).astype(np.int64)
+    if orders.shape[1] != n_rows:
+        raise ValueError(
+            f"orders has {orders.shape[1]} entries per epoch; it needs one per row of "
+            f"X ({n_rows})."
+        )
+    config = dict(loss=loss, alpha=float(alpha), dtype=str(dtype),
+                  batch_size=int(min(batch_size, n_rows)))
+    arrays = dict(X=X, Y=np.asarray(Y).reshape(n_rows, -1), orders=orders, n_layers=len(coefs))
+    arrays.update({f"coef_{i}": c for i, c in enumerate(coefs)})
+    arrays.update({f"intercept_{i}": b for i, b in enumerate(intercepts)})
+    return config, arrays
+
+
 class JaxEpochs:
     """A JAX training peer in a subprocess, compiled and ready to time epochs.
 
@@ -253,25 +319,11 @@ class JaxEpochs:
 
     def __init__(self, coefs, intercepts, X, Y, batch_size, *, orders=None,
                  loss="log_loss", alpha=1e-4, dtype="float64", threads=1, core=None):
-        _check_loss(loss)
-        _check_positive("batch_size", batch_size)
         _check_positive("threads", threads)
-        if str(dtype) not in ("float32", "float64"):
-            raise ValueError(f"dtype={dtype!r} must be 'float32' or 'float64'.")
-        n_rows = X.shape[0]
-        orders = np.arange(n_rows) if orders is None else np.asarray(orders)
-        orders = np.atleast_2d(orders).astype(np.int64)
-        if orders.shape[1] != n_rows:
-            raise ValueError(
-                f"orders has {orders.shape[1]} entries per epoch; it needs one per row of "
-                f"X ({n_rows})."
-            )
-        self.config = dict(loss=loss, alpha=float(alpha), dtype=str(dtype),
-                           batch_size=int(min(batch_size, n_rows)))
-        self._arrays = dict(X=X, Y=np.asarray(Y).reshape(n_rows, -1), orders=orders,
-                            n_layers=len(coefs))
-        self._arrays.update({f"coef_{i}": c for i, c in enumerate(coefs)})
-        self._arrays.update({f"intercept_{i}": b for i, b in enumerate(intercepts)})
+        self.config, self._arrays = _child_inputs(
+            coefs, intercepts, X, Y, batch_size, orders=orders, loss=loss, alpha=alpha,
+            dtype=dtype,
+        )
         self.threads = threads
         self.core = max(os.sched_getaffinity(0)) if core is None else int(core)
         self.info = None
@@ -357,6 +409,33 @@ def jax_epoch_seconds(coefs, intercepts, X, Y, batch_size, *, repeats=5, epochs=
         "samples": samples,
         "info": info,
     }
+
+
+def jax_start_seconds(arguments, dtypes, cache_dir):
+    """A new JAX user's first fit, timed in a fresh interpreter: import jax and optax,
+    then jit, compile and run one epoch per dtype in ``dtypes`` (all in one process, as
+    fastbp's start-up runs), with JAX's persistent compilation cache in ``cache_dir``.
+
+    ``arguments`` are ``jax_arguments``' (its ``dtype`` and ``threads`` are not used: the
+    child runs each of ``dtypes`` and is not pinned, as fastbp's start-up children).
+    Returns ``{"first_fit": s, "import": s, "wall": s}`` like ``processes.start_seconds``,
+    and ``"trained"``: per dtype, the dtype and the sum of the first layer's weights
+    after the epoch (what the child computed, whether compiled or loaded from the cache).
+    """
+    arguments = {k: v for k, v in arguments.items() if k not in ("dtype", "threads")}
+    inputs = [_child_inputs(**arguments, dtype=dtype) for dtype in dtypes]
+    with tempfile.TemporaryDirectory(prefix="fastbp-peers-") as tmp:
+        npz = Path(tmp) / "data.npz"
+        np.savez(npz, **inputs[0][1])
+        command = [sys.executable, "-c", _START_BOOT, __file__, str(npz),
+                   json.dumps([config for config, _ in inputs]), str(cache_dir)]
+        start = time.perf_counter()
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=900)
+        wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"the JAX start-up process failed; its stderr:\n{proc.stderr[-2000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**result, "wall": wall}
 
 
 # --------------------------------------------------------------------------- onnxruntime

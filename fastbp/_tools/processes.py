@@ -9,12 +9,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from . import peers
 from .common import digits, fit_params, fmt_seconds, interleave
 from .report import Row, per_repeat
+from .vs_peers import set_fastest_peer
 
 PACKAGE = Path(__file__).resolve().parents[1]  # the fastbp these tools belong to
 # Start-up runs: the dtypes fitted in one fresh process, one fit each.
@@ -24,6 +27,9 @@ START_DTYPES = {"float64": ["float64"], "float32": ["float32"], "both": ["float6
 # (scikit-learn's own import of its MLP is about 1.1-1.5 s of the 1.5 on this machine).
 START_TARGETS = {"cold": {"float64": 4.0, "float32": 4.0, "both": 6.0},
                  "warm": {"float64": 1.5, "float32": 1.5, "both": 1.5}}
+# fastbp's start-up over JAX's (the issue's moonshot: a cold start no slower than JAX's
+# without its persistent cache; the warm ones are reported)
+JAX_START_TARGETS = {"cold": 1.0, "warm": None}
 GRID_TARGET = 2.0  # speed-up over scikit-learn of a small grid search in a fresh process
 
 _START_SCRIPT = """
@@ -77,34 +83,84 @@ def start_seconds(data_path, params, dtypes, cache_dir):
     return {**result, "wall": wall}
 
 
-def start_runs(settings, data_path, params, tmp):
-    """``{(kind, dtypes name): [run, ...]}`` over ``settings.start_repeats`` repeats.
+def _jax_warm_caches(data_path, jax_arguments, tmp):
+    """JAX's persistent caches for warm runs without a cold one: one untimed start-up run
+    per dtypes name fills each."""
+    caches = {}
+    for name, dtypes in START_DTYPES.items():
+        caches[name] = Path(tmp) / f"jax-cache-{name}"
+        caches[name].mkdir()
+        peers.jax_start_seconds(jax_arguments, dtypes, caches[name])
+    return caches
 
-    Each cold run gets a new empty NUMBA_CACHE_DIR; the warm runs of a repeat reuse the
-    cache its cold "both" run filled (every kernel, both dtypes). Without
-    ``settings.cold_start`` only warm runs, on this tree's cache.
+
+def start_runs(settings, data_path, params, tmp, jax_arguments=None):
+    """``{(library, kind, dtypes name): [run, ...]}`` over ``settings.start_repeats``
+    repeats, fastbp and (with ``jax_arguments``, see ``peers.jax_arguments``) JAX taking
+    turns on each start-up.
+
+    Each cold run gets a new empty cache directory (NUMBA_CACHE_DIR, or JAX's persistent
+    compilation cache). fastbp's warm runs of a repeat reuse the cache its cold "both" run
+    filled (every kernel, both dtypes); JAX's reuse the one its cold run of the same
+    dtypes filled (JAX keys its programs by the x64 mode too, so its "both" cache, made
+    in x64 mode, misses float32 programs made without it). Without
+    ``settings.cold_start`` only warm runs: fastbp on this tree's cache, JAX on caches
+    filled once by untimed runs.
     """
     kinds = ("cold", "warm") if settings.cold_start else ("warm",)
-    runs = {(kind, name): [] for kind in kinds for name in START_DTYPES}
+    libraries = ("fastbp",) if jax_arguments is None else ("fastbp", "jax")
+    runs = {(library, kind, name): []
+            for kind in kinds for name in START_DTYPES for library in libraries}
+    jax_warm = {}
+    if jax_arguments is not None and not settings.cold_start:
+        jax_warm = _jax_warm_caches(data_path, jax_arguments, tmp)
     for r in range(settings.start_repeats):
-        warm_cache = None
-        for kind, name in runs:
-            cache = warm_cache
+        fastbp_warm = None
+        for library, kind, name in runs:
+            dtypes = START_DTYPES[name]
+            cache = fastbp_warm if library == "fastbp" else jax_warm.get(name)
             if kind == "cold":
-                cache = Path(tmp) / f"numba-cache-{r}-{name}"
+                cache = Path(tmp) / f"{library}-cache-{r}-{name}"
                 cache.mkdir()
-                warm_cache = cache if name == "both" else warm_cache
-            runs[kind, name].append(start_seconds(data_path, params, START_DTYPES[name], cache))
+                if library == "jax":
+                    jax_warm[name] = cache
+                elif name == "both":
+                    fastbp_warm = cache
+            if library == "fastbp":
+                run = start_seconds(data_path, params, dtypes, cache)
+            else:
+                run = peers.jax_start_seconds(jax_arguments, dtypes, cache)
+            runs[library, kind, name].append(run)
     return runs
+
+
+def _start_jax_arguments(X, y, params):
+    """The JAX start-up's ``peers.jax_arguments``: the digits network fastbp's start-up
+    fits, with the weights one fastbp fit in this process starts from."""
+    from .. import MLPClassifier
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one epoch: not converged
+        estimator = MLPClassifier(**{**params, "max_iter": 1}).fit(X, y)
+    return peers.jax_arguments(estimator, X, y, params["batch_size"], 1)
 
 
 def start_workload(settings, torch, peaks):
     """Import + first 1-epoch fit on digits in fresh processes, float64, float32 and both:
     with an empty NUMBA_CACHE_DIR (cold: compiles, <= 4 s for one dtype, <= 6 s for both)
     and with the cache a cold run left (warm: <= 1.5 s). Without ``settings.cold_start``
-    only the warm ones run, on this tree's cache. Medians of ``settings.start_repeats``."""
+    only the warm ones run, on this tree's cache. Medians of ``settings.start_repeats``.
+
+    With jax and optax installed, a new JAX user's first fit of the same network (import
+    jax and optax, jit, compile and run one ``lax.scan`` epoch per dtype) takes turns with
+    each, without and with JAX's persistent compilation cache: the row's peer column. The
+    issue's moonshot is a cold start no slower than JAX's (fastbp's time also imports
+    scikit-learn, which JAX's does not).
+    """
     X, y = digits()
     params = fit_params((64,), 32, 1)
+    why_no_jax = peers.unavailable("jax")
+    jax_arguments = None if why_no_jax else _start_jax_arguments(X, y, params)
     caches = {
         "cold": "empty NUMBA_CACHE_DIR",
         "warm": "the cold run's cache" if settings.cold_start else "this tree's cache",
@@ -112,10 +168,12 @@ def start_workload(settings, torch, peaks):
     with tempfile.TemporaryDirectory(prefix="fastbp-bench-") as tmp:
         data_path = Path(tmp) / "digits.npz"
         np.savez(data_path, X=X, y=y)
-        runs = start_runs(settings, data_path, params, tmp)
+        runs = start_runs(settings, data_path, params, tmp, jax_arguments)
 
     rows = []
-    for (kind, name), kind_runs in runs.items():
+    for (library, kind, name), kind_runs in runs.items():
+        if library != "fastbp":
+            continue
         times = {f"{kind} {key}": [run[key] for run in kind_runs] for key in kind_runs[0]}
         med = {key: statistics.median(t) for key, t in times.items()}
         first_fits = times[f"{kind} first_fit"]
@@ -132,7 +190,19 @@ def start_workload(settings, torch, peaks):
             first_fits,
             note=f"import fastbp + first fit ({'+'.join(START_DTYPES[name])}) on digits in "
             f"a fresh process, {caches[kind]}; whole process {fmt_seconds(med[f'{kind} wall'])}",
+            peer_setting="fresh process",
         )
+        if jax_arguments is None:
+            row.note += f"; jax peer not measured: {why_no_jax}"
+        else:
+            jax_runs = runs["jax", kind, name]
+            jax_fits = [run["first_fit"] for run in jax_runs]
+            set_fastest_peer(row, first_fits, {"jax": jax_fits}, JAX_START_TARGETS[kind])
+            row.note += (
+                f"; jax: import jax + jit + first epoch {fmt_seconds(statistics.median(jax_fits))}"
+                f" (import {fmt_seconds(statistics.median(r['import'] for r in jax_runs))}), "
+                f"{'no' if kind == 'cold' else 'its own'} persistent compilation cache"
+            )
         rows.append(row)
     return rows
 

@@ -43,8 +43,9 @@ class Row:
     workloads also carry their ``ceiling`` and ``ceiling_1thread`` (see
     ``ceilings.add_ceiling``). ``peer`` and ``peer_ratio`` are the fastest other library
     measured on the workload and fastbp's speed-up over it (None: no peer measured), at
-    one thread; ``peer_samples`` holds that speed-up per repeat and ``peer_target`` the
-    speed-up the issue asks for (``peer_verdict`` as ``verdict``).
+    one thread (or as ``peer_setting`` says); ``peer_samples`` holds that speed-up per
+    repeat and ``peer_target`` the speed-up the issue asks for (``peer_verdict`` as
+    ``verdict``).
     """
 
     workload: str
@@ -65,6 +66,7 @@ class Row:
     peer_ratio: float | None = None
     peer_samples: list | None = None
     peer_target: float | None = None
+    peer_setting: str = "1 thr"  # how both sides ran for the peer column
 
     @property
     def comparison(self):
@@ -141,7 +143,8 @@ def fmt_peer(row):
         return MISSING
     ahead = "fastbp" if row.peer_ratio >= 1 else row.peer
     target = "" if row.peer_target is None else f" >= {row.peer_target:g}x"
-    return f"{row.peer_ratio:.2f}x vs {row.peer} 1 thr, {ahead} ahead:{target} {row.peer_verdict}"
+    ratio = f"{row.peer_ratio:.2f}x vs {row.peer} {row.peer_setting}"
+    return f"{ratio}, {ahead} ahead:{target} {row.peer_verdict}"
 
 
 # ------------------------------------------------------------------------------ table
@@ -179,10 +182,14 @@ KEY = [
      "the machine was busy"),
     (lambda r: r.metric == "slowdown", "slowdown: fastbp's time with a core taken over "
      "its quiet 1-thread time (lower is better)"),
-    (lambda r: r.peer is not None,
+    (lambda r: r.peer is not None and r.peer_setting == "1 thr",
      "fastest peer: fastbp's speed-up over the fastest peer library (JAX, onnxruntime), "
      "both at 1 thread,\n  which of the two is ahead, and the verdict against the peer "
      "target"),
+    (lambda r: r.peer_setting == "fresh process" and r.peer is not None,
+     "vs jax fresh process: JAX's import + jit + first epoch over fastbp's start-up, "
+     "each in fresh unpinned\n  processes taking turns (cold: no persistent compilation "
+     "cache; warm: the cache a run of the same start-up left)"),
     (lambda r: r.metric == "fraction" and "GEMM" in r.label,
      "GEMM fraction: numpy's time for the matrix products of one epoch of the same shapes "
      "over fastbp's\n  epoch time, both at 1 thread (1.0: nothing but the products)"),
