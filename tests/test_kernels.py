@@ -49,6 +49,7 @@ def from_python(kernel):
 
 finalize_gradient = from_python(backward.finalize_gradient)
 sum_of_squares = from_python(backward.sum_of_squares)
+multiply = from_python(backward.multiply)
 dropout_apply = from_python(dropout.apply)
 batch_key = from_python(dropout.batch_key)
 forward_batch = from_python(forward.forward_batch)
@@ -204,6 +205,28 @@ def test_activate_writes_the_derivative(dtype, code):
     assert_close(dZ, naive.derivative(ACT_NAMES[code], Z), dtype, scale=1.0)
     if code == A.RELU:  # relu'(0) = 0, scikit-learn's convention
         assert np.all(dZ[Z == 0] == 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_derivative_from_the_output_is_what_relu_writes(dtype):
+    # the backward pass reads relu's f'(z) from its output (no dropout): the same factor
+    # as the activation writes, bit for bit, NaN (divergence stays visible) and zeros too
+    rng = np.random.default_rng(5)
+    Z = activation_input(A.RELU, rng).astype(dtype)
+    Z[2] = [np.nan, -np.inf, np.inf, -0.0]
+    out, dZ = Z.copy(), np.empty_like(Z)
+    activate(out, A.RELU, dZ)
+    D = rng.normal(size=Z.shape).astype(dtype)
+    D[3, 0] = -D[3, 0] if Z[3, 0] <= 0 else D[3, 0]  # a product of signed zeros
+    want = D * dZ
+    got = D.copy()
+    multiply(got, out, True)
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+    assert np.isnan(got[2, 0]) and got[2, 1] == 0 and got[2, 2] == D[2, 2]
+    got = D.copy()
+    multiply(got, dZ, False)  # f'(z) as written, for the other activations and dropout
+    np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -421,6 +444,9 @@ def test_forward_batch(dtype, sparse, hidden):
         for layer in (1, 2, 3):
             assert_close(block(ws.act, ws, layer, len(rows)), acts[layer], dtype)
         for layer in (1, 2):
+            if hidden == A.RELU:  # read from the output by the backward pass instead
+                assert np.isnan(block(ws.dact, ws, layer, len(rows))).all()
+                continue
             assert_close(block(ws.dact, ws, layer, len(rows)),
                          naive.derivative(pb.hidden, zs[layer - 1]), dtype)
         if not sparse:  # gathered input rows, read by the backward pass
@@ -476,7 +502,7 @@ def test_backward_batch_and_finalize(dtype, sparse, hidden, weighted):
                                           pb.clip_eps, HUBER_DELTA, D)
         grads = np.full(pb.layout.n_params, np.nan, dtype=dtype)
         backward_batch(pb.params, grads, Net(*ws.net), pb.Xsp, rows_k, ws.act, ws.delta, ws.xbuf,
-                       ws.dact)
+                       ws.dact, no_dropout())
 
         coefs, intercepts = naive_params(pb)
         acts, zs = naive.forward(pb.X64[rows], coefs, intercepts, pb.hidden,

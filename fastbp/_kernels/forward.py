@@ -225,9 +225,10 @@ def forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key, row0):
     block (n x n_outputs view of ``act``).
 
     Training passes a non-empty ``dact`` (layout of ``act``): each hidden layer's f'(z)
-    is written there, and hidden layer ``l`` is dropped out with probability
-    ``drop[l]`` (masks from ``key``, see ``dropout.batch_key``; ``drop`` None means no
-    dropout; ``row0``: the first row's index in the minibatch, see ``dropout.apply``).
+    is written there (but relu's without dropout: ``relu_from_output``), and hidden
+    layer ``l`` is dropped out with probability ``drop[l]`` (masks from ``key``, see
+    ``dropout.batch_key``; ``drop`` None means no dropout; ``row0``: the first row's
+    index in the minibatch, see ``dropout.apply``).
     Inference passes an empty ``dact``: no derivatives, no dropout.
     """
     n = rows.shape[0]
@@ -255,7 +256,7 @@ def forward_layers(params, net, n, act, dact, drop, key, row0):
             product(block_view(act, net, layer - 1, n), coef_view(params, net, layer - 1), Z,
                     net.cols, net.small)
         b = icpt_view(params, net, layer - 1)  # added by the activation, in its pass
-        if train and layer < n_layers - 1:
+        if train and layer < n_layers - 1 and not relu_from_output(net, drop, layer):
             dZ = block_view(dact, net, layer, n)
             activations.call(act_fns[layer], Z, b, dZ)
             if drop is not None:  # compiled only for fits with dropout
@@ -264,3 +265,17 @@ def forward_layers(params, net, n, act, dact, drop, key, row0):
         else:
             activations.call(act_fns[layer], Z, b, flat_view(dact, 0, (0, 0)))
     return Z
+
+
+@njit(**INLINED_JIT_OPTIONS)
+def relu_from_output(net, drop, layer):
+    """Whether hidden layer ``layer``'s f'(z) is read from its output in the backward
+    pass (``backward.multiply``) instead of written by the forward pass: relu
+    without dropout, whose f'(z) is 1 where the output is positive, 0 where it is 0 and
+    NaN where it is NaN, as the activation writes it."""
+    if net.act_codes[layer] != activations.RELU:
+        return False
+    if drop is not None:  # compiled only for fits with dropout
+        if drop.shape[0] > layer and drop[layer] > 0.0:
+            return False
+    return True

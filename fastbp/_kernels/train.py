@@ -52,7 +52,7 @@ def batch_loss_grad(params, grads, net, X, Xsp, Y, sw, rows, loss_fn, clip_eps,
     P = forward_batch(params, net, X, Xsp, rows, act, xbuf, dact, drop, key, row0)
     D = block_view(delta, net, n_layers - 1, n)
     loss_sum, sw_sum = losses.call(loss_fn, P, Y, rows, sw, clip_eps, huber_delta, D)
-    backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact)
+    backward_batch(params, grads, net, Xsp, rows, act, delta, xbuf, dact, drop)
     return loss_sum, sw_sum
 
 
