@@ -98,7 +98,9 @@ def no_dropout():
 
 class Workspace:
     """Buffers for batches of up to ``rows`` rows: activations, deltas, gathered input
-    rows and, for training, each hidden layer's f'(z) (``dact``; empty for inference).
+    rows and, for training, each hidden layer's f'(z) (``dact``; empty for inference;
+    relu's layers without dropout leave their block unwritten, see
+    ``_kernels.forward.relu_from_output``).
 
     With ``slots`` each buffer is 2-D, one such workspace per row: the blocks of a
     minibatch or the chunks in flight of the parallel kernels (``_kernels.parallel``).

@@ -344,14 +344,17 @@ def test_peer_columns_show_a_dash_when_the_peers_are_unavailable(tmp_path, monke
     monkeypatch.setattr(peers, "unavailable", lambda peer: f"no {peer} here")
     monkeypatch.setattr(peers, "JaxEpochs", lambda *a, **k: pytest.fail("started JAX"))
     monkeypatch.setattr(peers, "onnxruntime_peer", lambda *a, **k: pytest.fail("ran onnx"))
-    _, result = bench(tmp_path, "--only", "digits32,predict")
+    monkeypatch.setattr(peers, "jax_start_seconds", lambda *a, **k: pytest.fail("timed JAX"))
+    _, result = bench(tmp_path, "--only", "digits32,predict,start")
     out = capsys.readouterr().out
     rows = {row["label"]: row for row in result["rows"]}
     assert all(row["peer"] is None and row["peer_verdict"] is None for row in rows.values())
     assert "jax peer not measured: no jax here" in rows["digits32"]["note"]
     assert "onnxruntime peer not measured: no onnxruntime here" in rows["predict 1 row"]["note"]
     assert "jax@1" not in rows["digits32"]["times"]
-    for label in ("digits32", "predict 1 row"):
+    assert "jax peer not measured: no jax here" in rows["warm start both"]["note"]
+    assert "jax" not in rows["warm start both"]["times"]
+    for label in ("digits32", "predict 1 row", "warm start float64"):
         assert re.search(rf"^{label}\s.*\s—$", out, re.M), label
     assert rows["digits32 GEMM fraction"]["value"] > 0  # numpy's own products still run
 
@@ -426,6 +429,11 @@ def test_cold_runs_get_empty_caches_and_warm_runs_reuse_the_full_one(tmp_path, m
     keys = "\n".join(report.key_lines(rows, None))
     assert "vs jax fresh process: JAX's import + jit + first epoch" in keys
     assert "both at 1 thread,\n  which" not in keys  # no 1-thread peer on these rows
+    # JAX's warm caches are filled first, untimed, one per dtypes name
+    fills, calls = calls[:3], calls[3:]
+    assert [c[:2] for c in fills] == [("jax", ("float64",)), ("jax", ("float32",)),
+                                      ("jax", ("float64", "float32"))]
+    assert not any(c[3] for c in fills)
     assert len(calls) == 24
     for repeat in (calls[:12], calls[12:]):
         # the two libraries take turns on each start-up, fastbp first
@@ -435,17 +443,40 @@ def test_cold_runs_get_empty_caches_and_warm_runs_reuse_the_full_one(tmp_path, m
             cold, warm = runs[:3], runs[3:]
             assert [c[0] for c in cold] == [("float64",), ("float32",), ("float64", "float32")]
             assert [c[0] for c in warm] == [c[0] for c in cold]
-            assert all(not filled for *_, filled in cold)  # every cold run starts empty
-            assert len({c[1] for c in cold}) == 3
             assert all(filled for *_, filled in warm)
-            if library == "fastbp":  # the cache of the cold "both" run
-                assert {c[1] for c in warm} == {cold[2][1]}
-            else:  # the cache of its own cold run (JAX keys programs by the x64 mode)
-                assert [c[1] for c in warm] == [c[1] for c in cold]
-    assert calls[0][2] != calls[12][2]  # a new empty cache every repeat
-    # no two cold runs ever share a directory
-    colds = [c[2] for c in calls if not c[3]]
-    assert len(colds) == len(set(colds)) == 12
+            if library == "fastbp":
+                assert all(not filled for *_, filled in cold)  # every cold run starts empty
+                assert len({c[1] for c in cold}) == 3
+                assert {c[1] for c in warm} == {cold[2][1]}  # the cold "both" run's cache
+            else:  # no persistent cache cold; warm, the cache filled for the same dtypes
+                assert [c[1] for c in cold] == [None] * 3
+                assert [c[1] for c in warm] == [c[1] for c in fills]
+    fastbp_colds = [c[2] for c in calls if c[0] == "fastbp" and not c[3]]
+    assert len(fastbp_colds) == len(set(fastbp_colds)) == 6  # never a directory twice
+
+
+def test_a_failing_jax_start_leaves_fastbps_rows_without_their_peer(monkeypatch):
+    calls = []
+
+    def fake_start(data_path, params, dtypes, cache_dir):
+        calls.append(tuple(dtypes))
+        return {"first_fit": 1.0, "import": 0.5, "wall": 1.5}
+
+    def broken_jax(arguments, dtypes, cache_dir):
+        raise RuntimeError("the JAX start-up process failed; its stderr:\nImportError: jaxlib")
+
+    monkeypatch.setattr(processes, "start_seconds", fake_start)
+    monkeypatch.setattr(peers, "unavailable", lambda peer: None)
+    monkeypatch.setattr(processes, "_start_jax_arguments", lambda X, y, params: "arguments")
+    monkeypatch.setattr(peers, "jax_start_seconds", broken_jax)
+    settings = runner.Settings(**{**vars(runner.TINY), "start_repeats": 2})
+    rows = processes.start_workload(settings, None, None)
+    assert [r.label for r in rows] == ["warm start float64", "warm start float32",
+                                       "warm start both"]
+    assert all(r.peer is None and r.samples == [1.0, 1.0] for r in rows)
+    assert all("jax peer not measured: the JAX start-up process failed: ImportError: jaxlib"
+               in r.note for r in rows)
+    assert len(calls) == 6
 
 
 def test_warm_only_start_fills_jax_caches_once_untimed(monkeypatch):
@@ -561,6 +592,7 @@ def synthetic_rows():
     rows.append(row("fraction", 0.5, [0.76, 0.74]))
     rows.append(row("slowdown", 1.25, [1.3, 1.2]))
     rows += [row("seconds", t, [v, v * 1.05]) for v, t in [(12.0, 15.0), (0.9, 2.0), (2.1, 2.0)]]
+    rows[-3].peer, rows[-3].peer_ratio = "jax", 0.25  # a start row: JAX's 3 s beside 12
     for i, r in enumerate(rows[-5:]):
         r.label = f"other {i}"
     return rows
@@ -597,8 +629,14 @@ def test_figure_labels_do_not_overlap():
         assert len(fig.axes) == 3  # speed-ups, other ratios, seconds
         texts = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
         for verdict in ("met", "missed", "within noise", "report", "target",
-                        "fastbp over the fastest peer"):
+                        "fastbp over the fastest peer", "the fastest peer's time"):
             assert verdict in texts, verdict  # the colour key is in the legend
+        # on the panel of seconds the peer's marker is its time (value x ratio), not 0.25
+        seconds_axis = fig.axes[2]
+        (peer_line,) = [line for line in seconds_axis.get_lines()
+                        if line.get_label() == "the fastest peer's time"]
+        (start,) = [r for r in rows if r.metric == "seconds" and r.peer is not None]
+        assert peer_line.get_xdata().tolist() == [start.value * 0.25]
         assert "29.00x, target >= 30x: within noise" in texts
         assert text_overlaps(fig) == []
     finally:

@@ -99,7 +99,8 @@ RUN = {"blocked": run_blocked, "columns": run_columns}
 @pytest.mark.parametrize("engine", ["blocked", "columns"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
-@pytest.mark.parametrize("which", ["adam", "nesterov", "adamw", "adam+l1+clip", "sgd+dropout"])
+@pytest.mark.parametrize("which", ["adam", "nesterov", "adamw", "adam+l1+clip", "sgd+dropout",
+                                   "sgd+relu+dropout"])
 def test_parallel_epochs_match_the_oracle_on_any_thread_count(engine, dtype, sparse, which):
     """Batches of 67 rows, the last of 16. Blocked: two blocks (33 + 34), the last batch
     one block; the oracle's dropout masks are those of whole minibatches, so the blocks
@@ -108,11 +109,12 @@ def test_parallel_epochs_match_the_oracle_on_any_thread_count(engine, dtype, spa
     cfg = dict(SOLVERS[which])
     solver, nesterov, lr = cfg.pop("solver"), cfg.pop("nesterov"), cfg.pop("lr")
     dropout = cfg.pop("dropout", None)
+    hidden = cfg.pop("hidden", TANH)
     drop = no_dropout() if dropout is None else readonly(np.array(dropout))
     alpha, batch, t0 = 1e-3, 67, 3
     for loss_code in (SQUARED_ERROR, LOG_LOSS, LOSSES[-1]):
         weighted = loss_code == SQUARED_ERROR
-        pb, order, state = epoch_problem(dtype, loss_code, sparse, weighted, batch)
+        pb, order, state = epoch_problem(dtype, loss_code, sparse, weighted, batch, hidden)
         w_coefs, w_icpts, w_state, w_t, w_total = oracle_epoch(
             pb, state, order, batch, alpha, solver, lr, nesterov, t0, dropout, cfg
         )

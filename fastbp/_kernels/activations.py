@@ -6,7 +6,9 @@ before theirs) and, when given a non-empty ``dZ`` of the same shape, writes f'(z
 in the same pass as the activation. The forward pass
 keeps f'(z) of every hidden layer for the backward pass, which then only multiplies: one
 rule for every activation, including those whose derivative cannot be recovered from the
-output (gelu is not monotone), and dropout folds into the same buffer.
+output (gelu is not monotone), and dropout folds into the same buffer. The one exception
+is relu without dropout, whose f'(z) the backward pass reads from its output (the same
+factors: ``forward.relu_from_output``); the forward pass then passes an empty ``dZ``.
 
 Each (activation, dtype) is a C callback of its own (``numba.cfunc``), compiled (or
 loaded from numba's cache) the first time a network asks for its address

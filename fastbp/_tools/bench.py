@@ -573,7 +573,8 @@ DESCRIPTIONS = {
     "predict-mc": "predict on 100,000 rows, 100 features, hidden (256,128), float32",
     "table": "10k x 90 standardised, hidden (100,), batch 200, early stopping, 1 thread",
     "busy": "mc-b200 in float32 with one core taken by a CPU burner",
-    "start": "import + first fit in fresh processes (cold and warm numba cache)",
+    "start": "import + first fit in fresh processes (cold and warm numba cache; JAX's beside "
+    "it when installed)",
     "grid": "GridSearchCV(n_jobs=2) of 18 small fits in a fresh process vs scikit-learn",
 }
 WORKLOADS = tuple(RUNNERS)

@@ -13,6 +13,9 @@ Each peer measures the same work as fastbp, from the same inputs:
   did not keep it on one core), so its numbers are comparable with fastbp's
   ``n_threads=1``. ``JaxEpochs.weights`` hands the trained weights back, which is how the
   tests prove the peer does the same arithmetic as fastbp.
+* ``jax_start_seconds``: a new JAX user's first fit (import jax and optax, jit, compile
+  and run one epoch per dtype) in a fresh interpreter, without or with JAX's persistent
+  compilation cache: the peer of ``python -m fastbp bench``'s start-up rows.
 * ``onnxruntime_predict_seconds``: fastbp's model exported through ``to_sklearn`` and
   skl2onnx, run by an onnxruntime session with a fixed thread count.
 * ``gemm_seconds_per_epoch``: the forward, delta and weight-gradient products of one
@@ -230,11 +233,13 @@ module._child_main(sys.argv[3], sys.argv[4])
 """
 
 
-def _start_main(npz_path, configs_json, cache_dir):
+def _start_main(npz_path, configs_json, cache_dir=None):
     """Entry point of a JAX start-up child (``jax_start_seconds``): from before
     ``import jax`` to the end of one first epoch per config, as a new JAX user's first
     fit. ``cache_dir`` is JAX's persistent compilation cache, every program written to
-    it (an empty directory: a cold start; one an earlier child filled: a warm one)."""
+    and read from it (none given: no persistent cache, JAX's default)."""
+    out = os.fdopen(os.dup(1), "w")  # JAX may print to stdout: the reply has its own
+    os.dup2(2, 1)
     with np.load(npz_path) as data:
         data = dict(data)
     start = time.perf_counter()
@@ -242,8 +247,9 @@ def _start_main(npz_path, configs_json, cache_dir):
     import optax
 
     imported = time.perf_counter()
-    jax.config.update("jax_compilation_cache_dir", cache_dir)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    if cache_dir is not None:
+        jax.config.update("jax_compilation_cache_dir", cache_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     trained = []  # per config: the first layer's weights after the epoch
     for config in json.loads(configs_json):
         epoch, state, X, Y, orders = _prepared(jax, optax, config, data)
@@ -251,8 +257,7 @@ def _start_main(npz_path, configs_json, cache_dir):
     done = time.perf_counter()
     trained = [{"dtype": str(w.dtype), "sum": float(np.sum(w, dtype=np.float64))}
                for w in trained]
-    print(json.dumps({"import": imported - start, "first_fit": done - start,
-                      "trained": trained}))
+    _reply(out, **{"import": imported - start, "first_fit": done - start, "trained": trained})
 
 
 _START_BOOT = """
@@ -411,24 +416,32 @@ def jax_epoch_seconds(coefs, intercepts, X, Y, batch_size, *, repeats=5, epochs=
     }
 
 
-def jax_start_seconds(arguments, dtypes, cache_dir):
+def jax_start_seconds(arguments, dtypes, cache_dir=None):
     """A new JAX user's first fit, timed in a fresh interpreter: import jax and optax,
     then jit, compile and run one epoch per dtype in ``dtypes`` (all in one process, as
-    fastbp's start-up runs), with JAX's persistent compilation cache in ``cache_dir``.
+    fastbp's start-up runs), with JAX's persistent compilation cache in ``cache_dir``
+    (None: none, JAX's default). The child is handed its starting weights, one-hot
+    targets and row order ready made (fastbp's timed fit also draws its weights, checks
+    and binarizes the labels and shuffles: a little less work on JAX's side).
 
     ``arguments`` are ``jax_arguments``' (its ``dtype`` and ``threads`` are not used: the
     child runs each of ``dtypes`` and is not pinned, as fastbp's start-up children).
-    Returns ``{"first_fit": s, "import": s, "wall": s}`` like ``processes.start_seconds``,
-    and ``"trained"``: per dtype, the dtype and the sum of the first layer's weights
-    after the epoch (what the child computed, whether compiled or loaded from the cache).
+    Returns None if jax or optax is missing (``unavailable('jax')`` says why), else
+    ``{"first_fit": s, "import": s, "wall": s}`` like ``processes.start_seconds``, and
+    ``"trained"``: per dtype, the dtype and the sum of the first layer's weights after
+    the epoch (what the child computed, whether compiled or loaded from the cache). A
+    child that fails raises RuntimeError with its stderr.
     """
+    if unavailable("jax"):
+        return None
     arguments = {k: v for k, v in arguments.items() if k not in ("dtype", "threads")}
     inputs = [_child_inputs(**arguments, dtype=dtype) for dtype in dtypes]
     with tempfile.TemporaryDirectory(prefix="fastbp-peers-") as tmp:
         npz = Path(tmp) / "data.npz"
         np.savez(npz, **inputs[0][1])
         command = [sys.executable, "-c", _START_BOOT, __file__, str(npz),
-                   json.dumps([config for config, _ in inputs]), str(cache_dir)]
+                   json.dumps([config for config, _ in inputs])]
+        command += [] if cache_dir is None else [str(cache_dir)]
         start = time.perf_counter()
         proc = subprocess.run(command, capture_output=True, text=True, timeout=900)
         wall = time.perf_counter() - start

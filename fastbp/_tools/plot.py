@@ -65,12 +65,20 @@ def _panel(ax, rows, title, xlabel):
              marker="v", color="#6a4c93", linestyle="none")
     _markers(ax, rows, ypos, lambda r: r.torch_ratio, "fastbp over PyTorch",
              marker="D", color="#1f77b4", linestyle="none")
-    _markers(ax, rows, ypos, lambda r: r.peer_ratio, "fastbp over the fastest peer",
-             marker="s", color="#2a9d8f", linestyle="none")
-    if rows[0].metric != "seconds":
+    seconds = rows[0].metric == "seconds"
+    if seconds:  # the peer's own time on a panel of seconds (ratio = peer / fastbp)
+        def peer(r):
+            return None if r.peer_ratio is None else r.value * r.peer_ratio
+        peer_label = "the fastest peer's time"
+    else:
+        def peer(r):
+            return r.peer_ratio
+        peer_label = "fastbp over the fastest peer"
+    _markers(ax, rows, ypos, peer, peer_label, marker="s", color="#2a9d8f", linestyle="none")
+    if not seconds:
         ax.axvline(1.0, color="#333333", linewidth=0.8)
     values = [v for row in rows
-              for v in (row.value, row.target, row.ceiling, row.torch_ratio, row.peer_ratio)
+              for v in (row.value, row.target, row.ceiling, row.torch_ratio, peer(row))
               if v is not None]
     if rows[0].metric == "seconds":
         ax.set_xlim(0, max(values) * 1.15)

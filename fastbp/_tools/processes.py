@@ -83,9 +83,10 @@ def start_seconds(data_path, params, dtypes, cache_dir):
     return {**result, "wall": wall}
 
 
-def _jax_warm_caches(data_path, jax_arguments, tmp):
-    """JAX's persistent caches for warm runs without a cold one: one untimed start-up run
-    per dtypes name fills each."""
+def _jax_warm_caches(jax_arguments, tmp):
+    """JAX's persistent caches for its warm runs: one untimed start-up run per dtypes
+    name fills each (JAX keys its programs by the x64 mode too, so a cache filled in x64
+    mode for both dtypes would miss the float32 programs of a float32-only process)."""
     caches = {}
     for name, dtypes in START_DTYPES.items():
         caches[name] = Path(tmp) / f"jax-cache-{name}"
@@ -95,43 +96,46 @@ def _jax_warm_caches(data_path, jax_arguments, tmp):
 
 
 def start_runs(settings, data_path, params, tmp, jax_arguments=None):
-    """``{(library, kind, dtypes name): [run, ...]}`` over ``settings.start_repeats``
-    repeats, fastbp and (with ``jax_arguments``, see ``peers.jax_arguments``) JAX taking
-    turns on each start-up.
+    """``({(library, kind, dtypes name): [run, ...]}, why)`` over
+    ``settings.start_repeats`` repeats, fastbp and (with ``jax_arguments``, see
+    ``peers.jax_arguments``) JAX taking turns on each start-up; ``why`` says why JAX's
+    runs are missing when its process failed (None otherwise).
 
-    Each cold run gets a new empty cache directory (NUMBA_CACHE_DIR, or JAX's persistent
-    compilation cache). fastbp's warm runs of a repeat reuse the cache its cold "both" run
-    filled (every kernel, both dtypes); JAX's reuse the one its cold run of the same
-    dtypes filled (JAX keys its programs by the x64 mode too, so its "both" cache, made
-    in x64 mode, misses float32 programs made without it). Without
-    ``settings.cold_start`` only warm runs: fastbp on this tree's cache, JAX on caches
-    filled once by untimed runs.
+    fastbp's cold runs each get a new empty NUMBA_CACHE_DIR; its warm runs of a repeat
+    reuse the cache its cold "both" run filled (every kernel, both dtypes). JAX's cold
+    runs have no persistent compilation cache (JAX's default); its warm ones use caches
+    filled once beforehand by untimed runs of the same dtypes. Without
+    ``settings.cold_start`` only warm runs, fastbp's on this tree's cache.
     """
     kinds = ("cold", "warm") if settings.cold_start else ("warm",)
     libraries = ("fastbp",) if jax_arguments is None else ("fastbp", "jax")
     runs = {(library, kind, name): []
             for kind in kinds for name in START_DTYPES for library in libraries}
-    jax_warm = {}
-    if jax_arguments is not None and not settings.cold_start:
-        jax_warm = _jax_warm_caches(data_path, jax_arguments, tmp)
-    for r in range(settings.start_repeats):
-        fastbp_warm = None
-        for library, kind, name in runs:
-            dtypes = START_DTYPES[name]
-            cache = fastbp_warm if library == "fastbp" else jax_warm.get(name)
-            if kind == "cold":
-                cache = Path(tmp) / f"{library}-cache-{r}-{name}"
-                cache.mkdir()
+    try:
+        jax_warm = {} if jax_arguments is None else _jax_warm_caches(jax_arguments, tmp)
+        for r in range(settings.start_repeats):
+            fastbp_warm = None
+            for library, kind, name in runs:
+                dtypes = START_DTYPES[name]
                 if library == "jax":
-                    jax_warm[name] = cache
-                elif name == "both":
-                    fastbp_warm = cache
-            if library == "fastbp":
-                run = start_seconds(data_path, params, dtypes, cache)
-            else:
-                run = peers.jax_start_seconds(jax_arguments, dtypes, cache)
-            runs[library, kind, name].append(run)
-    return runs
+                    cache = jax_warm[name] if kind == "warm" else None
+                    runs[library, kind, name].append(
+                        peers.jax_start_seconds(jax_arguments, dtypes, cache))
+                    continue
+                cache = fastbp_warm
+                if kind == "cold":
+                    cache = Path(tmp) / f"numba-cache-{r}-{name}"
+                    cache.mkdir()
+                    fastbp_warm = cache if name == "both" else fastbp_warm
+                runs[library, kind, name].append(start_seconds(data_path, params, dtypes,
+                                                               cache))
+    except RuntimeError as exc:
+        if jax_arguments is None or "JAX start-up" not in str(exc):
+            raise
+        # JAX failed: fastbp's rows go on without their peer
+        runs = start_runs(settings, data_path, params, tmp)[0]
+        return runs, f"the JAX start-up process failed: {str(exc).splitlines()[-1]}"
+    return runs, None
 
 
 def _start_jax_arguments(X, y, params):
@@ -152,10 +156,11 @@ def start_workload(settings, torch, peaks):
     only the warm ones run, on this tree's cache. Medians of ``settings.start_repeats``.
 
     With jax and optax installed, a new JAX user's first fit of the same network (import
-    jax and optax, jit, compile and run one ``lax.scan`` epoch per dtype) takes turns with
-    each, without and with JAX's persistent compilation cache: the row's peer column. The
-    issue's moonshot is a cold start no slower than JAX's (fastbp's time also imports
-    scikit-learn, which JAX's does not).
+    jax and optax, jit, compile and run one ``lax.scan`` epoch per dtype;
+    ``peers.jax_start_seconds``) takes turns with each, without and with JAX's
+    persistent compilation cache: the row's peer column. The issue's moonshot is a cold
+    start no slower than JAX's (fastbp's time also imports scikit-learn, which JAX's
+    does not).
     """
     X, y = digits()
     params = fit_params((64,), 32, 1)
@@ -168,7 +173,8 @@ def start_workload(settings, torch, peaks):
     with tempfile.TemporaryDirectory(prefix="fastbp-bench-") as tmp:
         data_path = Path(tmp) / "digits.npz"
         np.savez(data_path, X=X, y=y)
-        runs = start_runs(settings, data_path, params, tmp, jax_arguments)
+        runs, why_jax_failed = start_runs(settings, data_path, params, tmp, jax_arguments)
+    why_no_jax = why_no_jax or why_jax_failed
 
     rows = []
     for (library, kind, name), kind_runs in runs.items():
@@ -192,7 +198,7 @@ def start_workload(settings, torch, peaks):
             f"a fresh process, {caches[kind]}; whole process {fmt_seconds(med[f'{kind} wall'])}",
             peer_setting="fresh process",
         )
-        if jax_arguments is None:
+        if why_no_jax:
             row.note += f"; jax peer not measured: {why_no_jax}"
         else:
             jax_runs = runs["jax", kind, name]
