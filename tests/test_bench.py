@@ -385,6 +385,17 @@ def test_start_runs_fresh_processes_per_dtype(tmp_path):
     assert "float64+float32" in rows[2]["note"]
 
 
+def _start_with_fakes(monkeypatch, fastbp_start, jax_start, **settings):
+    """``processes.start_workload``'s rows in tiny mode with ``settings``, fastbp's and
+    JAX's start-up runs replaced by the fakes (JAX counted as installed)."""
+    monkeypatch.setattr(processes, "start_seconds", fastbp_start)
+    monkeypatch.setattr(peers, "unavailable", lambda peer: None)
+    monkeypatch.setattr(processes, "_start_jax_arguments", lambda X, y, params: "arguments")
+    monkeypatch.setattr(peers, "jax_start_seconds", jax_start)
+    return processes.start_workload(runner.Settings(**{**vars(runner.TINY), **settings}),
+                                    None, None)
+
+
 def test_cold_runs_get_empty_caches_and_warm_runs_reuse_the_full_one(tmp_path, monkeypatch):
     calls = []
 
@@ -407,12 +418,8 @@ def test_cold_runs_get_empty_caches_and_warm_runs_reuse_the_full_one(tmp_path, m
         assert arguments == "arguments"
         return jax_run(dtypes, cache_dir)
 
-    monkeypatch.setattr(processes, "start_seconds", fake_start)
-    monkeypatch.setattr(peers, "unavailable", lambda peer: None)
-    monkeypatch.setattr(processes, "_start_jax_arguments", lambda X, y, params: "arguments")
-    monkeypatch.setattr(peers, "jax_start_seconds", fake_jax_start)
-    settings = runner.Settings(**{**vars(runner.TINY), "cold_start": True, "start_repeats": 2})
-    rows = processes.start_workload(settings, None, None)
+    rows = _start_with_fakes(monkeypatch, fake_start, fake_jax_start, cold_start=True,
+                             start_repeats=2)
     assert [r.label for r in rows] == [
         f"{kind} start {name}"
         for kind in ("cold", "warm")
@@ -450,7 +457,7 @@ def test_cold_runs_get_empty_caches_and_warm_runs_reuse_the_full_one(tmp_path, m
                 assert {c[1] for c in warm} == {cold[2][1]}  # the cold "both" run's cache
             else:  # no persistent cache cold; warm, the cache filled for the same dtypes
                 assert [c[1] for c in cold] == [None] * 3
-                assert [c[1] for c in warm] == [c[1] for c in fills]
+                assert [c[1] for c in warm] == [c[2] for c in fills]
     fastbp_colds = [c[2] for c in calls if c[0] == "fastbp" and not c[3]]
     assert len(fastbp_colds) == len(set(fastbp_colds)) == 6  # never a directory twice
 
@@ -465,12 +472,7 @@ def test_a_failing_jax_start_leaves_fastbps_rows_without_their_peer(monkeypatch)
     def broken_jax(arguments, dtypes, cache_dir):
         raise RuntimeError("the JAX start-up process failed; its stderr:\nImportError: jaxlib")
 
-    monkeypatch.setattr(processes, "start_seconds", fake_start)
-    monkeypatch.setattr(peers, "unavailable", lambda peer: None)
-    monkeypatch.setattr(processes, "_start_jax_arguments", lambda X, y, params: "arguments")
-    monkeypatch.setattr(peers, "jax_start_seconds", broken_jax)
-    settings = runner.Settings(**{**vars(runner.TINY), "start_repeats": 2})
-    rows = processes.start_workload(settings, None, None)
+    rows = _start_with_fakes(monkeypatch, fake_start, broken_jax, start_repeats=2)
     assert [r.label for r in rows] == ["warm start float64", "warm start float32",
                                        "warm start both"]
     assert all(r.peer is None and r.samples == [1.0, 1.0] for r in rows)
@@ -487,14 +489,10 @@ def test_warm_only_start_fills_jax_caches_once_untimed(monkeypatch):
         (cache_dir / "program").touch()
         return {"first_fit": 2.0, "import": 1.0, "wall": 3.0}
 
-    monkeypatch.setattr(processes, "start_seconds",
-                        lambda data, params, dtypes, cache: {"first_fit": 1.0, "import": 0.5,
-                                                             "wall": 1.5})
-    monkeypatch.setattr(peers, "unavailable", lambda peer: None)
-    monkeypatch.setattr(processes, "_start_jax_arguments", lambda X, y, params: "arguments")
-    monkeypatch.setattr(peers, "jax_start_seconds", fake_jax_start)
-    settings = runner.Settings(**{**vars(runner.TINY), "start_repeats": 2})
-    rows = processes.start_workload(settings, None, None)
+    def fake_start(data, params, dtypes, cache):
+        return {"first_fit": 1.0, "import": 0.5, "wall": 1.5}
+
+    rows = _start_with_fakes(monkeypatch, fake_start, fake_jax_start, start_repeats=2)
     assert [r.label for r in rows] == ["warm start float64", "warm start float32",
                                        "warm start both"]
     assert all(r.peer_ratio == 2.0 and r.peer_verdict == "report" for r in rows)
