@@ -462,23 +462,30 @@ def test_cold_runs_get_empty_caches_and_warm_runs_reuse_the_full_one(tmp_path, m
     assert len(fastbp_colds) == len(set(fastbp_colds)) == 6  # never a directory twice
 
 
-def test_a_failing_jax_start_leaves_fastbps_rows_without_their_peer(monkeypatch):
-    calls = []
+@pytest.mark.parametrize("fails_at", [0, 4], ids=["filling its caches", "mid-run"])
+def test_a_failing_jax_start_leaves_fastbps_rows_without_their_peer(monkeypatch, fails_at):
+    calls, jax_calls = [], []
 
     def fake_start(data_path, params, dtypes, cache_dir):
         calls.append(tuple(dtypes))
         return {"first_fit": 1.0, "import": 0.5, "wall": 1.5}
 
     def broken_jax(arguments, dtypes, cache_dir):
-        raise RuntimeError("the JAX start-up process failed; its stderr:\nImportError: jaxlib")
+        jax_calls.append(tuple(dtypes))
+        if len(jax_calls) > fails_at:
+            raise RuntimeError("the JAX start-up process failed; its stderr:\n"
+                               "ImportError: jaxlib")
+        return {"first_fit": 2.0, "import": 1.0, "wall": 3.0}
 
-    rows = _start_with_fakes(monkeypatch, fake_start, broken_jax, start_repeats=2)
-    assert [r.label for r in rows] == ["warm start float64", "warm start float32",
-                                       "warm start both"]
+    rows = _start_with_fakes(monkeypatch, fake_start, broken_jax, cold_start=True,
+                             start_repeats=2)
+    assert [r.label for r in rows] == [f"{kind} start {name}" for kind in ("cold", "warm")
+                                       for name in ("float64", "float32", "both")]
     assert all(r.peer is None and r.samples == [1.0, 1.0] for r in rows)
     assert all("jax peer not measured: the JAX start-up process failed: ImportError: jaxlib"
-               in r.note for r in rows)
-    assert len(calls) == 6
+               in r.note and "jax" not in r.times for r in rows)
+    assert len(calls) == 12  # every fastbp start-up ran, in every repeat
+    assert len(jax_calls) == fails_at + 1  # none after the failure
 
 
 def test_warm_only_start_fills_jax_caches_once_untimed(monkeypatch):

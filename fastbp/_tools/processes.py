@@ -111,31 +111,38 @@ def start_runs(settings, data_path, params, tmp, jax_arguments=None):
     libraries = ("fastbp",) if jax_arguments is None else ("fastbp", "jax")
     runs = {(library, kind, name): []
             for kind in kinds for name in START_DTYPES for library in libraries}
-    try:
-        jax_warm = {} if jax_arguments is None else _jax_warm_caches(jax_arguments, tmp)
-        for r in range(settings.start_repeats):
-            fastbp_warm = None
-            for library, kind, name in runs:
-                dtypes = START_DTYPES[name]
-                if library == "jax":
+    jax_warm, why = {}, None
+
+    def failed(exc):  # JAX's process failed: fastbp's runs go on without their peer
+        return f"the JAX start-up process failed: {str(exc).splitlines()[-1]}"
+
+    if jax_arguments is not None:
+        try:
+            jax_warm = _jax_warm_caches(jax_arguments, tmp)
+        except RuntimeError as exc:
+            why = failed(exc)
+    for r in range(settings.start_repeats):
+        fastbp_warm = None
+        for library, kind, name in runs:
+            dtypes = START_DTYPES[name]
+            if library == "jax":
+                if why is None:
                     cache = jax_warm[name] if kind == "warm" else None
-                    runs[library, kind, name].append(
-                        peers.jax_start_seconds(jax_arguments, dtypes, cache))
-                    continue
-                cache = fastbp_warm
-                if kind == "cold":
-                    cache = Path(tmp) / f"numba-cache-{r}-{name}"
-                    cache.mkdir()
-                    fastbp_warm = cache if name == "both" else fastbp_warm
-                runs[library, kind, name].append(start_seconds(data_path, params, dtypes,
-                                                               cache))
-    except RuntimeError as exc:
-        if jax_arguments is None or "JAX start-up" not in str(exc):
-            raise
-        # JAX failed: fastbp's rows go on without their peer
-        runs = start_runs(settings, data_path, params, tmp)[0]
-        return runs, f"the JAX start-up process failed: {str(exc).splitlines()[-1]}"
-    return runs, None
+                    try:
+                        runs[library, kind, name].append(
+                            peers.jax_start_seconds(jax_arguments, dtypes, cache))
+                    except RuntimeError as exc:
+                        why = failed(exc)
+                continue
+            cache = fastbp_warm
+            if kind == "cold":
+                cache = Path(tmp) / f"numba-cache-{r}-{name}"
+                cache.mkdir()
+                fastbp_warm = cache if name == "both" else fastbp_warm
+            runs[library, kind, name].append(start_seconds(data_path, params, dtypes, cache))
+    if why is not None:
+        runs = {key: value for key, value in runs.items() if key[0] == "fastbp"}
+    return runs, why
 
 
 def _start_jax_arguments(X, y, params):
