@@ -392,33 +392,32 @@ def track_cold_start_speedup_vs_jax():
     1-epoch float64 fit of the digits net (JAX: import jax and optax, jit and run one
     ``lax.scan`` epoch). ``python -m fastbp bench --only start`` times the same in both
     dtypes and with warm caches."""
+    import inspect
     import tempfile
     from pathlib import Path
 
     peers = _peers("jax")
     try:
-        from fastbp._tools import processes
+        from fastbp._tools import processes, runner
     except ImportError as exc:
         raise NotImplementedError(f"no fastbp._tools.processes in this commit: {exc}") from exc
-    if not hasattr(peers, "jax_start_seconds"):
+    if "names" not in inspect.signature(processes.start_runs).parameters:
         raise NotImplementedError("no JAX start-up in this commit")
     X, y = _digits()
     params = dict(PARAMS, max_iter=1, n_iter_no_change=2)
-    times = {"fastbp": [], "jax": []}
+    settings = runner.Settings(**{**vars(runner.TINY), "start_repeats": 3})
     with tempfile.TemporaryDirectory(prefix="fastbp-asv-") as tmp:
         data = Path(tmp) / "digits.npz"
         np.savez(data, X=X, y=y)
         arguments = peers.jax_arguments(fastbp.MLPClassifier(**params).fit(X, y), X, y,
                                         PARAMS["batch_size"], 1)
-        for r in range(3):
-            caches = {lib: Path(tmp) / f"{lib}-{r}" for lib in times}
-            for cache in caches.values():
-                cache.mkdir()
-            run = processes.start_seconds(data, params, ["float64"], caches["fastbp"])
-            times["fastbp"].append(run["first_fit"])
-            run = peers.jax_start_seconds(arguments, ["float64"], caches["jax"])
-            times["jax"].append(run["first_fit"])
-    return statistics.median(times["jax"]) / statistics.median(times["fastbp"])
+        runs, why = processes.start_runs(settings, data, params, tmp, arguments,
+                                         kinds=("cold",), names=("float64",))
+    if why is not None:
+        raise RuntimeError(why)
+    fastbp_s, jax_s = (statistics.median(run["first_fit"] for run in runs[lib, "cold", "float64"])
+                       for lib in ("fastbp", "jax"))
+    return jax_s / fastbp_s
 
 
 track_cold_start_speedup_vs_jax.unit = "ratio"

@@ -83,42 +83,46 @@ def start_seconds(data_path, params, dtypes, cache_dir):
     return {**result, "wall": wall}
 
 
-def _jax_warm_caches(jax_arguments, tmp):
-    """JAX's persistent caches for its warm runs: one untimed start-up run per dtypes
-    name fills each (JAX keys its programs by the x64 mode too, so a cache filled in x64
-    mode for both dtypes would miss the float32 programs of a float32-only process)."""
+def _jax_warm_caches(jax_arguments, tmp, names):
+    """JAX's persistent caches for its warm runs of the dtypes ``names``: one untimed
+    start-up run fills each (JAX keys its programs by the x64 mode too, so a cache
+    filled in x64 mode for both dtypes would miss the float32 programs of a float32-only
+    process)."""
     caches = {}
-    for name, dtypes in START_DTYPES.items():
+    for name in names:
         caches[name] = Path(tmp) / f"jax-cache-{name}"
         caches[name].mkdir()
-        peers.jax_start_seconds(jax_arguments, dtypes, caches[name])
+        peers.jax_start_seconds(jax_arguments, START_DTYPES[name], caches[name])
     return caches
 
 
-def start_runs(settings, data_path, params, tmp, jax_arguments=None):
+def start_runs(settings, data_path, params, tmp, jax_arguments=None, kinds=None,
+               names=tuple(START_DTYPES)):
     """``({(library, kind, dtypes name): [run, ...]}, why)`` over
     ``settings.start_repeats`` repeats, fastbp and (with ``jax_arguments``, see
     ``peers.jax_arguments``) JAX taking turns on each start-up; ``why`` says why JAX's
-    runs are missing when its process failed (None otherwise).
+    runs are missing when its process failed (None otherwise). ``kinds`` (default: cold
+    and warm, or warm alone without ``settings.cold_start``) and ``names`` (keys of
+    ``START_DTYPES``) choose the start-ups.
 
     fastbp's cold runs each get a new empty NUMBA_CACHE_DIR; its warm runs of a repeat
-    reuse the cache its cold "both" run filled (every kernel, both dtypes). JAX's cold
-    runs have no persistent compilation cache (JAX's default); its warm ones use caches
-    filled once beforehand by untimed runs of the same dtypes. Without
-    ``settings.cold_start`` only warm runs, fastbp's on this tree's cache.
+    reuse the cache its cold "both" run filled (every kernel, both dtypes), else this
+    tree's cache. JAX's cold runs have no persistent compilation cache (JAX's default);
+    its warm ones use caches filled once beforehand by untimed runs of the same dtypes.
     """
-    kinds = ("cold", "warm") if settings.cold_start else ("warm",)
+    if kinds is None:
+        kinds = ("cold", "warm") if settings.cold_start else ("warm",)
     libraries = ("fastbp",) if jax_arguments is None else ("fastbp", "jax")
     runs = {(library, kind, name): []
-            for kind in kinds for name in START_DTYPES for library in libraries}
+            for kind in kinds for name in names for library in libraries}
     jax_warm, why = {}, None
 
     def failed(exc):  # JAX's process failed: fastbp's runs go on without their peer
         return f"the JAX start-up process failed: {str(exc).splitlines()[-1]}"
 
-    if jax_arguments is not None:
+    if jax_arguments is not None and "warm" in kinds:
         try:
-            jax_warm = _jax_warm_caches(jax_arguments, tmp)
+            jax_warm = _jax_warm_caches(jax_arguments, tmp, names)
         except RuntimeError as exc:
             why = failed(exc)
     for r in range(settings.start_repeats):
