@@ -211,25 +211,34 @@ def _reply(out, **fields):
     out.flush()
 
 
-def _child_main(npz_path, config_json):
-    """Entry point of the JAX subprocess (after ``_BOOT`` pinned it)."""
-    # JAX or XLA may print to stdout; the protocol keeps the real stdout for itself
+def _protocol_out():
+    """The child's replies: the real stdout, kept for the protocol; JAX or XLA may print,
+    so what the process writes to stdout from here on goes to stderr."""
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
+    return out
+
+
+def _child_main(npz_path, config_json):
+    """Entry point of the JAX subprocess (after ``_BOOT`` pinned it)."""
+    out = _protocol_out()
     with np.load(npz_path) as data:
         _child_commands(json.loads(config_json), dict(data), out)
 
 
-# Pins the process before numpy (OpenBLAS starts its threads at import) or jax is
-# imported: sched_setaffinity(0) binds the calling thread, and threads inherit it.
+# The children's start: ``_BOOT CORES FILE ENTRY ARGS...`` pins the process to CORES
+# (comma-separated; empty: not pinned) before numpy (OpenBLAS starts its threads at
+# import) or jax is imported (sched_setaffinity(0) binds the calling thread, and threads
+# inherit it), then runs ENTRY of this file, imported by path, on ARGS.
 _BOOT = """
 import os, sys
-os.sched_setaffinity(0, {int(core) for core in sys.argv[1].split(",")})
+if sys.argv[1]:
+    os.sched_setaffinity(0, {int(core) for core in sys.argv[1].split(",")})
 import importlib.util
 spec = importlib.util.spec_from_file_location("fastbp_peers_child", sys.argv[2])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-module._child_main(sys.argv[3], sys.argv[4])
+getattr(module, sys.argv[3])(*sys.argv[4:])
 """
 
 
@@ -238,8 +247,7 @@ def _start_main(npz_path, configs_json, cache_dir=None):
     ``import jax`` to the end of one first epoch per config, as a new JAX user's first
     fit. ``cache_dir`` is JAX's persistent compilation cache, every program written to
     and read from it (none given: no persistent cache, JAX's default)."""
-    out = os.fdopen(os.dup(1), "w")  # JAX may print to stdout: the reply has its own
-    os.dup2(2, 1)
+    out = _protocol_out()
     with np.load(npz_path) as data:
         data = dict(data)
     start = time.perf_counter()
@@ -259,15 +267,6 @@ def _start_main(npz_path, configs_json, cache_dir=None):
                for w in trained]
     _reply(out, **{"import": imported - start, "first_fit": done - start, "trained": trained})
 
-
-_START_BOOT = """
-import sys
-import importlib.util
-spec = importlib.util.spec_from_file_location("fastbp_peers_child", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-module._start_main(*sys.argv[2:])
-"""
 
 
 # ---------------------------------------------------------------------------- parent side
@@ -344,8 +343,8 @@ class JaxEpochs:
         cores = [self.core] if self.threads == 1 else sorted(os.sched_getaffinity(0))[
             : self.threads]
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _BOOT, ",".join(map(str, cores)), __file__, str(npz),
-             json.dumps(self.config)],
+            [sys.executable, "-c", _BOOT, ",".join(map(str, cores)), __file__, "_child_main",
+             str(npz), json.dumps(self.config)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
             text=True, env=env,
         )
@@ -439,7 +438,7 @@ def jax_start_seconds(arguments, dtypes, cache_dir=None):
     with tempfile.TemporaryDirectory(prefix="fastbp-peers-") as tmp:
         npz = Path(tmp) / "data.npz"
         np.savez(npz, **inputs[0][1])
-        command = [sys.executable, "-c", _START_BOOT, __file__, str(npz),
+        command = [sys.executable, "-c", _BOOT, "", __file__, "_start_main", str(npz),
                    json.dumps([config for config, _ in inputs])]
         command += [] if cache_dir is None else [str(cache_dir)]
         start = time.perf_counter()
