@@ -77,7 +77,7 @@ class Layout:
         off = np.concatenate([[0], np.cumsum(block)[:-1]]).astype(np.int64)
         return off, int(block.sum())
 
-    def net(self, rows, act_codes, dtype, cols=None, small=None):
+    def net(self, rows, act_codes, dtype, cols=None, small=None, bind=True):
         """The description of the network the entry kernels take (the fields of
         ``_kernels.forward.Net``, as a plain tuple), for ``dtype`` arrays (float32 or
         float64), its products cut in ``cols`` columns per task (None: whole), and for
@@ -85,18 +85,19 @@ class Layout:
         BLAS, ``_threads.small_products``; 0: no cut).
 
         ``act_codes[l]`` is the activation code of layer ``l`` (entry 0 is unused; the
-        last entry is the output activation); their functions are compiled here if this
-        process has not used them yet. Returns ``(fields, buffer_size)``; ``Net(*fields)``
-        names them.
+        last entry is the output activation); ``bind`` writes their functions' addresses
+        (``bind_activations``), else they stay 0 until it is called, and no kernel may
+        take the fields before. Returns ``(fields, buffer_size)``; ``Net(*fields)`` names
+        them.
         """
         act_off, size = self.buffer_offsets(rows)
         codes = np.asarray(act_codes, dtype=np.int64)
         fns = np.zeros(codes.shape[0], dtype=np.int64)
-        for layer in range(1, codes.shape[0]):
-            fns[layer] = activations.address(int(codes[layer]), dtype)
         if small is None:
             small = _threads.small_products()
         net = Net(self.units, self.coef_off, self.icpt_off, act_off, codes, fns, cols, small)
+        if bind:
+            bind_activations(net, dtype)
         return tuple(net), size
 
     def cached(self, key, build):
@@ -113,3 +114,11 @@ class Layout:
         state.pop("_cached", None)
         return state
 
+
+def bind_activations(fields, dtype):
+    """Write into ``fields`` (a ``Net``'s, as ``Layout.net`` made them) the address of
+    each layer's activation for ``dtype`` arrays, compiled or loaded from the cache if
+    this process has not used it yet."""
+    net = Net(*fields)
+    for layer in range(1, net.act_codes.shape[0]):
+        net.act_fns[layer] = activations.address(int(net.act_codes[layer]), dtype)

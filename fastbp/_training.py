@@ -11,11 +11,13 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import _schedules, _threads
+from . import _compile_ahead, _schedules, _threads
+from ._kernels import activations as _act
 from ._kernels import losses as _loss
 from ._kernels import optimizers as _opt
 from ._kernels import parallel as _par
 from ._kernels import train as _train
+from ._layout import bind_activations
 from ._workspace import (
     Workspace,
     chunk_rows,
@@ -232,15 +234,19 @@ class Trainer:
             finally:
                 self.threads = 1
 
-    def workspace(self, network, rows, dense, act_codes, slots=None, cols=None):
+    def workspace(self, network, rows, dense, act_codes, slots=None, cols=None, bind=True):
         """Buffers for batches of up to ``rows`` rows (``slots`` of them, products in
-        ``cols`` column chunks: see ``Workspace``), kept between calls while they fit."""
+        ``cols`` column chunks: see ``Workspace``), kept between calls while they fit,
+        with the activations' addresses written into their ``net`` (``bind``; else the
+        caller binds them before its kernel runs)."""
         ws = self._workspace
         if ws is None or not ws.fits(network.layout, rows, network.dtype, dense, act_codes,
                                      slots, cols):
             ws = Workspace(network.layout, act_codes, rows, network.dtype, dense,
-                           slots=slots, cols=cols)
+                           slots=slots, cols=cols, bind=False)
             self._workspace = ws
+        if bind:
+            bind_activations(ws.net, network.dtype)
         return ws
 
     def _partials(self, params):
@@ -271,40 +277,47 @@ class Trainer:
         """
         opt = self.optimizer
         params = network.params
+        dtype = network.dtype
         grads = self._gradient_buffer(params)
         if not drop.any():
             drop = no_dropout()
         hyper.hp[_train.HP_LR] = opt.rate(hyper)
         hyper.ihp[_train.IHP_T] = opt.t
         hyper.ihp[_train.IHP_SEED] = self.dropout_seed or 0
-        hyper.ihp[_train.IHP_RULE] = _opt.address(int(hyper.ihp[_train.IHP_SOLVER]),
-                                                  network.dtype)
-        hyper.ihp[_train.IHP_LOSS] = hyper.loss_address(network.dtype)
         data_args = (*data.arrays(), readonly(order), batch_size)
         engine = _threads.engine(batch_size, network.layout.units, params.shape[0],
                                  _par.MIN_BLOCK_ROWS, _par.COLUMNS, data.dense)
+        # the workspaces' activations are bound below, after the kernel's compile
         if engine == "columns":
-            ws = self.workspace(network, batch_size, data.dense, act_codes, cols=_par.COLUMNS)
-            with _threads.numba_threads(self.threads):
-                accumulated = _par.train_epoch_columns(
-                    params, grads, opt.state, hyper.hp, hyper.ihp, ws.net, *data_args,
-                    ws.act, ws.delta, ws.xbuf, ws.dact, drop,
-                )
+            ws = self.workspace(network, batch_size, data.dense, act_codes,
+                                cols=_par.COLUMNS, bind=False)
+            kernel, args = _par.train_epoch_columns, (
+                params, grads, opt.state, hyper.hp, hyper.ihp, ws.net, *data_args,
+                ws.act, ws.delta, ws.xbuf, ws.dact, drop)
         elif engine == "blocked":
             ws = self.workspace(network, block_rows(batch_size), data.dense, act_codes,
-                                slots=_par.MAX_BLOCKS)
+                                slots=_par.MAX_BLOCKS, bind=False)
             partials, sums = self._partials(params)
-            with _threads.numba_threads(self.threads):
-                accumulated = _par.train_epoch_blocked(
-                    params, grads, partials, opt.state, hyper.hp, hyper.ihp, ws.net,
-                    *data_args, ws.act, ws.delta, ws.xbuf, ws.dact, drop, sums,
-                )
+            kernel, args = _par.train_epoch_blocked, (
+                params, grads, partials, opt.state, hyper.hp, hyper.ihp, ws.net,
+                *data_args, ws.act, ws.delta, ws.xbuf, ws.dact, drop, sums)
         else:
-            ws = self.workspace(network, batch_size, data.dense, act_codes)
-            accumulated = _train.train_epoch(
+            ws = self.workspace(network, batch_size, data.dense, act_codes, bind=False)
+            kernel, args = _train.train_epoch, (
                 params, grads, opt.state, hyper.hp, hyper.ihp, ws.net, *data_args, ws.act,
-                ws.delta, ws.xbuf, ws.dact, drop,
-            )
+                ws.delta, ws.xbuf, ws.dact, drop)
+        solver = int(hyper.ihp[_train.IHP_SOLVER])
+        callbacks = [*((_act, int(code)) for code in act_codes[1:]),
+                     (_loss, hyper.loss), (_opt, solver)]
+        _compile_ahead.prepare(kernel, args, callbacks, dtype, self.threads)
+        bind_activations(ws.net, dtype)
+        hyper.ihp[_train.IHP_RULE] = _opt.address(solver, dtype)
+        hyper.ihp[_train.IHP_LOSS] = hyper.loss_address(dtype)
+        if engine == "serial":
+            accumulated = kernel(*args)
+        else:
+            with _threads.numba_threads(self.threads):
+                accumulated = kernel(*args)
         opt.t = int(hyper.ihp[_train.IHP_T])
         self.outputs_finite = bool(hyper.ihp[_train.IHP_FINITE])
         return accumulated / data.n

@@ -104,16 +104,19 @@ class Workspace:
 
     With ``slots`` each buffer is 2-D, one such workspace per row: the blocks of a
     minibatch or the chunks in flight of the parallel kernels (``_kernels.parallel``).
+    ``bind=False`` leaves the activations' addresses in ``net`` 0 until
+    ``_layout.bind_activations`` writes them (``Trainer.workspace`` does, after a cold
+    fit's kernel compiles: ``_compile_ahead``); no kernel may take it before.
     """
 
     def __init__(self, layout, act_codes, rows, dtype, dense, train=True, slots=None,
-                 cols=None):
+                 cols=None, bind=True):
         self.rows = rows
         self.dtype = np.dtype(dtype)
         self.dense = dense
         self.train = train
         self.slots = slots
-        self.net, size = layout.net(rows, act_codes, dtype, cols)
+        self.net, size = layout.net(rows, act_codes, dtype, cols, bind=bind)
         lead = () if slots is None else (slots,)
         self.act = np.empty((*lead, size), dtype=dtype)
         self.delta = np.empty((*lead, size), dtype=dtype)

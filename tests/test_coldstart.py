@@ -110,7 +110,8 @@ def _three_fits(cache_dir):
     loaded, numba's reshape/min/max functions compiled, the heap-frozen line, the
     literal line)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
-    env.update(NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=ROOT)
+    # every compile in this process, none in a helper (fastbp._compile_ahead)
+    env.update(NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=ROOT, FASTBP_COMPILE_HELPER="0")
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(THREE_FITS)], env=env,
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr

@@ -241,7 +241,7 @@ def _signature(dtype):
 
 
 _TABLE = CallbackTable(FUNCTIONS, _signature)
-address, loaded, warm = _TABLE.address, _TABLE.loaded, _TABLE.warm
+address, cached, loaded, warm = _TABLE.address, _TABLE.cached, _TABLE.loaded, _TABLE.warm
 
 
 @intrinsic

@@ -9,6 +9,8 @@ import threading
 import numpy as np
 from llvmlite import ir
 from numba import cfunc, types
+from numba.core.ccallback import CFunc
+from numba.core.sigutils import normalize_signature
 
 from .._config import JIT_OPTIONS
 from .unlinked import calls_unlinked
@@ -48,6 +50,21 @@ class CallbackTable:
                     self._compiled[key] = fn
         return fn
 
+    def cached(self, code, dtype):
+        """Whether the callback of ``code`` for ``dtype`` arrays is in this process or
+        in numba's on-disk cache (so that ``compiled`` loads it instead of compiling):
+        True, False, or None when the cache is off or cannot be read."""
+        key = (code, np.dtype(dtype))
+        if key in self._compiled:
+            return True
+        if not CFUNC_OPTIONS.get("cache"):
+            return None
+        options = {k: v for k, v in CFUNC_OPTIONS.items() if k != "cache"}
+        fn = CFunc(self.functions[code], normalize_signature(self.signatures[key[1]]), {},
+                   options)
+        fn.enable_caching()  # what cfunc(cache=True) makes, before it compiles or loads
+        return in_cache(fn._cache, fn._sig, fn._targetdescr.target_context)
+
     def address(self, code, dtype):
         """The address the kernels call ``code`` at, for ``dtype`` arrays."""
         return self.compiled(code, dtype).address
@@ -63,6 +80,17 @@ class CallbackTable:
         fresh = [code for code in self.functions if (code, dtype) not in self._compiled]
         hits = sum(self.compiled(code, dtype).cache_hits for code in fresh)
         return len(fresh) - hits, hits
+
+
+def in_cache(cache, sig, context):
+    """Whether numba's on-disk ``cache`` (a dispatcher's or a cfunc's ``_cache``) holds
+    machine code for ``sig`` made with ``context``'s code generator, read from its index
+    without loading the code; None when it cannot tell (caching off, another numba)."""
+    try:
+        index = cache._cache_file._load_index()
+        return cache._index_key(sig, context.codegen()) in index
+    except Exception:  # noqa: BLE001 - a probe: any failure means "cannot tell"
+        return None
 
 
 def call_at(context, builder, c_signature, address, values, value_types):

@@ -193,7 +193,7 @@ def _signature(dtype):
 
 
 _TABLE = CallbackTable({code: _callback(code) for code in NAMES}, _signature)
-address, loaded, warm = _TABLE.address, _TABLE.loaded, _TABLE.warm
+address, cached, loaded, warm = _TABLE.address, _TABLE.cached, _TABLE.loaded, _TABLE.warm
 
 
 @intrinsic

@@ -174,7 +174,7 @@ def _signature(dtype):
 
 
 _TABLE = CallbackTable(_RULES, _signature)
-address, loaded = _TABLE.address, _TABLE.loaded
+address, cached, loaded = _TABLE.address, _TABLE.cached, _TABLE.loaded
 
 
 @intrinsic
