@@ -17,7 +17,6 @@ from ._kernels import losses as _loss
 from ._kernels import optimizers as _opt
 from ._kernels import parallel as _par
 from ._kernels import train as _train
-from ._layout import bind_activations
 from ._workspace import (
     Workspace,
     chunk_rows,
@@ -246,7 +245,7 @@ class Trainer:
                            slots=slots, cols=cols, bind=False)
             self._workspace = ws
         if bind:
-            bind_activations(ws.net, network.dtype)
+            ws.bind()
         return ws
 
     def _partials(self, params):
@@ -307,10 +306,11 @@ class Trainer:
                 params, grads, opt.state, hyper.hp, hyper.ihp, ws.net, *data_args, ws.act,
                 ws.delta, ws.xbuf, ws.dact, drop)
         solver = int(hyper.ihp[_train.IHP_SOLVER])
-        callbacks = [*((_act, int(code)) for code in act_codes[1:]),
-                     (_loss, hyper.loss), (_opt, solver)]
-        _compile_ahead.prepare(kernel, args, callbacks, dtype, self.threads)
-        bind_activations(ws.net, dtype)
+        if not ws.bound:  # a new workspace: maybe a cold fit's first epoch
+            callbacks = [*((_act, int(code)) for code in act_codes[1:]),
+                         (_loss, hyper.loss), (_opt, solver)]
+            _compile_ahead.prepare(kernel, args, callbacks, dtype, self.threads)
+            ws.bind()
         hyper.ihp[_train.IHP_RULE] = _opt.address(solver, dtype)
         hyper.ihp[_train.IHP_LOSS] = hyper.loss_address(dtype)
         if engine == "serial":

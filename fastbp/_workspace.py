@@ -8,6 +8,7 @@ import scipy.sparse as sp
 
 from ._config import CHUNK_ROWS
 from ._kernels.forward import Net
+from ._layout import bind_activations
 
 
 def readonly(a):
@@ -104,9 +105,9 @@ class Workspace:
 
     With ``slots`` each buffer is 2-D, one such workspace per row: the blocks of a
     minibatch or the chunks in flight of the parallel kernels (``_kernels.parallel``).
-    ``bind=False`` leaves the activations' addresses in ``net`` 0 until
-    ``_layout.bind_activations`` writes them (``Trainer.workspace`` does, after a cold
-    fit's kernel compiles: ``_compile_ahead``); no kernel may take it before.
+    ``bind=False`` leaves the activations' addresses in ``net`` 0 until ``bind`` writes
+    them (a cold fit binds them after its kernel compiled: ``_compile_ahead``); no
+    kernel may take it before.
     """
 
     def __init__(self, layout, act_codes, rows, dtype, dense, train=True, slots=None,
@@ -117,11 +118,18 @@ class Workspace:
         self.train = train
         self.slots = slots
         self.net, size = layout.net(rows, act_codes, dtype, cols, bind=bind)
+        self.bound = bind
         lead = () if slots is None else (slots,)
         self.act = np.empty((*lead, size), dtype=dtype)
         self.delta = np.empty((*lead, size), dtype=dtype)
         self.dact = np.empty((*lead, size if train else 0), dtype=dtype)
         self.xbuf = np.empty((*lead, rows * int(layout.units[0]) if dense else 0), dtype=dtype)
+
+    def bind(self):
+        """Write the activations' addresses into ``net`` if they are not there yet."""
+        if not self.bound:
+            bind_activations(self.net, self.dtype)
+            self.bound = True
 
     def fits(self, layout, rows, dtype, dense, act_codes, slots=None, cols=None):
         """Whether these buffers serve ``layout`` (same layer sizes) for such batches."""
