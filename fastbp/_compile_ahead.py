@@ -4,9 +4,9 @@
 training kernel, and then loads them from the cache.
 
 The callbacks are called by address, so the kernel compiles without them, and they are
-a third to two fifths of a first fit's compile (a digits fit: about 3 s of CPU of 7.7
-on the development machine; the training kernel about 4.6 s). numba holds one compiler
-lock per process, so a second thread would wait; a second process does not.
+about two fifths of a first fit's compile (a digits fit: 3.1 s of CPU of 7.7 on the
+Intel development machine; the training kernel 4.6 s). numba holds one compiler lock
+per process, so a second thread would wait; a second process does not.
 
 The helper runs only when it can gain: the fit has two threads or more
 (``_threads.budget``: joblib's and Dask's workers hold one), numba's cache is on, a
