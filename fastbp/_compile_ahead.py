@@ -9,20 +9,24 @@ Intel development machine; the training kernel 4.6 s). numba holds one compiler 
 per process, so a second thread would wait; a second process does not.
 
 The helper runs only when it can gain: the fit has two threads or more
-(``_threads.budget``: joblib's and Dask's workers hold one), numba's cache is on, a
-callback the fit needs is neither in this process nor in the cache, and neither is the
-kernel for the fit's arguments. It imports the kernels without ``fastbp/__init__``
-(numba and numpy, not scikit-learn). If it fails or does not finish within
-``HELPER_TIMEOUT`` seconds, this process compiles what is missing itself, as it would
-without a helper. ``FASTBP_COMPILE_HELPER=0`` turns it off.
+(``_threads.budget``: joblib's workers hold one) on two usable cores or more, numba's
+cache is on, a callback the fit needs is neither in this process nor in the cache, and
+neither is the kernel for the fit's arguments. It imports the kernels without
+``fastbp/__init__`` (numba, numpy and scipy's BLAS, not scikit-learn), on this
+process's ``sys.path``. If it fails, cannot start, or has not finished ``HELPER_GRACE``
+seconds (or as long as the kernel's compile took, if longer) after this process's
+compile, this process compiles what is missing itself, as it would without a helper.
+``FASTBP_COMPILE_HELPER=0`` turns it off (and is set for the helper itself).
 """
 
 import importlib
 import json
+import multiprocessing.spawn
 import os
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 from numba.core import config as numba_config
@@ -33,18 +37,24 @@ from ._kernels.callbacks import in_cache
 # the tables a helper may be asked for, by module name
 _TABLES = {module.__name__.rpartition(".")[2]: module
            for module in (activations, losses, optimizers)}
-HELPER_TIMEOUT = 120.0
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# the child: the package fastbp without running its __init__, then the callbacks
+HELPER_GRACE = 10.0
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+# the child: this process's sys.path (set before any import), the package fastbp from
+# its files without running its __init__, then the callbacks
 _BOOT = (
-    "import importlib.util, sys\n"
-    "sys.path.insert(0, sys.argv[1])\n"
-    "spec = importlib.util.find_spec('fastbp')\n"
+    "import sys\n"
+    "sys.path[:] = sys.argv[2].split('\\n')\n"
+    "import importlib.util, os\n"
+    "spec = importlib.util.spec_from_file_location(\n"
+    "    'fastbp', os.path.join(sys.argv[1], '__init__.py'),\n"
+    "    submodule_search_locations=[sys.argv[1]])\n"
     "sys.modules['fastbp'] = importlib.util.module_from_spec(spec)\n"
     "from fastbp._compile_ahead import compile_callbacks\n"
-    "compile_callbacks(sys.argv[2])\n"
+    "compile_callbacks(sys.argv[3])\n"
 )
 _lock = threading.Lock()  # one helper at a time in a process
+if hasattr(os, "register_at_fork"):  # a fork while another thread holds it
+    os.register_at_fork(after_in_child=lambda: globals().update(_lock=threading.Lock()))
 
 
 def enabled():
@@ -57,11 +67,12 @@ def prepare(kernel, args, callbacks, dtype, threads):
     process compiles the callbacks ``callbacks`` (``(module, code)`` pairs of the
     tables above) for ``dtype`` arrays, when that gains (module docstring); otherwise
     do nothing and leave both to their first use. Returns whether a helper ran and
-    succeeded."""
+    exited cleanly."""
     dtype = np.dtype(dtype)
     if threads < 2 or all(module.cached(code, dtype) for module, code in callbacks):
         return False  # every call but a configuration's first in a process ends here
-    if not enabled() or getattr(sys, "frozen", False) or not sys.executable:
+    if (not enabled() or _usable_cores() < 2 or getattr(sys, "frozen", False)
+            or not sys.executable):
         return False
     with _lock:
         cold = [(module, code) for module, code in dict.fromkeys(callbacks)
@@ -76,42 +87,39 @@ def prepare(kernel, args, callbacks, dtype, threads):
         if helper is None:
             return False
         try:
+            began = time.perf_counter()
             kernel.compile(sig)
-        except BaseException:
-            _stop(helper)
-            raise
-        try:
-            return helper.wait(timeout=HELPER_TIMEOUT) == 0
+            grace = max(HELPER_GRACE, time.perf_counter() - began)
+            return helper.wait(timeout=grace) == 0
         except subprocess.TimeoutExpired:
-            _stop(helper)
             return False
-        except BaseException:
-            _stop(helper)
-            raise
+        finally:
+            if helper.poll() is None:  # stopped, not left running
+                helper.kill()
+                helper.wait()
+
+
+def _usable_cores():
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _start(jobs):
     """The helper process for ``jobs`` (``[module name, code, dtype name]`` lists), or
     None if it cannot start."""
-    env = dict(os.environ)
+    env = dict(os.environ, FASTBP_COMPILE_HELPER="0")  # no helper of its own
     if numba_config.CACHE_DIR:  # as this process has it, set in code or by the environment
         env["NUMBA_CACHE_DIR"] = str(numba_config.CACHE_DIR)
     try:
         flags = subprocess._args_from_interpreter_flags()  # -E, -s, -I, -W as this one's
-    except Exception:  # noqa: BLE001 - another Python: the defaults
-        flags = []
-    try:
+        command = [multiprocessing.spawn.get_executable(), *flags, "-c", _BOOT, _PACKAGE,
+                   "\n".join(sys.path), json.dumps(jobs)]
         return subprocess.Popen(
-            [sys.executable, *flags, "-c", _BOOT, _ROOT, json.dumps(jobs)], env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-    except OSError:
+            command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+    except Exception:  # noqa: BLE001 - no helper: the fit compiles them itself
         return None
-
-
-def _stop(helper):
-    helper.kill()
-    helper.wait()
 
 
 def compile_callbacks(jobs):

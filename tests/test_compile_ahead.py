@@ -13,11 +13,9 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from numba.core.caching import NullCache
 
 import fastbp
 from fastbp import _compile_ahead
@@ -41,6 +39,7 @@ FIT = """
     helped = []
     prepare = _compile_ahead.prepare
     _compile_ahead.prepare = lambda *a: helped.append(prepare(*a)) or helped[-1]
+    before = activations.cached(activations.RELU, np.float32)  # from the cache's index
     rng = np.random.default_rng(0)
     X = rng.normal(size=(90, 5)).astype(np.float32)
     y = np.arange(90) % 3
@@ -51,14 +50,15 @@ FIT = """
                                             losses.LOG_LOSS, optimizers.CODES["adam"]))]
     kernel = train.train_epoch
     print(int(any(helped)), sum(hits), len(kernel.overloads),
-          sum(kernel.stats.cache_misses.values()))
+          sum(kernel.stats.cache_misses.values()), int(before))
     print(" ".join(repr(float(w)) for w in np.concatenate([c.ravel() for c in model.coefs_])))
 """
 
 
 def _fit(cache_dir, helper="1", boot=None):
     """Runs FIT in a fresh interpreter on ``cache_dir``; returns (stderr, helped, loaded
-    from the cache, kernel compiles, kernel cache misses, weights line)."""
+    from the cache, kernel compiles, kernel cache misses, relu cached before the fit,
+    weights line)."""
     code = textwrap.dedent(FIT)
     if boot is not None:  # the helper's script, replaced
         code = code.replace("helped = []", f"helped = []\n_compile_ahead._BOOT = {boot!r}")
@@ -78,22 +78,31 @@ def without_helper(tmp_path_factory):
 
 
 def test_a_cold_fit_loads_the_callbacks_a_helper_compiled(tmp_path, without_helper):
-    stderr, helped, loaded, compiles, misses, weights = _fit(tmp_path)
+    stderr, helped, loaded, compiles, misses, before, weights = _fit(tmp_path)
     assert helped == 1, stderr
     assert loaded == 4  # relu, softmax, the log loss and Adam's rule, from the cache
-    assert (compiles, misses) == (1, 1)  # the kernel compiled once, here
+    assert (compiles, misses, before) == (1, 1, 0)  # the kernel compiled once, here
     assert stderr.count(NOTICE) == 1, stderr
     assert weights == without_helper[-1]  # the same training, bit for bit
     # the premise of the comparison: without the helper the fit compiled them itself
-    assert without_helper[1:5] == (0, 0, 1, 1)
+    assert without_helper[1:6] == (0, 0, 1, 1, 0)
     # a second process finds everything in the cache: no helper, nothing compiled
-    stderr, helped, loaded, compiles, misses, weights = _fit(tmp_path)
-    assert (helped, loaded, misses) == (0, 4, 0)
+    stderr, helped, loaded, compiles, misses, before, weights = _fit(tmp_path)
+    assert (helped, loaded, misses, before) == (0, 4, 0, 1)
     assert NOTICE not in stderr and weights == without_helper[-1]
+    # the kernel cached but two activations not: they compile here, without a helper
+    gone = [f for f in tmp_path.rglob("activations._*") if "_relu" in f.name
+            or "_softmax" in f.name]
+    assert gone  # the premise: the helper wrote them there
+    for f in gone:
+        f.unlink()
+    _, helped, loaded, compiles, misses, before, weights = _fit(tmp_path)
+    assert (helped, loaded, misses, before) == (0, 2, 0, 0)
+    assert weights == without_helper[-1]
 
 
 def test_a_failing_helper_leaves_the_fit_to_compile_them(tmp_path, without_helper):
-    _, helped, loaded, compiles, misses, weights = _fit(
+    _, helped, loaded, compiles, misses, _, weights = _fit(
         tmp_path, boot="import sys\nsys.exit(3)\n")
     assert (helped, loaded, compiles, misses) == (0, 0, 1, 1)
     assert weights == without_helper[-1]
@@ -104,7 +113,8 @@ def test_the_helper_imports_the_kernels_without_scikit_learn(tmp_path):
     process's start) and writes its callback into the cache it was given."""
     jobs = json.dumps([["activations", activations.TANH, "float32"]])
     code = _compile_ahead._BOOT + "print([m for m in sys.modules if 'sklearn' in m])\n"
-    proc = subprocess.run([sys.executable, "-c", code, ROOT, jobs], capture_output=True,
+    argv = [_compile_ahead._PACKAGE, "\n".join(sys.path), jobs]
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
                           text=True, timeout=300,
                           env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)))
     assert proc.returncode == 0, proc.stderr
@@ -123,62 +133,99 @@ class _Table:
 
 
 class _Kernel:
-    """A stand-in dispatcher that compiles nothing and counts its compiles."""
+    """A stand-in dispatcher that compiles nothing and logs its compiles in ``log``."""
 
-    overloads = {}
     targetctx = None
-    _cache = None  # in_cache cannot tell: treated as cached
+    _cache = None
 
-    def __init__(self):
-        self.compiled = []
+    def __init__(self, log):
+        self.overloads, self.log = {}, log
 
     def typeof_pyval(self, value):
         return type(value)
 
     def compile(self, sig):
-        self.compiled.append(sig)
+        self.log.append(("compile", sig))
+
+
+class _Helper:
+    """A stand-in helper process: exits with ``code``, or never (``code`` None)."""
+
+    def __init__(self, log, code):
+        self.log, self.code, self.returncode = log, code, None
+
+    def wait(self, timeout=None):
+        if self.code is None and self.returncode is None:
+            raise subprocess.TimeoutExpired("helper", timeout)
+        self.returncode = self.code if self.returncode is None else self.returncode
+        return self.returncode
+
+    def poll(self):
+        return self.returncode
+
+    def kill(self):
+        self.log.append(("kill",))
+        self.returncode = -9
+
+
+class _Log(list):
+    code = 0  # the exit code of the helpers started
 
 
 @pytest.fixture
-def started(monkeypatch):
-    """The helpers ``prepare`` starts, recorded instead of run; kernels count as cold."""
-    jobs = []
+def log(monkeypatch):
+    """What ``prepare`` did, in order: helpers started (their jobs), kernel compiles,
+    helpers killed; kernels count as cold, helpers exit with ``log.code``."""
+    log = _Log()
 
-    def start(work):
-        jobs.append(work)
-        return SimpleNamespace(wait=lambda timeout: 0, kill=lambda: None)
+    def start(jobs):
+        log.append(("start", jobs))
+        return _Helper(log, log.code)
 
     monkeypatch.setattr(_compile_ahead, "_start", start)
     monkeypatch.setattr(_compile_ahead, "in_cache", lambda cache, sig, ctx: False)
+    monkeypatch.setattr(_compile_ahead, "_usable_cores", lambda: 2)
     monkeypatch.delenv("FASTBP_COMPILE_HELPER", raising=False)
-    return jobs
+    return log
 
 
-def test_the_helper_runs_only_when_it_can_gain(started, monkeypatch):
+def test_the_helper_runs_only_when_it_can_gain(log, monkeypatch):
     cold, warm = _Table("activations", False), _Table("losses", True)
-    kernel = _Kernel()
+    kernel = _Kernel(log)
     args = (np.zeros(3), 1)
-    # cold callbacks and kernel, two threads: the cold callbacks go to the helper, once
+    # cold callbacks and kernel, two threads: the helper starts first, with the cold
+    # callbacks once each, then the kernel compiles here
     assert _compile_ahead.prepare(kernel, args, [(cold, 3), (cold, 3), (warm, 2)],
                                   np.float32, 2)
-    assert started == [[("activations", 3, "float32")]]
-    assert kernel.compiled == [(np.ndarray, int)]
-    # one thread, every callback here or cached, the cache off: no helper
-    for callbacks, threads in (([(cold, 3)], 1), ([(warm, 2)], 2),
-                               ([(_Table("activations", None), 3)], 2)):
+    assert log == [("start", [("activations", 3, "float32")]),
+                   ("compile", (np.ndarray, int))]
+    log.clear()
+    # one thread, one usable core, every callback here or cached, the cache off, the
+    # helper turned off, the kernel compiled here or cached: no helper
+    off = [([(cold, 3)], 1), ([(warm, 2)], 2), ([(_Table("activations", None), 3)], 2)]
+    for callbacks, threads in off:
         assert not _compile_ahead.prepare(kernel, args, callbacks, np.float32, threads)
-    monkeypatch.setenv("FASTBP_COMPILE_HELPER", "0")
+    with monkeypatch.context() as m:
+        m.setattr(_compile_ahead, "_usable_cores", lambda: 1)
+        assert not _compile_ahead.prepare(kernel, args, [(cold, 3)], np.float32, 2)
+    with monkeypatch.context() as m:
+        m.setenv("FASTBP_COMPILE_HELPER", "0")
+        assert not _compile_ahead.prepare(kernel, args, [(cold, 3)], np.float32, 2)
+    with monkeypatch.context() as m:
+        m.setattr(_compile_ahead, "in_cache", lambda cache, sig, ctx: None)
+        assert not _compile_ahead.prepare(kernel, args, [(cold, 3)], np.float32, 2)
+    kernel.overloads[(np.ndarray, int)] = "compiled"
     assert not _compile_ahead.prepare(kernel, args, [(cold, 3)], np.float32, 2)
-    monkeypatch.delenv("FASTBP_COMPILE_HELPER")
-    # the kernel already compiled (or in the cache: in_cache not False): no helper
-    monkeypatch.setattr(_compile_ahead, "in_cache", lambda cache, sig, ctx: None)
-    assert not _compile_ahead.prepare(kernel, args, [(cold, 3)], np.float32, 2)
-    assert len(started) == 1 and len(kernel.compiled) == 1
+    assert log == []
 
 
-def test_the_tables_tell_what_the_cache_holds():
-    """``cached`` is True for a callback this process has (its fit compiled or loaded
-    relu); the probe cannot tell, and says None, for a cache that is off."""
-    fastbp.MLPClassifier((3,), max_iter=1).fit(np.eye(4), [0, 1, 0, 1])
-    assert activations.cached(activations.RELU, np.float64) is True
-    assert _compile_ahead.in_cache(NullCache(), (), None) is None
+@pytest.mark.parametrize("code", [3, None])
+def test_a_failed_or_late_helper_is_stopped_and_reported(log, monkeypatch, code):
+    """A helper that exits with an error reads as failed; one that has not finished
+    within the grace after the kernel's compile is killed (the fit then compiles the
+    callbacks itself)."""
+    monkeypatch.setattr(_compile_ahead, "HELPER_GRACE", 0.01)
+    log.code = code
+    assert not _compile_ahead.prepare(_Kernel(log), (1,), [(_Table("losses", False), 2)],
+                                      np.float64, 2)
+    assert [entry[0] for entry in log] == ["start", "compile"] + ["kill"] * (code is None)

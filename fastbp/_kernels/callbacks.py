@@ -60,10 +60,13 @@ class CallbackTable:
         if not CFUNC_OPTIONS.get("cache"):
             return None
         options = {k: v for k, v in CFUNC_OPTIONS.items() if k != "cache"}
-        fn = CFunc(self.functions[code], normalize_signature(self.signatures[key[1]]), {},
-                   options)
-        fn.enable_caching()  # what cfunc(cache=True) makes, before it compiles or loads
-        return in_cache(fn._cache, fn._sig, fn._targetdescr.target_context)
+        try:  # what cfunc(cache=True) makes, before it compiles or loads
+            fn = CFunc(self.functions[code], normalize_signature(self.signatures[key[1]]),
+                       {}, options)
+            fn.enable_caching()
+            return in_cache(fn._cache, fn._sig, fn._targetdescr.target_context)
+        except Exception:  # noqa: BLE001 - another numba: cannot tell
+            return None
 
     def address(self, code, dtype):
         """The address the kernels call ``code`` at, for ``dtype`` arrays."""
