@@ -1,7 +1,8 @@
 """A cold first fit compiles on two cores: a helper process compiles the C callbacks
 (the activations, the loss and the optimizer's rule of ``_kernels.activations``,
 ``losses`` and ``optimizers``) into numba's on-disk cache while this process compiles the
-training kernel, and then loads them from the cache.
+training kernel (the epoch's, or L-BFGS's objective), and then loads them from the
+cache (``Trainer._bind``; a first predict in a fresh process does not use it).
 
 The callbacks are called by address, so the kernel compiles without them, and they are
 about two fifths of a first fit's compile (a digits fit: 3.1 s of CPU of 7.7 on the

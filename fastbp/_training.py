@@ -7,7 +7,7 @@ builds a :class:`Hyperparameters` from its parameters once per fit.
 """
 
 import functools
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
@@ -306,21 +306,24 @@ class Trainer:
                 params, grads, opt.state, hyper.hp, hyper.ihp, ws.net, *data_args, ws.act,
                 ws.delta, ws.xbuf, ws.dact, drop)
         solver = int(hyper.ihp[_train.IHP_SOLVER])
-        if not ws.bound:  # a new workspace: maybe a cold fit's first epoch
-            callbacks = [*((_act, int(code)) for code in act_codes[1:]),
-                         (_loss, hyper.loss), (_opt, solver)]
-            _compile_ahead.prepare(kernel, args, callbacks, dtype, self.threads)
-            ws.bind()
+        self._bind(ws, kernel, args, act_codes, [(_loss, hyper.loss), (_opt, solver)])
         hyper.ihp[_train.IHP_RULE] = _opt.address(solver, dtype)
         hyper.ihp[_train.IHP_LOSS] = hyper.loss_address(dtype)
-        if engine == "serial":
+        with nullcontext() if engine == "serial" else _threads.numba_threads(self.threads):
             accumulated = kernel(*args)
-        else:
-            with _threads.numba_threads(self.threads):
-                accumulated = kernel(*args)
         opt.t = int(hyper.ihp[_train.IHP_T])
         self.outputs_finite = bool(hyper.ihp[_train.IHP_FINITE])
         return accumulated / data.n
+
+    def _bind(self, ws, kernel, args, act_codes, callbacks):
+        """Bind a new workspace's activations before ``kernel(*args)`` runs on it; first,
+        on a cold cache, compile ``kernel`` while a helper process compiles the
+        activations and ``callbacks`` (``_compile_ahead``). The callbacks' addresses in
+        ``args`` need not be set yet: the caller writes them after this call."""
+        if not ws.bound:  # a new workspace: maybe a cold fit's first kernel call
+            callbacks = [*((_act, int(code)) for code in act_codes[1:]), *callbacks]
+            _compile_ahead.prepare(kernel, args, callbacks, ws.dtype, self.threads)
+            ws.bind()
 
     def objective(self, network, data, hyper, act_codes):
         """``f(x) -> (loss, gradient as float64)``: the full training objective (mean
@@ -330,8 +333,7 @@ class Trainer:
         params = network.params
         grads = np.empty_like(params)
         scratch = {}  # per-chunk gradient sums: one vector, or one per slot
-        settings = (hyper.loss_address(params.dtype), hyper.clip_eps,
-                    hyper.huber_delta, hyper.alpha, hyper.l1)
+        settings = (hyper.clip_eps, hyper.huber_delta, hyper.alpha, hyper.l1)
         sums = np.empty((_par.SLOTS, 2))
 
         def f(x):
@@ -339,17 +341,21 @@ class Trainer:
             threads = self.threads
             parallel = _threads.whole_data(data.n, data.chunk, params.shape[0], threads)
             slots = _par.SLOTS if parallel else None
-            ws = self.workspace(network, data.chunk, data.dense, act_codes, slots=slots)
+            ws = self.workspace(network, data.chunk, data.dense, act_codes, slots=slots,
+                                bind=False)
             if slots not in scratch:
                 scratch[slots] = np.empty((*((slots,) if parallel else ()), *params.shape),
                                           dtype=params.dtype)
-            args = (params, grads, scratch[slots], ws.net, *data.arrays(), data.rows,
-                    data.chunk, *settings, ws.act, ws.delta, ws.xbuf, ws.dact, no_dropout())
-            if parallel:
-                with _threads.numba_threads(threads):
-                    loss = _par.full_loss_grad_parallel(*args, sums)
-            else:
-                loss = _train.full_loss_grad(*args)
+            kernel = _par.full_loss_grad_parallel if parallel else _train.full_loss_grad
+
+            def args(loss_address):
+                return (params, grads, scratch[slots], ws.net, *data.arrays(), data.rows,
+                        data.chunk, loss_address, *settings, ws.act, ws.delta, ws.xbuf,
+                        ws.dact, no_dropout(), *((sums,) if parallel else ()))
+
+            self._bind(ws, kernel, args(0), act_codes, [(_loss, hyper.loss)])
+            with _threads.numba_threads(threads) if parallel else nullcontext():
+                loss = kernel(*args(hyper.loss_address(params.dtype)))
             return loss, grads.astype(np.float64)
 
         return f

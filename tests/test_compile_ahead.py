@@ -24,10 +24,11 @@ from fastbp._kernels import activations
 ROOT = str(Path(fastbp.__file__).resolve().parents[1])
 NOTICE = "fastbp is compiling"
 
-# One small Adam fit on two threads (relu hidden layers, a softmax output, the log
-# loss), float32; prints whether a helper compiled the callbacks, how many of the four
-# this process loaded from the cache, the training kernel's compiles and cache misses
-# in this process, and the weights.
+# One small fit on two threads (relu hidden layers, a softmax output, the log loss),
+# float32, with SOLVER; prints whether a helper compiled the callbacks, how many of
+# those the fit uses (three, and a stochastic solver's rule) this process loaded from
+# the cache, its entry kernel's compiles and cache misses in this process, whether
+# relu's callback was cached before the fit, and the weights.
 FIT = """
     import warnings
     import numpy as np
@@ -43,23 +44,27 @@ FIT = """
     rng = np.random.default_rng(0)
     X = rng.normal(size=(90, 5)).astype(np.float32)
     y = np.arange(90) % 3
-    model = fastbp.MLPClassifier((6,), max_iter=2, random_state=0, n_threads=2).fit(X, y)
-    tables = (activations, activations, losses, optimizers)
-    hits = [table._TABLE.compiled(code, np.float32).cache_hits
-            for table, code in zip(tables, (activations.RELU, activations.SOFTMAX,
-                                            losses.LOG_LOSS, optimizers.CODES["adam"]))]
-    kernel = train.train_epoch
+    model = fastbp.MLPClassifier((6,), max_iter=2, random_state=0, n_threads=2,
+                                 solver=SOLVER).fit(X, y)
+    used = [(activations, activations.RELU), (activations, activations.SOFTMAX),
+            (losses, losses.LOG_LOSS)]
+    kernel = train.full_loss_grad
+    if SOLVER != "lbfgs":
+        used.append((optimizers, optimizers.CODES[SOLVER]))
+        kernel = train.train_epoch
+    hits = [table._TABLE.compiled(code, np.float32).cache_hits for table, code in used]
     print(int(any(helped)), sum(hits), len(kernel.overloads),
           sum(kernel.stats.cache_misses.values()), int(before))
     print(" ".join(repr(float(w)) for w in np.concatenate([c.ravel() for c in model.coefs_])))
 """
+USED = {"adam": 4, "lbfgs": 3}  # the callbacks each fit uses
 
 
-def _fit(cache_dir, helper="1", boot=None):
+def _fit(cache_dir, solver="adam", helper="1", boot=None):
     """Runs FIT in a fresh interpreter on ``cache_dir``; returns (stderr, helped, loaded
     from the cache, kernel compiles, kernel cache misses, relu cached before the fit,
     weights line)."""
-    code = textwrap.dedent(FIT)
+    code = textwrap.dedent(FIT).replace("SOLVER", repr(solver))
     if boot is not None:  # the helper's script, replaced
         code = code.replace("helped = []", f"helped = []\n_compile_ahead._BOOT = {boot!r}")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
@@ -74,22 +79,34 @@ def _fit(cache_dir, helper="1", boot=None):
 
 @pytest.fixture(scope="module")
 def without_helper(tmp_path_factory):
-    return _fit(tmp_path_factory.mktemp("numba-cache"), helper="0")
+    """FIT's results with the helper off, by solver (each in an empty cache)."""
+    found = {}
+
+    def fit(solver):
+        if solver not in found:
+            found[solver] = _fit(tmp_path_factory.mktemp("numba-cache"), solver, "0")
+        return found[solver]
+
+    return fit
 
 
-def test_a_cold_fit_loads_the_callbacks_a_helper_compiled(tmp_path, without_helper):
-    stderr, helped, loaded, compiles, misses, before, weights = _fit(tmp_path)
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_a_cold_fit_loads_the_callbacks_a_helper_compiled(tmp_path, without_helper, solver):
+    reference = without_helper(solver)
+    stderr, helped, loaded, compiles, misses, before, weights = _fit(tmp_path, solver)
     assert helped == 1, stderr
-    assert loaded == 4  # relu, softmax, the log loss and Adam's rule, from the cache
+    assert loaded == USED[solver]  # relu, softmax, the log loss (and the rule), cached
     assert (compiles, misses, before) == (1, 1, 0)  # the kernel compiled once, here
     assert stderr.count(NOTICE) == 1, stderr
-    assert weights == without_helper[-1]  # the same training, bit for bit
+    assert weights == reference[-1]  # the same training, bit for bit
     # the premise of the comparison: without the helper the fit compiled them itself
-    assert without_helper[1:6] == (0, 0, 1, 1, 0)
+    assert reference[1:6] == (0, 0, 1, 1, 0)
+    if solver == "lbfgs":
+        return
     # a second process finds everything in the cache: no helper, nothing compiled
     stderr, helped, loaded, compiles, misses, before, weights = _fit(tmp_path)
     assert (helped, loaded, misses, before) == (0, 4, 0, 1)
-    assert NOTICE not in stderr and weights == without_helper[-1]
+    assert NOTICE not in stderr and weights == reference[-1]
     # the kernel cached but two activations not: they compile here, without a helper
     gone = [f for f in tmp_path.rglob("activations._*") if "_relu" in f.name
             or "_softmax" in f.name]
@@ -98,14 +115,14 @@ def test_a_cold_fit_loads_the_callbacks_a_helper_compiled(tmp_path, without_help
         f.unlink()
     _, helped, loaded, compiles, misses, before, weights = _fit(tmp_path)
     assert (helped, loaded, misses, before) == (0, 2, 0, 0)
-    assert weights == without_helper[-1]
+    assert weights == reference[-1]
 
 
 def test_a_failing_helper_leaves_the_fit_to_compile_them(tmp_path, without_helper):
     _, helped, loaded, compiles, misses, _, weights = _fit(
         tmp_path, boot="import sys\nsys.exit(3)\n")
     assert (helped, loaded, compiles, misses) == (0, 0, 1, 1)
-    assert weights == without_helper[-1]
+    assert weights == without_helper("adam")[-1]
 
 
 def test_the_helper_imports_the_kernels_without_scikit_learn(tmp_path):
