@@ -20,7 +20,6 @@ compile, this process compiles what is missing itself, as it would without a hel
 ``FASTBP_COMPILE_HELPER=0`` turns it off (and is set for the helper itself).
 """
 
-import importlib
 import json
 import multiprocessing.spawn
 import os
@@ -130,5 +129,4 @@ def compile_callbacks(jobs):
 
     warnings.simplefilter("ignore")
     for name, code, dtype in json.loads(jobs):
-        module = importlib.import_module(_TABLES[name].__name__)
-        module.address(int(code), np.dtype(dtype))
+        _TABLES[name].address(int(code), np.dtype(dtype))
