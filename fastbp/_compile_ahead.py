@@ -18,6 +18,12 @@ process's ``sys.path``. If it fails, cannot start, or has not finished ``HELPER_
 seconds (or as long as the kernel's compile took, if longer) after this process's
 compile, this process compiles what is missing itself, as it would without a helper.
 ``FASTBP_COMPILE_HELPER=0`` turns it off (and is set for the helper itself).
+
+The two processes compile disjoint functions: the callbacks and their callees live in
+``activations``, ``losses``, ``optimizers`` and ``vmath``, which the kernels' modules
+reach only by address. That matters: numba does not lock a function's cache index, and
+two processes adding entries to one index at once can lose one, or leave a key naming
+the other's machine code (``tests/test_compile_ahead.py`` checks both sides).
 """
 
 import json

@@ -19,7 +19,7 @@ import pytest
 
 import fastbp
 from fastbp import _compile_ahead
-from fastbp._kernels import activations
+from fastbp._kernels import activations, losses, optimizers
 
 ROOT = str(Path(fastbp.__file__).resolve().parents[1])
 NOTICE = "fastbp is compiling"
@@ -37,6 +37,17 @@ FIT = """
     from fastbp._kernels import activations, losses, optimizers, train
     from sklearn.exceptions import ConvergenceWarning
     warnings.simplefilter("ignore", ConvergenceWarning)
+    from numba.core import event
+    modules = set()  # of the fastbp functions this process compiles
+
+    class Compiles(event.Listener):
+        def on_start(self, ev):
+            modules.add(ev.data["dispatcher"].py_func.__module__.rpartition(".")[2])
+
+        def on_end(self, ev):
+            pass
+
+    event.register("numba:compile", Compiles())
     helped = []
     prepare = _compile_ahead.prepare
     _compile_ahead.prepare = lambda *a: helped.append(prepare(*a)) or helped[-1]
@@ -55,15 +66,18 @@ FIT = """
     hits = [table._TABLE.compiled(code, np.float32).cache_hits for table, code in used]
     print(int(any(helped)), sum(hits), len(kernel.overloads),
           sum(kernel.stats.cache_misses.values()), int(before))
+    print(" ".join(sorted(modules)) or "-")
     print(" ".join(repr(float(w)) for w in np.concatenate([c.ravel() for c in model.coefs_])))
 """
+# the modules of the callbacks and their callees, and only those: what a helper compiles
+HELPER_MODULES = {"activations", "losses", "optimizers", "vmath"}
 USED = {"adam": 4, "lbfgs": 3}  # the callbacks each fit uses
 
 
 def _fit(cache_dir, solver="adam", helper="1", boot=None):
     """Runs FIT in a fresh interpreter on ``cache_dir``; returns (stderr, helped, loaded
     from the cache, kernel compiles, kernel cache misses, relu cached before the fit,
-    weights line)."""
+    the modules of the functions it compiled, weights line)."""
     code = textwrap.dedent(FIT).replace("SOLVER", repr(solver))
     if boot is not None:  # the helper's script, replaced
         code = code.replace("helped = []", f"helped = []\n_compile_ahead._BOOT = {boot!r}")
@@ -73,8 +87,8 @@ def _fit(cache_dir, solver="adam", helper="1", boot=None):
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    counts, weights = proc.stdout.splitlines()[-2:]
-    return (proc.stderr, *map(int, counts.split()), weights)
+    counts, modules, weights = proc.stdout.splitlines()[-3:]
+    return (proc.stderr, *map(int, counts.split()), set(modules.split()), weights)
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +107,10 @@ def without_helper(tmp_path_factory):
 @pytest.mark.parametrize("solver", ["adam", "lbfgs"])
 def test_a_cold_fit_loads_the_callbacks_a_helper_compiled(tmp_path, without_helper, solver):
     reference = without_helper(solver)
-    stderr, helped, loaded, compiles, misses, before, weights = _fit(tmp_path, solver)
+    stderr, helped, loaded, compiles, misses, before, modules, weights = _fit(tmp_path, solver)
     assert helped == 1, stderr
+    # numba's cache index is not locked: the helper and the fit never compile one function
+    assert not modules & HELPER_MODULES and reference[-2] & HELPER_MODULES
     assert loaded == USED[solver]  # relu, softmax, the log loss (and the rule), cached
     assert (compiles, misses, before) == (1, 1, 0)  # the kernel compiled once, here
     assert stderr.count(NOTICE) == 1, stderr
@@ -104,7 +120,7 @@ def test_a_cold_fit_loads_the_callbacks_a_helper_compiled(tmp_path, without_help
     if solver == "lbfgs":
         return
     # a second process finds everything in the cache: no helper, nothing compiled
-    stderr, helped, loaded, compiles, misses, before, weights = _fit(tmp_path)
+    stderr, helped, loaded, compiles, misses, before, _, weights = _fit(tmp_path)
     assert (helped, loaded, misses, before) == (0, 4, 0, 1)
     assert NOTICE not in stderr and weights == reference[-1]
     # the kernel cached but two activations not: they compile here, without a helper
@@ -113,13 +129,13 @@ def test_a_cold_fit_loads_the_callbacks_a_helper_compiled(tmp_path, without_help
     assert gone  # the premise: the helper wrote them there
     for f in gone:
         f.unlink()
-    _, helped, loaded, compiles, misses, before, weights = _fit(tmp_path)
+    _, helped, loaded, compiles, misses, before, _, weights = _fit(tmp_path)
     assert (helped, loaded, misses, before) == (0, 2, 0, 0)
     assert weights == reference[-1]
 
 
 def test_a_failing_helper_leaves_the_fit_to_compile_them(tmp_path, without_helper):
-    _, helped, loaded, compiles, misses, _, weights = _fit(
+    _, helped, loaded, compiles, misses, _, _, weights = _fit(
         tmp_path, boot="import sys\nsys.exit(3)\n")
     assert (helped, loaded, compiles, misses) == (0, 0, 1, 1)
     assert weights == without_helper("adam")[-1]
@@ -127,15 +143,38 @@ def test_a_failing_helper_leaves_the_fit_to_compile_them(tmp_path, without_helpe
 
 def test_the_helper_imports_the_kernels_without_scikit_learn(tmp_path):
     """The helper skips ``fastbp/__init__`` (scikit-learn's import is most of a fresh
-    process's start) and writes its callback into the cache it was given."""
-    jobs = json.dumps([["activations", activations.TANH, "float32"]])
-    code = _compile_ahead._BOOT + "print([m for m in sys.modules if 'sklearn' in m])\n"
+    process's start), writes its callbacks into the cache it was given, and compiles
+    functions of the callbacks' modules only: the fit compiles the others at the same
+    time, and two processes writing one function's cache index can lose an entry."""
+    jobs = json.dumps([["activations", activations.TANH, "float32"],
+                       ["activations", activations.SOFTMAX, "float32"],
+                       ["losses", losses.LOG_LOSS, "float32"],
+                       ["optimizers", optimizers.CODES["adam"], "float32"]])
+    listen = textwrap.dedent("""
+        from numba.core import event
+        modules = set()
+
+        class Compiles(event.Listener):
+            def on_start(self, ev):
+                modules.add(ev.data["dispatcher"].py_func.__module__)
+
+            def on_end(self, ev):
+                pass
+
+        event.register("numba:compile", Compiles())
+    """)
+    code = (listen + _compile_ahead._BOOT
+            + "print([m for m in sys.modules if 'sklearn' in m])\n"
+            + "print(' '.join(sorted(modules)))\n")
     argv = [_compile_ahead._PACKAGE, "\n".join(sys.path), jobs]
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
                           text=True, timeout=300,
                           env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split("\n")[-2] == "[]"
+    imported, compiled = proc.stdout.splitlines()[-2:]
+    assert imported == "[]"
+    ours = {m.rpartition(".")[2] for m in compiled.split() if m.startswith("fastbp.")}
+    assert ours and ours <= HELPER_MODULES, compiled
     assert list(tmp_path.rglob("activations._tanh-*.nbi"))
 
 
