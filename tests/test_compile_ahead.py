@@ -1,7 +1,7 @@
 """A cold first fit compiles its C callbacks in a helper process (``fastbp._compile_ahead``):
 the fit loads them from the cache the helper filled, trains to the same weights bit for
-bit, says once that it compiles, and falls back to compiling them itself when the helper
-fails; the helper runs only when it can gain.
+bit as when the helper fails and the fit compiles them itself, and says once that it
+compiles; the helper runs only when it can gain.
 
 The fits run in subprocesses with their own empty NUMBA_CACHE_DIR (a cold fit: about
 5-8 s of CPU each).
@@ -74,7 +74,7 @@ HELPER_MODULES = {"activations", "losses", "optimizers", "vmath"}
 USED = {"adam": 4, "lbfgs": 3}  # the callbacks each fit uses
 
 
-def _fit(cache_dir, solver="adam", helper="1", boot=None):
+def _fit(cache_dir, solver="adam", boot=None):
     """Runs FIT in a fresh interpreter on ``cache_dir``; returns (stderr, helped, loaded
     from the cache, kernel compiles, kernel cache misses, relu cached before the fit,
     the modules of the functions it compiled, weights line)."""
@@ -83,7 +83,7 @@ def _fit(cache_dir, solver="adam", helper="1", boot=None):
         code = code.replace("helped = []", f"helped = []\n_compile_ahead._BOOT = {boot!r}")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     env.update(NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=ROOT, NUMBA_NUM_THREADS="2",
-               FASTBP_COMPILE_HELPER=helper)
+               FASTBP_COMPILE_HELPER="1")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
@@ -91,23 +91,14 @@ def _fit(cache_dir, solver="adam", helper="1", boot=None):
     return (proc.stderr, *map(int, counts.split()), set(modules.split()), weights)
 
 
-@pytest.fixture(scope="module")
-def without_helper(tmp_path_factory):
-    """FIT's results with the helper off, by solver (each in an empty cache)."""
-    found = {}
-
-    def fit(solver):
-        if solver not in found:
-            found[solver] = _fit(tmp_path_factory.mktemp("numba-cache"), solver, "0")
-        return found[solver]
-
-    return fit
-
-
 @pytest.mark.parametrize("solver", ["adam", "lbfgs"])
-def test_a_cold_fit_loads_the_callbacks_a_helper_compiled(tmp_path, without_helper, solver):
-    reference = without_helper(solver)
-    stderr, helped, loaded, compiles, misses, before, modules, weights = _fit(tmp_path, solver)
+def test_a_cold_fit_loads_the_callbacks_a_helper_compiled(tmp_path_factory, solver):
+    # the reference: a helper that fails (exits 3) leaves the fit to compile them itself
+    reference = _fit(tmp_path_factory.mktemp("numba-cache"), solver,
+                     boot="import sys\nsys.exit(3)\n")
+    assert reference[1:6] == (0, 0, 1, 1, 0), reference[0]
+    cache = tmp_path_factory.mktemp("numba-cache")
+    stderr, helped, loaded, compiles, misses, before, modules, weights = _fit(cache, solver)
     assert helped == 1, stderr
     # numba's cache index is not locked: the helper and the fit never compile one function
     assert not modules & HELPER_MODULES and reference[-2] & HELPER_MODULES
@@ -115,30 +106,21 @@ def test_a_cold_fit_loads_the_callbacks_a_helper_compiled(tmp_path, without_help
     assert (compiles, misses, before) == (1, 1, 0)  # the kernel compiled once, here
     assert stderr.count(NOTICE) == 1, stderr
     assert weights == reference[-1]  # the same training, bit for bit
-    # the premise of the comparison: without the helper the fit compiled them itself
-    assert reference[1:6] == (0, 0, 1, 1, 0)
     if solver == "lbfgs":
         return
     # a second process finds everything in the cache: no helper, nothing compiled
-    stderr, helped, loaded, compiles, misses, before, _, weights = _fit(tmp_path)
+    stderr, helped, loaded, compiles, misses, before, _, weights = _fit(cache)
     assert (helped, loaded, misses, before) == (0, 4, 0, 1)
     assert NOTICE not in stderr and weights == reference[-1]
     # the kernel cached but two activations not: they compile here, without a helper
-    gone = [f for f in tmp_path.rglob("activations._*") if "_relu" in f.name
+    gone = [f for f in cache.rglob("activations._*") if "_relu" in f.name
             or "_softmax" in f.name]
     assert gone  # the premise: the helper wrote them there
     for f in gone:
         f.unlink()
-    _, helped, loaded, compiles, misses, before, _, weights = _fit(tmp_path)
+    _, helped, loaded, compiles, misses, before, _, weights = _fit(cache)
     assert (helped, loaded, misses, before) == (0, 2, 0, 0)
     assert weights == reference[-1]
-
-
-def test_a_failing_helper_leaves_the_fit_to_compile_them(tmp_path, without_helper):
-    _, helped, loaded, compiles, misses, _, _, weights = _fit(
-        tmp_path, boot="import sys\nsys.exit(3)\n")
-    assert (helped, loaded, compiles, misses) == (0, 0, 1, 1)
-    assert weights == without_helper("adam")[-1]
 
 
 def test_the_helper_imports_the_kernels_without_scikit_learn(tmp_path):
