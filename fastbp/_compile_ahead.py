@@ -39,6 +39,7 @@ from numba.core import config as numba_config
 
 from ._kernels import activations, losses, optimizers
 from ._kernels.callbacks import in_cache
+from ._threads import usable_cores
 
 # the tables a helper may be asked for, by module name
 _TABLES = {module.__name__.rpartition(".")[2]: module
@@ -77,7 +78,7 @@ def prepare(kernel, args, callbacks, dtype, threads):
     dtype = np.dtype(dtype)
     if threads < 2 or all(module.cached(code, dtype) for module, code in callbacks):
         return False  # every call but a configuration's first in a process ends here
-    if (not enabled() or _usable_cores() < 2 or getattr(sys, "frozen", False)
+    if (not enabled() or usable_cores() < 2 or getattr(sys, "frozen", False)
             or not sys.executable):
         return False
     with _lock:
@@ -103,12 +104,6 @@ def prepare(kernel, args, callbacks, dtype, threads):
             if helper.poll() is None:  # stopped, not left running
                 helper.kill()
                 helper.wait()
-
-
-def _usable_cores():
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _start(jobs):

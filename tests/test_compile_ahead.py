@@ -222,7 +222,7 @@ def log(monkeypatch):
 
     monkeypatch.setattr(_compile_ahead, "_start", start)
     monkeypatch.setattr(_compile_ahead, "in_cache", lambda cache, sig, ctx: False)
-    monkeypatch.setattr(_compile_ahead, "_usable_cores", lambda: 2)
+    monkeypatch.setattr(_compile_ahead, "usable_cores", lambda: 2)
     monkeypatch.delenv("FASTBP_COMPILE_HELPER", raising=False)
     return log
 
@@ -244,7 +244,7 @@ def test_the_helper_runs_only_when_it_can_gain(log, monkeypatch):
     for callbacks, threads in off:
         assert not _compile_ahead.prepare(kernel, args, callbacks, np.float32, threads)
     with monkeypatch.context() as m:
-        m.setattr(_compile_ahead, "_usable_cores", lambda: 1)
+        m.setattr(_compile_ahead, "usable_cores", lambda: 1)
         assert not _compile_ahead.prepare(kernel, args, [(cold, 3)], np.float32, 2)
     with monkeypatch.context() as m:
         m.setenv("FASTBP_COMPILE_HELPER", "0")
