@@ -19,11 +19,10 @@ seconds (or as long as the kernel's compile took, if longer) after this process'
 compile, this process compiles what is missing itself, as it would without a helper.
 ``FASTBP_COMPILE_HELPER=0`` turns it off (and is set for the helper itself).
 
-The two processes compile disjoint functions: the callbacks and their callees live in
-``activations``, ``losses``, ``optimizers`` and ``vmath``, which the kernels' modules
-reach only by address. That matters: numba does not lock a function's cache index, and
-two processes adding entries to one index at once can lose one, or leave a key naming
-the other's machine code (``tests/test_compile_ahead.py`` checks both sides).
+The two processes compile disjoint functions, so that neither does the other's work:
+the callbacks and their callees live in ``activations``, ``losses``, ``optimizers`` and
+``vmath``, which the kernels' modules reach only by address (``tests/test_compile_ahead.py``
+checks both sides). Saving into the cache at once is safe either way (``_cache_lock``).
 """
 
 import json

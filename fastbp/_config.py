@@ -7,6 +7,8 @@ import warnings
 
 import numpy as np
 
+from . import _cache_lock
+
 # LLVM fast-math flags for every kernel. `nnan` and `ninf` are deliberately absent:
 # divergence shows up as NaN/inf in the loss or the weights, and the estimators must
 # see it to stop and raise. `reassoc` is absent too, so that a kernel's result does not
@@ -83,11 +85,13 @@ def _first_kernels_stamp():
 
 def _stamp_the_kernels():
     """Put locators in front of numba's that take the kernels' files (and only those) to
-    the same places as numba's own, stamped with ``kernels_stamp``."""
+    the same places as numba's own, stamped with ``kernels_stamp``, and lock the folders
+    they choose (``_cache_lock``: several processes may fill the cache at once)."""
     try:
         from numba.core import caching
     except ImportError:  # another numba layout: numba's own stamps
         return
+    _cache_lock.install()
     if any(getattr(c, "_fastbp", False) for c in caching.CacheImpl._locator_classes):
         return
     made = []
@@ -106,7 +110,10 @@ def _stamp_the_kernels():
             def from_function(cls, py_func, py_file):
                 if os.path.dirname(os.path.abspath(py_file)) != KERNELS_DIR:
                     return None
-                return super().from_function(py_func, py_file)
+                locator = super().from_function(py_func, py_file)
+                if locator is not None:
+                    _cache_lock.register(locator.get_cache_path())
+                return locator
 
         Kernels.__name__ = Kernels.__qualname__ = f"Kernels{base.__name__}"
         made.append(Kernels)
