@@ -20,7 +20,11 @@ import gc as _gc
 _collecting = _gc.isenabled()
 _gc.disable()
 try:
-    from . import _compile_notice, _gc_pause
+    from . import _compile_ahead, _compile_notice, _gc_pause
+
+    # on a first run, the training kernel compiles in a helper process from here on,
+    # while scikit-learn imports (_compile_ahead.start_early)
+    _compile_ahead.start_early()
     from ._compile_notice import CompileWarning
     from ._multilayer_perceptron import MLPClassifier, MLPRegressor
     from ._warmup import warm_up
@@ -46,7 +50,8 @@ __all__ = [
     "__version__",
 ]
 
-# Kernels compile on their first call, never at import: installed here, the listeners
-# are in place before any of them can compile or load.
+# Kernels compile on their first call, never at import (a first run's helper process
+# compiles the float64 training kernel meanwhile, see _compile_ahead): installed here,
+# the listeners are in place before any of them can compile or load.
 _compile_notice.install()
 _gc_pause.install()

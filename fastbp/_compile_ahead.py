@@ -23,8 +23,19 @@ The two processes compile disjoint functions, so that neither does the other's w
 the callbacks and their callees live in ``activations``, ``losses``, ``optimizers`` and
 ``vmath``, which the kernels' modules reach only by address (``tests/test_compile_ahead.py``
 checks both sides). Saving into the cache at once is safe either way (``_cache_lock``).
+
+The very first fit on a machine starts earlier: ``import fastbp``, finding no training
+kernel at all in the cache (and the cache on, two usable cores, a thread budget of two),
+starts a helper (``start_early``) that compiles the kernel of a float64 epoch on dense
+input (one signature for every network, activation, loss and optimizer) while this
+process imports scikit-learn. When the first fit is such an epoch, ``prepare`` says the
+compile notice, compiles the callbacks here and then waits for that helper; any other
+first kernel call stops it and goes on as above. It is stopped at exit too.
 """
 
+import atexit
+import glob
+import importlib
 import json
 import multiprocessing.spawn
 import os
@@ -32,21 +43,23 @@ import subprocess
 import sys
 import threading
 import time
+import types
 
 import numpy as np
 from numba.core import config as numba_config
 
-from ._kernels import activations, losses, optimizers
+from . import _compile_notice, _threads
+from ._config import JIT_OPTIONS, kernels_cache_folder
 from ._kernels.callbacks import in_cache
 from ._threads import usable_cores
 
-# the tables a helper may be asked for, by module name
-_TABLES = {module.__name__.rpartition(".")[2]: module
-           for module in (activations, losses, optimizers)}
+# the modules of the callback tables a helper may be asked for (imported where used:
+# ``start_early`` runs before the kernels' modules are imported)
+_TABLES = ("activations", "losses", "optimizers")
 HELPER_GRACE = 10.0
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 # the child: this process's sys.path (set before any import), the package fastbp from
-# its files without running its __init__, then the callbacks
+# its files without running its __init__, then its jobs
 _BOOT = (
     "import sys\n"
     "sys.path[:] = sys.argv[2].split('\\n')\n"
@@ -55,12 +68,16 @@ _BOOT = (
     "    'fastbp', os.path.join(sys.argv[1], '__init__.py'),\n"
     "    submodule_search_locations=[sys.argv[1]])\n"
     "sys.modules['fastbp'] = importlib.util.module_from_spec(spec)\n"
-    "from fastbp._compile_ahead import compile_callbacks\n"
-    "compile_callbacks(sys.argv[3])\n"
+    "from fastbp._compile_ahead import run_jobs\n"
+    "run_jobs(sys.argv[3])\n"
+    "os._exit(0)\n"  # the cache is written: skip the interpreter's teardown (0.5 s)
 )
 _lock = threading.Lock()  # one helper at a time in a process
-if hasattr(os, "register_at_fork"):  # a fork while another thread holds it
-    os.register_at_fork(after_in_child=lambda: globals().update(_lock=threading.Lock()))
+_early = None  # the helper ``start_early`` started, until a first fit or the exit stops it
+if hasattr(os, "register_at_fork"):  # a fork while another thread holds the lock; the
+    # early helper is its parent's to wait for or stop
+    os.register_at_fork(
+        after_in_child=lambda: globals().update(_lock=threading.Lock(), _early=None))
 
 
 def enabled():
@@ -72,13 +89,17 @@ def prepare(kernel, args, callbacks, dtype, threads):
     """Before ``kernel(*args)``: compile ``kernel`` for ``args`` here while a helper
     process compiles the callbacks ``callbacks`` (``(module, code)`` pairs of the
     tables above) for ``dtype`` arrays, when that gains (module docstring); otherwise
-    do nothing and leave both to their first use. Returns whether a helper ran and
-    exited cleanly."""
+    do nothing and leave both to their first use. While the early helper runs, use it
+    instead if it compiles this kernel call's signature, else stop it first. Returns
+    whether a helper ran and exited cleanly."""
     dtype = np.dtype(dtype)
+    if _early is not None:
+        helped = _after_early(kernel, args, callbacks, dtype)
+        if helped is not None:
+            return helped
     if threads < 2 or all(module.cached(code, dtype) for module, code in callbacks):
         return False  # every call but a configuration's first in a process ends here
-    if (not enabled() or usable_cores() < 2 or getattr(sys, "frozen", False)
-            or not sys.executable):
+    if not _can_start():
         return False
     with _lock:
         cold = [(module, code) for module, code in dict.fromkeys(callbacks)
@@ -100,9 +121,102 @@ def prepare(kernel, args, callbacks, dtype, threads):
         except subprocess.TimeoutExpired:
             return False
         finally:
-            if helper.poll() is None:  # stopped, not left running
-                helper.kill()
-                helper.wait()
+            _stop(helper)
+
+
+def _stop(helper):
+    """Stop ``helper`` if it still runs (never left running)."""
+    if helper is not None and helper.poll() is None:
+        helper.kill()
+        helper.wait()
+
+
+def _take_early():
+    """The early helper, now this caller's to wait for or stop (None: no other's)."""
+    global _early
+    with _lock:
+        helper, _early = _early, None
+    return helper
+
+
+def _can_start():
+    return (enabled() and usable_cores() >= 2 and not getattr(sys, "frozen", False)
+            and bool(sys.executable))
+
+
+def start_early():
+    """At import: when numba's cache holds no training kernel at all (a first run), the
+    cache is on and the process may use two cores, start the helper that compiles the
+    float64 epoch kernel (module docstring)."""
+    global _early
+    if (_early is not None or not JIT_OPTIONS.get("cache") or not _can_start()
+            or not _first_run() or _threads.budget(None) < 2):  # budget: a joblib or
+        return  # Dask worker's share, or a limit set in the environment
+    _early = _start([["epoch", 0, "float64"]])
+    if _early is not None:
+        atexit.register(_stop_early)
+
+
+def _first_run():
+    """Whether numba's cache holds no training kernel at all, of any signature: the
+    kernels' cache folder has no index file of ``train_epoch`` (read without importing
+    the kernels, which takes this process a third of a second)."""
+    folder = kernels_cache_folder()
+    return folder is not None and not glob.glob(
+        os.path.join(glob.escape(folder), "train.train_epoch-*.nbi"))
+
+
+def _stop_early():
+    _stop(_take_early())
+
+
+def first_epoch(dtype):
+    """``(kernel, arguments)`` of an epoch of a small network on dense ``dtype`` data
+    without dropout: the serial training kernel's one signature for that dtype."""
+    from ._kernels import losses, train
+    from ._layout import Layout
+    from ._network import Network
+    from ._training import KernelData, Optimizer, Trainer
+    from ._workspace import kernel_rows, no_dropout
+
+    dtype = np.dtype(dtype)
+    units = (2, 2, 2)
+    n_params = Layout(units).n_params
+    network = Network(units, losses.LOG_LOSS, np.zeros(n_params, dtype=dtype))
+    data = KernelData(np.zeros((2, 2), dtype), np.zeros((2, 2), dtype), None, dtype)
+    trainer = Trainer()
+    trainer.optimizer = Optimizer("adam", n_params, dtype, 1e-3)
+    hyper = types.SimpleNamespace(hp=np.zeros(train.N_HP),
+                                  ihp=np.zeros(train.N_IHP, dtype=np.int64))
+    engine, _, kernel, args = trainer.epoch_call(
+        network, data, kernel_rows(2), 2, hyper, network.act_codes(["relu"]), no_dropout())
+    assert engine == "serial", engine
+    return kernel, args
+
+
+def _after_early(kernel, args, callbacks, dtype):
+    """``prepare`` while the early helper runs. When ``kernel(*args)`` is the epoch it
+    compiles: compile the callbacks here, wait for it, and return whether it finished
+    cleanly. Otherwise stop it and return None."""
+    from ._kernels import train
+
+    helper = _take_early()
+    if helper is None:  # another thread's fit took it
+        return None
+    try:
+        if dtype != np.float64 or kernel is not train.train_epoch:
+            return None
+        if [kernel.typeof_pyval(a) for a in args] != [
+                kernel.typeof_pyval(a) for a in first_epoch(dtype)[1]]:
+            return None
+        _compile_notice.announce(kernel, dtype.name)  # compiled for this fit, if elsewhere
+        for module, code in dict.fromkeys(callbacks):
+            module.address(code, dtype)
+        return helper.wait(timeout=HELPER_GRACE) == 0
+    except subprocess.TimeoutExpired:
+        return False
+    finally:
+        _stop(helper)
 
 
 def _start(jobs):
@@ -122,11 +236,19 @@ def _start(jobs):
         return None
 
 
-def compile_callbacks(jobs):
-    """The helper's work: compile (or load) each callback of ``jobs``, a JSON list of
-    ``[module name, code, dtype name]``, into numba's cache."""
+def run_jobs(jobs):
+    """The helper's work: compile (or load) into numba's cache each job of ``jobs``, a
+    JSON list of ``[module name, code, dtype name]`` for a callback, or ``["epoch", 0,
+    dtype name]`` for the epoch kernel of ``first_epoch``."""
     import warnings
 
     warnings.simplefilter("ignore")
     for name, code, dtype in json.loads(jobs):
-        _TABLES[name].address(int(code), np.dtype(dtype))
+        if name == "epoch":
+            kernel, args = first_epoch(dtype)
+            kernel.compile(tuple(kernel.typeof_pyval(a) for a in args))
+        elif name in _TABLES:
+            importlib.import_module(f"{__package__}._kernels.{name}").address(
+                int(code), np.dtype(dtype))
+        else:
+            raise ValueError(f"no compile job {name!r}")

@@ -89,15 +89,19 @@ class _Listener(event.Listener):
         # float array, such as the float64 ``hp``, need not be the network's dtype)
         if not func.__module__.startswith(KERNEL_PACKAGE) or func.__name__ not in GROUPS:
             return
-        dtype = _dtype_of(ev.data["args"])
+        self.announce(dispatcher, _dtype_of(ev.data["args"]))
+
+    def announce(self, dispatcher, dtype):
+        """Warn that entry kernel ``dispatcher`` compiles for ``dtype`` (a name), unless
+        this process said so for that dtype before."""
         with self._lock:
             if dtype is None or dtype in self.told:
                 return
             self.told.add(dtype)
         cache_dir = getattr(dispatcher._cache, "_cache_path", None)
         try:
-            warnings.warn(message(func.__name__, dtype, cache_dir), CompileWarning,
-                          stacklevel=_caller.stacklevel())
+            warnings.warn(message(dispatcher.py_func.__name__, dtype, cache_dir),
+                          CompileWarning, stacklevel=_caller.stacklevel())
         except CompileWarning:
             # An "error" filter would abort the compile that the notice announces (and
             # a cold cache would then fail fits that pass on a warm one): a notice
@@ -126,3 +130,9 @@ def installer(kind, make):
 
 
 install = installer("numba:compile", _Listener)
+
+
+def announce(dispatcher, dtype):
+    """The notice for entry kernel ``dispatcher`` and ``dtype`` (a name), said here when
+    another process compiles it while this one waits (``_compile_ahead``)."""
+    install().announce(dispatcher, dtype)

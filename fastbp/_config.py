@@ -34,18 +34,27 @@ def _cache_writable():
     source (``fastbp/_kernels/__pycache__``), in ``NUMBA_CACHE_DIR`` or in the user's
     cache directory. numba's own locators decide; without one, ``cache=True`` makes
     numba raise at import (a read-only install with no writable home or cache dir)."""
+    # another numba layout (unknown): let numba decide as before
+    return kernels_cache_folder(unknown=True) is not None
+
+
+def kernels_cache_folder(unknown=None):
+    """The folder numba's locators choose for the kernels' cache (the first that takes
+    a file of ``_kernels``, as numba asks them), None if none does, ``unknown`` with
+    another numba layout."""
     try:
         from numba.core.caching import CacheImpl
-    except ImportError:  # another numba layout: let numba decide as before
-        return True
+    except ImportError:
+        return unknown
     source = os.path.join(os.path.dirname(__file__), "_kernels", "activations.py")
     for locator in CacheImpl._locator_classes:
         try:
-            if locator.from_function(_cache_writable, source) is not None:
-                return True
+            found = locator.from_function(_cache_writable, source)
         except Exception:  # a locator that cannot even be asked counts as absent
             continue
-    return False
+        if found is not None:
+            return found.get_cache_path()
+    return None
 
 
 KERNELS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_kernels")

@@ -275,18 +275,35 @@ class Trainer:
         the last step are finite.
         """
         opt = self.optimizer
-        params = network.params
         dtype = network.dtype
-        grads = self._gradient_buffer(params)
         if not drop.any():
             drop = no_dropout()
         hyper.hp[_train.HP_LR] = opt.rate(hyper)
         hyper.ihp[_train.IHP_T] = opt.t
         hyper.ihp[_train.IHP_SEED] = self.dropout_seed or 0
+        engine, ws, kernel, args = self.epoch_call(network, data, order, batch_size, hyper,
+                                                   act_codes, drop)
+        solver = int(hyper.ihp[_train.IHP_SOLVER])
+        self._bind(ws, kernel, args, act_codes, [(_loss, hyper.loss), (_opt, solver)])
+        hyper.ihp[_train.IHP_RULE] = _opt.address(solver, dtype)
+        hyper.ihp[_train.IHP_LOSS] = hyper.loss_address(dtype)
+        with nullcontext() if engine == "serial" else _threads.numba_threads(self.threads):
+            accumulated = kernel(*args)
+        opt.t = int(hyper.ihp[_train.IHP_T])
+        self.outputs_finite = bool(hyper.ihp[_train.IHP_FINITE])
+        return accumulated / data.n
+
+    def epoch_call(self, network, data, order, batch_size, hyper, act_codes, drop):
+        """``(engine, workspace, kernel, arguments)`` of an epoch (``epoch``'s arguments,
+        ``drop`` as the kernels take it; of ``hyper`` only its ``hp`` and ``ihp``), with
+        the workspace's activations not yet bound. Nothing runs."""
+        opt = self.optimizer
+        params = network.params
+        grads = self._gradient_buffer(params)
         data_args = (*data.arrays(), readonly(order), batch_size)
         engine = _threads.engine(batch_size, network.layout.units, params.shape[0],
                                  _par.MIN_BLOCK_ROWS, _par.COLUMNS, data.dense)
-        # the workspaces' activations are bound below, after the kernel's compile
+        # the workspaces' activations are bound by the caller, after the kernel's compile
         if engine == "columns":
             ws = self.workspace(network, batch_size, data.dense, act_codes,
                                 cols=_par.COLUMNS, bind=False)
@@ -305,15 +322,7 @@ class Trainer:
             kernel, args = _train.train_epoch, (
                 params, grads, opt.state, hyper.hp, hyper.ihp, ws.net, *data_args, ws.act,
                 ws.delta, ws.xbuf, ws.dact, drop)
-        solver = int(hyper.ihp[_train.IHP_SOLVER])
-        self._bind(ws, kernel, args, act_codes, [(_loss, hyper.loss), (_opt, solver)])
-        hyper.ihp[_train.IHP_RULE] = _opt.address(solver, dtype)
-        hyper.ihp[_train.IHP_LOSS] = hyper.loss_address(dtype)
-        with nullcontext() if engine == "serial" else _threads.numba_threads(self.threads):
-            accumulated = kernel(*args)
-        opt.t = int(hyper.ihp[_train.IHP_T])
-        self.outputs_finite = bool(hyper.ihp[_train.IHP_FINITE])
-        return accumulated / data.n
+        return engine, ws, kernel, args
 
     def _bind(self, ws, kernel, args, act_codes, callbacks):
         """Bind a new workspace's activations before ``kernel(*args)`` runs on it; first,

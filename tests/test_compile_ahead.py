@@ -1,7 +1,8 @@
 """A cold first fit compiles its C callbacks in a helper process (``fastbp._compile_ahead``):
 the fit loads them from the cache the helper filled, trains to the same weights bit for
 bit as when the helper fails and the fit compiles them itself, and says once that it
-compiles; the helper runs only when it can gain.
+compiles; the helper runs only when it can gain. On a first run, ``import fastbp`` starts a
+helper for the float64 epoch kernel, which a float64 first fit loads and any other stops.
 
 The fits run in subprocesses with their own empty NUMBA_CACHE_DIR (a cold fit: about
 5-8 s of CPU each).
@@ -24,11 +25,14 @@ from fastbp._kernels import activations, losses, optimizers
 ROOT = str(Path(fastbp.__file__).resolve().parents[1])
 NOTICE = "fastbp is compiling"
 
+
+
 # One small fit on two threads (relu hidden layers, a softmax output, the log loss),
-# float32, with SOLVER; prints whether a helper compiled the callbacks, how many of
-# those the fit uses (three, and a stochastic solver's rule) this process loaded from
-# the cache, its entry kernel's compiles and cache misses in this process, whether
-# relu's callback was cached before the fit, and the weights.
+# of DTYPE data, with SOLVER; prints whether a helper compiled the kernel or the
+# callbacks, how many of those the fit uses (three, and a stochastic solver's rule) this
+# process loaded from the cache, its entry kernel's compiles and cache misses in this
+# process, whether relu's callback was cached before the fit, whether an early helper
+# started at import, the modules of the functions it compiled, and the weights.
 FIT = """
     import warnings
     import numpy as np
@@ -51,10 +55,10 @@ FIT = """
     helped = []
     prepare = _compile_ahead.prepare
     _compile_ahead.prepare = lambda *a: helped.append(prepare(*a)) or helped[-1]
-    before = activations.cached(activations.RELU, np.float32)  # from the cache's index
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(90, 5)).astype(np.float32)
-    y = np.arange(90) % 3
+    before = activations.cached(activations.RELU, DTYPE)  # from the cache's index
+    early = _compile_ahead._early is not None  # started at import
+    rng = np.random.default_rng(0)  # as _data below
+    X, y = rng.normal(size=(90, 5)).astype(DTYPE), np.arange(90) % 3
     model = fastbp.MLPClassifier((6,), max_iter=2, random_state=0, n_threads=2,
                                  solver=SOLVER).fit(X, y)
     used = [(activations, activations.RELU), (activations, activations.SOFTMAX),
@@ -63,9 +67,9 @@ FIT = """
     if SOLVER != "lbfgs":
         used.append((optimizers, optimizers.CODES[SOLVER]))
         kernel = train.train_epoch
-    hits = [table._TABLE.compiled(code, np.float32).cache_hits for table, code in used]
+    hits = [table._TABLE.compiled(code, DTYPE).cache_hits for table, code in used]
     print(int(any(helped)), sum(hits), len(kernel.overloads),
-          sum(kernel.stats.cache_misses.values()), int(before))
+          sum(kernel.stats.cache_misses.values()), int(before), int(early))
     print(" ".join(sorted(modules)) or "-")
     print(" ".join(repr(float(w)) for w in np.concatenate([c.ravel() for c in model.coefs_])))
 """
@@ -74,11 +78,11 @@ HELPER_MODULES = {"activations", "losses", "optimizers", "vmath"}
 USED = {"adam": 4, "lbfgs": 3}  # the callbacks each fit uses
 
 
-def _fit(cache_dir, solver="adam", boot=None):
+def _fit(cache_dir, solver="adam", boot=None, dtype="float32"):
     """Runs FIT in a fresh interpreter on ``cache_dir``; returns (stderr, helped, loaded
     from the cache, kernel compiles, kernel cache misses, relu cached before the fit,
-    the modules of the functions it compiled, weights line)."""
-    code = textwrap.dedent(FIT).replace("SOLVER", repr(solver))
+    early helper, the modules of the functions it compiled, weights line)."""
+    code = textwrap.dedent(FIT).replace("SOLVER", repr(solver)).replace("DTYPE", f"np.{dtype}")
     if boot is not None:  # the helper's script, replaced
         code = code.replace("helped = []", f"helped = []\n_compile_ahead._BOOT = {boot!r}")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
@@ -98,9 +102,11 @@ def test_a_cold_fit_loads_the_callbacks_a_helper_compiled(tmp_path_factory, solv
                      boot="import sys\nsys.exit(3)\n")
     assert reference[1:6] == (0, 0, 1, 1, 0), reference[0]
     cache = tmp_path_factory.mktemp("numba-cache")
-    stderr, helped, loaded, compiles, misses, before, modules, weights = _fit(cache, solver)
-    assert helped == 1, stderr
-    # numba's cache index is not locked: the helper and the fit never compile one function
+    stderr, helped, loaded, compiles, misses, before, early, modules, weights = _fit(
+        cache, solver)
+    # a first run: the early helper started at import, and this float32 fit stopped it
+    assert early == 1 and helped == 1, stderr
+    # the helper and the fit never compile one function (neither does the other's work)
     assert not modules & HELPER_MODULES and reference[-2] & HELPER_MODULES
     assert loaded == USED[solver]  # relu, softmax, the log loss (and the rule), cached
     assert (compiles, misses, before) == (1, 1, 0)  # the kernel compiled once, here
@@ -109,8 +115,8 @@ def test_a_cold_fit_loads_the_callbacks_a_helper_compiled(tmp_path_factory, solv
     if solver == "lbfgs":
         return
     # a second process finds everything in the cache: no helper, nothing compiled
-    stderr, helped, loaded, compiles, misses, before, _, weights = _fit(cache)
-    assert (helped, loaded, misses, before) == (0, 4, 0, 1)
+    stderr, helped, loaded, compiles, misses, before, early, _, weights = _fit(cache)
+    assert (helped, loaded, misses, before, early) == (0, 4, 0, 1, 0)
     assert NOTICE not in stderr and weights == reference[-1]
     # the kernel cached but two activations not: they compile here, without a helper
     gone = [f for f in cache.rglob("activations._*") if "_relu" in f.name
@@ -118,9 +124,27 @@ def test_a_cold_fit_loads_the_callbacks_a_helper_compiled(tmp_path_factory, solv
     assert gone  # the premise: the helper wrote them there
     for f in gone:
         f.unlink()
-    _, helped, loaded, compiles, misses, before, _, weights = _fit(cache)
-    assert (helped, loaded, misses, before) == (0, 2, 0, 0)
+    _, helped, loaded, compiles, misses, before, early, _, weights = _fit(cache)
+    assert (helped, loaded, misses, before, early) == (0, 2, 0, 0, 0)
     assert weights == reference[-1]
+
+
+@pytest.mark.usefixtures("quiet_convergence")
+def test_a_first_float64_fit_loads_the_kernel_the_early_helper_compiled(tmp_path):
+    """On a first run, ``import fastbp`` starts the early helper; a float64 fit compiles
+    only its callbacks, loads the epoch kernel the helper compiled meanwhile, and trains
+    as this process does."""
+    stderr, helped, loaded, compiles, misses, before, early, modules, weights = _fit(
+        tmp_path, dtype="float64")
+    assert (early, helped) == (1, 1), stderr
+    assert (loaded, compiles, misses, before) == (0, 1, 0, 0)  # callbacks here, kernel loaded
+    kernels = {p.stem for p in Path(_compile_ahead.__file__).parent.glob("_kernels/*.py")}
+    assert modules & kernels <= HELPER_MODULES, modules  # no kernel function compiled here
+    assert stderr.count(NOTICE) == 1, stderr
+    rng = np.random.default_rng(0)  # FIT's data
+    X, y = rng.normal(size=(90, 5)), np.arange(90) % 3
+    model = fastbp.MLPClassifier((6,), max_iter=2, random_state=0, n_threads=2).fit(X, y)
+    assert weights == " ".join(repr(float(w)) for c in model.coefs_ for w in c.ravel())
 
 
 def test_the_helper_imports_the_kernels_without_scikit_learn(tmp_path):
@@ -145,9 +169,10 @@ def test_the_helper_imports_the_kernels_without_scikit_learn(tmp_path):
 
         event.register("numba:compile", Compiles())
     """)
-    code = (listen + _compile_ahead._BOOT
-            + "print([m for m in sys.modules if 'sklearn' in m])\n"
-            + "print(' '.join(sorted(modules)))\n")
+    report = ("print([m for m in sys.modules if 'sklearn' in m])\n"
+              "print(' '.join(sorted(modules)), flush=True)\n")
+    assert _compile_ahead._BOOT.endswith("os._exit(0)\n")  # its last line: no teardown
+    code = listen + _compile_ahead._BOOT.replace("os._exit(0)\n", report + "os._exit(0)\n")
     argv = [_compile_ahead._PACKAGE, "\n".join(sys.path), jobs]
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
                           text=True, timeout=300,
@@ -223,6 +248,12 @@ def log(monkeypatch):
     monkeypatch.setattr(_compile_ahead, "_start", start)
     monkeypatch.setattr(_compile_ahead, "in_cache", lambda cache, sig, ctx: False)
     monkeypatch.setattr(_compile_ahead, "usable_cores", lambda: 2)
+    monkeypatch.setattr(_compile_ahead, "_early", None)  # this process's, if any, kept
+    monkeypatch.setattr(_compile_ahead, "_first_run", lambda: True)
+    monkeypatch.setattr(_compile_ahead._threads, "budget", lambda n_threads: 2)
+    monkeypatch.setattr(_compile_ahead.atexit, "register", lambda f: log.append(("atexit",)))
+    monkeypatch.setattr(_compile_ahead._compile_notice, "announce",
+                        lambda kernel, dtype: log.append(("notice", dtype)))
     monkeypatch.delenv("FASTBP_COMPILE_HELPER", raising=False)
     return log
 
@@ -267,3 +298,97 @@ def test_a_failed_or_late_helper_is_stopped_and_reported(log, monkeypatch, code)
     assert not _compile_ahead.prepare(_Kernel(log), (1,), [(_Table("losses", False), 2)],
                                       np.float64, 2)
     assert [entry[0] for entry in log] == ["start", "compile"] + ["kill"] * (code is None)
+
+
+class _Callbacks:
+    """A stand-in callback table that logs the callbacks compiled here."""
+
+    __name__ = "fastbp._kernels.losses"
+
+    def __init__(self, log):
+        self.log = log
+
+    def cached(self, code, dtype):
+        return False
+
+    def address(self, code, dtype):
+        self.log.append(("here", code, np.dtype(dtype).name))
+
+
+def test_the_early_helper_starts_only_on_a_first_run_with_two_cores(log, monkeypatch):
+    _compile_ahead.start_early()
+    assert log == [("start", [["epoch", 0, "float64"]]), ("atexit",)]
+    _compile_ahead.start_early()  # one per process
+    assert len(log) == 2
+    cases = [("_first_run", lambda: False), ("usable_cores", lambda: 1)]
+    for name, value in cases:
+        with monkeypatch.context() as m:
+            m.setattr(_compile_ahead, "_early", None)
+            m.setattr(_compile_ahead, name, value)
+            _compile_ahead.start_early()
+    with monkeypatch.context() as m:  # a joblib or Dask worker's share of the cores
+        m.setattr(_compile_ahead, "_early", None)
+        m.setattr(_compile_ahead._threads, "budget", lambda n_threads: 1)
+        _compile_ahead.start_early()
+    with monkeypatch.context() as m:
+        m.setattr(_compile_ahead, "_early", None)
+        m.setenv("FASTBP_COMPILE_HELPER", "0")
+        _compile_ahead.start_early()
+    with monkeypatch.context() as m:
+        m.setattr(_compile_ahead, "_early", None)
+        m.setitem(_compile_ahead.JIT_OPTIONS, "cache", False)
+        _compile_ahead.start_early()
+    assert len(log) == 2
+
+
+@pytest.mark.usefixtures("quiet_convergence")
+def test_the_early_epoch_is_the_epoch_of_every_first_fit(monkeypatch):
+    """``first_epoch``'s signature is the one a real fit's first epoch compiles (one per
+    dtype for every network, activation, loss and solver; dense, no dropout)."""
+    from fastbp._kernels import train
+
+    seen = []
+    monkeypatch.setattr(_compile_ahead, "prepare", lambda kernel, args, *rest: seen.append(
+        (kernel, [kernel.typeof_pyval(a) for a in args])) or False)
+    for dtype in (np.float64, np.float32):
+        X, y = np.random.default_rng(0).normal(size=(40, 3)).astype(dtype), np.arange(40) % 2
+        fastbp.MLPClassifier((4, 3), max_iter=1, activation="tanh", solver="sgd").fit(X, y)
+        fastbp.MLPRegressor(hidden_layer_sizes=(5,), max_iter=1, loss="huber").fit(X, X[:, 0])
+        kernel, args = _compile_ahead.first_epoch(dtype)
+        assert kernel is train.train_epoch
+        assert seen[-2:] == [(kernel, [kernel.typeof_pyval(a) for a in args])] * 2
+
+
+def test_a_fit_of_the_early_epoch_compiles_its_callbacks_here_and_waits(log):
+    from fastbp._kernels import train
+
+    kernel, args = _compile_ahead.first_epoch(np.float64)
+    callbacks = _Callbacks(log)
+    for code, expected in ((0, True), (3, False)):  # the early helper's exit code
+        _compile_ahead._early = _Helper(log, code)
+        assert _compile_ahead.prepare(kernel, args, [(callbacks, 1), (callbacks, 2)],
+                                      np.float64, 2) is expected
+        # the notice (the kernel compiles for this fit), no helper of its own, nothing
+        # compiled here but the callbacks
+        assert log == [("notice", "float64"), ("here", 1, "float64"), ("here", 2, "float64")]
+        assert _compile_ahead._early is None
+        log.clear()
+    assert kernel is train.train_epoch
+
+
+def test_any_other_first_kernel_call_stops_the_early_helper(log):
+    """A float32 epoch, or another kernel: the early helper is stopped, and the helper
+    of the callbacks runs as it would without it."""
+    from fastbp._kernels import train
+
+    _compile_ahead._early = _Helper(log, None)  # would never finish
+    args = _compile_ahead.first_epoch(np.float32)[1]
+    assert _compile_ahead._after_early(train.train_epoch, args, [], np.dtype(np.float32)) is None
+    assert log == [("kill",)] and _compile_ahead._early is None
+    log.clear()
+    _compile_ahead._early = _Helper(log, None)
+    args = _compile_ahead.first_epoch(np.float64)[1]
+    assert _compile_ahead.prepare(_Kernel(log), args, [(_Table("losses", False), 2)],
+                                  np.float64, 2)
+    assert [entry[0] for entry in log] == ["kill", "start", "compile"]
+    assert _compile_ahead._early is None
