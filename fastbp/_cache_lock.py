@@ -1,57 +1,67 @@
-"""A file lock around numba's cache of the kernels, so that processes can fill it at once.
+"""numba's cache of the kernels, saved under a file lock so that processes can fill it at once.
 
-numba saves a compiled function in two steps, without a lock: it reads the function's
-index, picks the first free data-file number, writes the index, then the data file. Two
-processes saving two signatures of one function at the same time can both pick number 1,
-and the index can end up naming one signature with the other's machine code; the next
-process to load it runs that code on the wrong argument types (numba issue 4807).
+numba saves a compiled function without a lock: it reads the function's index, picks the
+first free data-file number, writes the index, then the data file. Two processes saving
+two signatures of one function at the same time can both pick number 1, and the index
+can end up naming one signature with the other's machine code; the next process to load
+it runs that code on the wrong argument types (numba issue 4807). A process stopped
+between the two writes leaves an index entry naming a data file of an older version.
 Grid searches and Dask workers starting on an empty cache, fits in both dtypes in two
-processes, or the compile helper of ``_compile_ahead`` beside its fit can all do that.
+processes, or the compile helpers of ``_compile_ahead`` beside their fit can all do that.
 
-``install`` makes numba's ``IndexDataCacheFile.save`` (and ``flush``) hold an exclusive
-``flock`` on a lock file in the cache folder for the whole save, and ``load`` a shared one
-while it reads the index and the data: a reader never sees an index entry before its
-data, and saves are serialised. Only the folders ``register`` was given (the kernels'
-cache, see ``_config``) are locked; numba's other caches are left as numba makes them.
-Without ``fcntl`` (Windows), or where the lock file cannot be opened (a read-only cache,
-which nobody writes), the cache works unlocked, as numba's does.
+``install`` replaces numba's ``IndexDataCacheFile.save`` (and ``flush``) for the folders
+``register`` was given (the kernels' cache, see ``_config``; numba's other caches keep
+numba's own): the whole save holds an exclusive ``flock`` on a lock file in the folder,
+and writes the data file before the index entry that names it. Loads take no lock: every
+entry a reader can see names data written before it, and each file is replaced
+atomically. (A load can compile: unpickling a kernel binds its unlinked callees, which
+may compile and save. A reader's lock would be held across that save.) Without
+``fcntl`` (Windows), where the lock file cannot be opened (a read-only cache, which
+nobody writes) or where the file system refuses ``flock``, saves run unlocked, in that
+order still.
 """
 
 import contextlib
 import functools
+import itertools
 import os
 
 try:
     import fcntl
-except ImportError:  # Windows: numba's own, unlocked behaviour
+except ImportError:  # Windows: saves unlocked
     fcntl = None
 
 LOCK_NAME = "fastbp-cache.lock"
 
-_folders = set()
+_folders = set()  # as numba's locators give them (the same strings numba's files keep)
 
 
 def register(folder):
-    """Lock numba's cache files in ``folder`` from now on."""
-    _folders.add(os.path.abspath(folder))
+    """Lock numba's cache saves into ``folder`` from now on."""
+    _folders.add(folder)
 
 
 @contextlib.contextmanager
-def held(folder, exclusive):
-    """Hold the lock of cache ``folder`` (exclusive for a writer, shared for a reader)
-    when it is registered and can be opened; otherwise do nothing."""
-    fd = _open(folder) if fcntl is not None and os.path.abspath(folder) in _folders else None
-    if fd is None:
-        yield
-        return
+def held(folder):
+    """Hold the exclusive lock of cache ``folder`` when it is registered and the lock
+    can be taken; otherwise do nothing."""
+    fd = _open(folder) if fcntl is not None and folder in _folders else None
+    if fd is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without flock (some NFS, Lustre, FUSE mounts)
+            os.close(fd)
+            fd = None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
     finally:
-        # unlock before closing: a child forked meanwhile holds a copy of the descriptor,
-        # and the lock belongs to the open file, not to this process
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        if fd is not None:
+            try:
+                # unlock before closing: a child forked meanwhile holds a copy of the
+                # descriptor, and the lock belongs to the open file, not to a process
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
 
 
 def _open(folder):
@@ -65,21 +75,43 @@ def _open(folder):
 
 
 def install():
-    """Wrap numba's cache-file methods once per process (no-op on another numba)."""
+    """Replace numba's cache-file ``save`` and ``flush`` once per process (no-op on
+    another numba)."""
     try:
         from numba.core.caching import IndexDataCacheFile
     except ImportError:
         return
-    if getattr(IndexDataCacheFile, "_fastbp_locked", False):
+    needed = ("save", "flush", "_load_index", "_save_index", "_save_data", "_data_name")
+    if (getattr(IndexDataCacheFile, "_fastbp_locked", False)
+            or not all(hasattr(IndexDataCacheFile, name) for name in needed)):
         return
-    for name, exclusive in (("save", True), ("flush", True), ("load", False)):
-        setattr(IndexDataCacheFile, name, _locked(getattr(IndexDataCacheFile, name), exclusive))
+    IndexDataCacheFile.save = _save_wrapper(IndexDataCacheFile.save)
+    IndexDataCacheFile.flush = _locked(IndexDataCacheFile.flush)
     IndexDataCacheFile._fastbp_locked = True
 
 
-def _locked(method, exclusive):
+def _locked(method):
     @functools.wraps(method)
     def call(self, *args, **kwargs):
-        with held(self._cache_path, exclusive):
+        with held(self._cache_path):
             return method(self, *args, **kwargs)
     return call
+
+
+def _save_wrapper(numba_save):
+    @functools.wraps(numba_save)
+    def save(self, key, data):
+        if self._cache_path not in _folders:
+            return numba_save(self, key, data)
+        with held(self._cache_path):
+            index = self._load_index()
+            name = index.get(key)
+            if name is None:  # the first number no entry uses, as numba picks it
+                used = set(index.values())
+                name = next(n for n in map(self._data_name, itertools.count(1))
+                            if n not in used)
+            self._save_data(name, data)  # the data first: no entry names unwritten data
+            if index.get(key) != name:
+                index[key] = name
+                self._save_index(index)
+    return save

@@ -22,15 +22,20 @@ compile, this process compiles what is missing itself, as it would without a hel
 The two processes compile disjoint functions, so that neither does the other's work:
 the callbacks and their callees live in ``activations``, ``losses``, ``optimizers`` and
 ``vmath``, which the kernels' modules reach only by address (``tests/test_compile_ahead.py``
-checks both sides). Saving into the cache at once is safe either way (``_cache_lock``).
+checks both sides). Saving into the cache at once is safe either way where ``_cache_lock``
+locks (POSIX).
 
 The very first fit on a machine starts earlier: ``import fastbp``, finding no training
 kernel at all in the cache (and the cache on, two usable cores, a thread budget of two),
 starts a helper (``start_early``) that compiles the kernel of a float64 epoch on dense
 input (one signature for every network, activation, loss and optimizer) while this
-process imports scikit-learn. When the first fit is such an epoch, ``prepare`` says the
+process imports scikit-learn (also for a fit asked to use one thread: the helper is
+gone before the fit runs). When the first fit is such an epoch, ``prepare`` says the
 compile notice, compiles the callbacks here and then waits for that helper; any other
-first kernel call stops it and goes on as above. It is stopped at exit too.
+first training kernel call (another epoch, L-BFGS's objective) stops it and goes on as
+above. A first predict or validation loss leaves it running: the saves of two processes
+into one cache are kept apart by ``_cache_lock``, which is why it needs ``fcntl``. It
+is stopped at exit too.
 """
 
 import atexit
@@ -48,7 +53,7 @@ import types
 import numpy as np
 from numba.core import config as numba_config
 
-from . import _compile_notice, _threads
+from . import _cache_lock, _compile_notice, _threads
 from ._config import JIT_OPTIONS, kernels_cache_folder
 from ._kernels.callbacks import in_cache
 from ._threads import usable_cores
@@ -74,6 +79,7 @@ _BOOT = (
 )
 _lock = threading.Lock()  # one helper at a time in a process
 _early = None  # the helper ``start_early`` started, until a first fit or the exit stops it
+_early_began = 0.0  # when (time.perf_counter())
 if hasattr(os, "register_at_fork"):  # a fork while another thread holds the lock; the
     # early helper is its parent's to wait for or stop
     os.register_at_fork(
@@ -146,12 +152,14 @@ def _can_start():
 
 def start_early():
     """At import: when numba's cache holds no training kernel at all (a first run), the
-    cache is on and the process may use two cores, start the helper that compiles the
-    float64 epoch kernel (module docstring)."""
-    global _early
-    if (_early is not None or not JIT_OPTIONS.get("cache") or not _can_start()
-            or not _first_run() or _threads.budget(None) < 2):  # budget: a joblib or
-        return  # Dask worker's share, or a limit set in the environment
+    cache is on and saved under its lock, and the process may use two cores, start the
+    helper that compiles the float64 epoch kernel (module docstring)."""
+    global _early, _early_began
+    if (_early is not None or not JIT_OPTIONS.get("cache") or _cache_lock.fcntl is None
+            or not _can_start() or not _first_run()
+            or _threads.budget(None) < 2):  # a joblib or Dask worker's share, or a limit
+        return  # set in the environment
+    _early_began = time.perf_counter()
     _early = _start([["epoch", 0, "float64"]])
     if _early is not None:
         atexit.register(_stop_early)
@@ -162,8 +170,9 @@ def _first_run():
     kernels' cache folder has no index file of ``train_epoch`` (read without importing
     the kernels, which takes this process a third of a second)."""
     folder = kernels_cache_folder()
-    return folder is not None and not glob.glob(
-        os.path.join(glob.escape(folder), "train.train_epoch-*.nbi"))
+    index = "train.train_epoch-*.py{}{}{}.nbi".format(*sys.version_info[:2],
+                                                      getattr(sys, "abiflags", ""))
+    return folder is not None and not glob.glob(os.path.join(glob.escape(folder), index))
 
 
 def _stop_early():
@@ -212,7 +221,9 @@ def _after_early(kernel, args, callbacks, dtype):
         _compile_notice.announce(kernel, dtype.name)  # compiled for this fit, if elsewhere
         for module, code in dict.fromkeys(callbacks):
             module.address(code, dtype)
-        return helper.wait(timeout=HELPER_GRACE) == 0
+        # as long again as it has run, on a machine slower than the grace assumes
+        grace = max(HELPER_GRACE, time.perf_counter() - _early_began)
+        return helper.wait(timeout=grace) == 0
     except subprocess.TimeoutExpired:
         return False
     finally:

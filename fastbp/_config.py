@@ -34,18 +34,22 @@ def _cache_writable():
     source (``fastbp/_kernels/__pycache__``), in ``NUMBA_CACHE_DIR`` or in the user's
     cache directory. numba's own locators decide; without one, ``cache=True`` makes
     numba raise at import (a read-only install with no writable home or cache dir)."""
-    # another numba layout (unknown): let numba decide as before
-    return kernels_cache_folder(unknown=True) is not None
+    try:
+        import numba.core.caching  # noqa: F401
+    except ImportError:  # another numba layout: let numba decide as before
+        return True
+    return kernels_cache_folder() is not None
 
 
-def kernels_cache_folder(unknown=None):
+@functools.cache
+def kernels_cache_folder():
     """The folder numba's locators choose for the kernels' cache (the first that takes
-    a file of ``_kernels``, as numba asks them), None if none does, ``unknown`` with
-    another numba layout."""
+    a file of ``_kernels``, as numba asks them); None if none does, or with another
+    numba layout."""
     try:
         from numba.core.caching import CacheImpl
     except ImportError:
-        return unknown
+        return None
     source = os.path.join(os.path.dirname(__file__), "_kernels", "activations.py")
     for locator in CacheImpl._locator_classes:
         try:

@@ -16,9 +16,7 @@ The dtypes are compiled one after the other. On the 2-core development machine (
 empty cache each time): two threads took as long as one (99 vs 104 s at load average 7;
 numba holds one compiler lock for a whole compile), and two processes, one per dtype,
 were slower in both of two alternating pairs at load average 2-3 (52.4 and 34.8 s
-against 48.7 and 32.4 s) for 13-20% more CPU (each initialises numba's compiler). Two
-processes would also write the same index files of numba's cache at once, which numba
-does not lock: one of two entries can be lost.
+against 48.7 and 32.4 s) for 13-20% more CPU (each initialises numba's compiler).
 """
 
 import sys

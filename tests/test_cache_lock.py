@@ -1,6 +1,7 @@
-"""numba's cache of the kernels under a file lock (``fastbp._cache_lock``): processes that
-fill one cache at once keep every signature with its own machine code."""
+"""numba's cache of the kernels saved under a file lock (``fastbp._cache_lock``): processes
+that fill one cache at once keep every signature with its own machine code."""
 
+import errno
 import os
 import subprocess
 import sys
@@ -124,81 +125,133 @@ def test_two_processes_saving_one_kernel_keep_each_signature_with_its_code(tmp_p
     assert _python(CHECK, cache=cache).split() == ["2", "2"]
 
 
-def test_the_lock_is_taken_only_for_registered_folders(tmp_path):
-    plain, kernels = tmp_path / "plain", tmp_path / "kernels"
+@pytest.fixture
+def folder(tmp_path):
+    """A registered cache folder (forgotten afterwards)."""
+    _cache_lock.register(str(tmp_path))
+    yield tmp_path
+    _cache_lock._folders.discard(str(tmp_path))
+
+
+def _cache_file(folder):
+    from numba.core.caching import IndexDataCacheFile
+
+    return IndexDataCacheFile(cache_path=str(folder), filename_base="f", source_stamp="s")
+
+
+def test_the_lock_is_taken_only_for_registered_folders(tmp_path, folder):
+    plain = tmp_path / "plain"
     plain.mkdir()
-    kernels.mkdir()
-    _cache_lock.register(kernels)
-    try:
-        with _cache_lock.held(plain, True):
-            pass
-        with _cache_lock.held(kernels, False):
-            pass
-    finally:
-        _cache_lock._folders.discard(str(kernels))
+    _cache_file(plain).save(("k",), b"data")
     assert not (plain / _cache_lock.LOCK_NAME).exists()
-    assert (kernels / _cache_lock.LOCK_NAME).exists()
+    _cache_file(folder).save(("k",), b"data")
+    assert (folder / _cache_lock.LOCK_NAME).exists()
 
 
-def test_a_writer_excludes_readers_and_readers_share(tmp_path):
-    _cache_lock.register(tmp_path)
+def test_a_save_writes_its_data_before_the_index_entry_naming_it(folder, monkeypatch):
+    """A reader (unlocked) never finds an entry whose data file is not written yet, and
+    a save stopped half way leaves no entry naming another version's data."""
+    from numba.core.caching import IndexDataCacheFile
+
     order = []
-    try:
-        with _cache_lock.held(tmp_path, True):
-            reader = threading.Thread(target=lambda: _read(tmp_path, order))
-            reader.start()
-            time.sleep(0.3)
-            order.append("writer done")
-        reader.join(10)
-        assert order == ["writer done", "read"]
-        with _cache_lock.held(tmp_path, False), _cache_lock.held(tmp_path, False):
-            order.append("two readers")
-    finally:
-        _cache_lock._folders.discard(str(tmp_path))
-    assert order[-1] == "two readers"
+    for name in ("_save_data", "_save_index"):
+        real = getattr(IndexDataCacheFile, name)
+        monkeypatch.setattr(IndexDataCacheFile, name, lambda self, *a, real=real, name=name: (
+            order.append(name), real(self, *a))[1])
+    cache = _cache_file(folder)
+    cache.save(("k1",), b"one")
+    cache.save(("k2",), b"two")
+    cache.save(("k1",), b"one again")  # an existing entry: its data file is replaced
+    assert order == ["_save_data", "_save_index"] * 2 + ["_save_data"]
+    assert [cache.load(k) for k in (("k1",), ("k2",))] == [b"one again", b"two"]
+    assert sorted(cache._load_index().values()) == ["f.1.nbc", "f.2.nbc"]
 
 
-def _read(folder, order):
-    with _cache_lock.held(folder, False):
-        order.append("read")
+def test_writers_exclude_each_other(folder):
+    order = []
+    with _cache_lock.held(str(folder)):
+        writer = threading.Thread(target=lambda: _write(folder, order))
+        writer.start()
+        time.sleep(0.3)
+        order.append("first done")
+    writer.join(10)
+    assert order == ["first done", "second"]
+
+
+def _write(folder, order):
+    with _cache_lock.held(str(folder)):
+        order.append("second")
+
+
+def test_a_load_that_compiles_and_saves_does_not_wait_for_itself(folder):
+    """Unpickling a cached kernel can compile and save a callee into the same folder: a
+    load holding a lock would wait for itself."""
+    cache = _cache_file(folder)
+    cache.save(("caller",), b"caller")
+    real = cache._load_data
+
+    def load_data(name):  # what unpickling a caller whose callee is gone does
+        cache.save(("callee",), b"callee")
+        return real(name)
+
+    cache._load_data = load_data
+    loaded = []
+    loader = threading.Thread(target=lambda: loaded.append(cache.load(("caller",))),
+                              daemon=True)
+    loader.start()
+    loader.join(10)
+    assert loaded == [b"caller"]
+    assert cache.load(("callee",)) == b"callee"
+
+
+def test_a_file_system_without_flock_saves_unlocked(folder, monkeypatch):
+    closed, close = [], os.close
+    monkeypatch.setattr(_cache_lock.fcntl, "flock", lambda fd, op: (_ for _ in ()).throw(
+        OSError(errno.ENOLCK, "no locks")))
+    monkeypatch.setattr(_cache_lock.os, "close", lambda fd: (closed.append(fd), close(fd)))
+    cache = _cache_file(folder)
+    cache.save(("k",), b"data")
+    assert cache.load(("k",)) == b"data"
+    assert len(closed) == 1  # the lock file's descriptor, not leaked
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_child_forked_under_the_lock_does_not_keep_it(tmp_path):
-    _cache_lock.register(tmp_path)
-    child = None
-    try:
-        with _cache_lock.held(tmp_path, True):
-            child = os.fork()
-            if child == 0:  # holds a copy of the lock's descriptor while it lives
-                time.sleep(3)
+def test_a_child_forked_under_the_lock_does_not_keep_it(folder):
+    read, write = os.pipe()
+    with _cache_lock.held(str(folder)):
+        child = os.fork()
+        if child == 0:  # holds a copy of the lock's descriptor until the parent says
+            try:
+                os.close(write)
+                os.read(read, 1)
+            finally:
                 os._exit(0)
-        fd = os.open(tmp_path / _cache_lock.LOCK_NAME, os.O_RDWR)
+    os.close(read)
+    try:
+        fd = os.open(folder / _cache_lock.LOCK_NAME, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if still held
         finally:
             os.close(fd)
         assert os.waitpid(child, os.WNOHANG) == (0, 0), "the child should still live"
     finally:
-        _cache_lock._folders.discard(str(tmp_path))
-        if child:
-            os.waitpid(child, 0)
+        os.write(write, b"x")
+        os.close(write)
+        os.waitpid(child, 0)
 
 
-def test_a_read_only_cache_is_read_unlocked(tmp_path):
-    _cache_lock.register(tmp_path)
-    os.chmod(tmp_path, 0o500)
+def test_a_read_only_cache_is_left_unlocked(folder):
+    os.chmod(folder, 0o500)
     try:
-        if os.access(tmp_path, os.W_OK):
+        if os.access(folder, os.W_OK):
             pytest.skip("this user writes read-only folders (root)")
-        with _cache_lock.held(tmp_path, False):
+        with _cache_lock.held(str(folder)):
             pass
-        assert not (tmp_path / _cache_lock.LOCK_NAME).exists()
+        assert not (folder / _cache_lock.LOCK_NAME).exists()
     finally:
-        os.chmod(tmp_path, 0o700)
-        _cache_lock._folders.discard(str(tmp_path))
+        os.chmod(folder, 0o700)
 
 
 def test_the_kernels_cache_is_the_locked_one():
     from fastbp._kernels.forward import csr_rows_dot
-    assert os.path.abspath(csr_rows_dot._cache._cache_path) in _cache_lock._folders
+    assert csr_rows_dot._cache._cache_path in _cache_lock._folders

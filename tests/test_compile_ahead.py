@@ -85,7 +85,9 @@ def _fit(cache_dir, solver="adam", boot=None, dtype="float32"):
     code = textwrap.dedent(FIT).replace("SOLVER", repr(solver)).replace("DTYPE", f"np.{dtype}")
     if boot is not None:  # the helper's script, replaced
         code = code.replace("helped = []", f"helped = []\n_compile_ahead._BOOT = {boot!r}")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    # the fit's two threads: no BLAS limit from the environment (the helpers' premise)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"
+           and k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
     env.update(NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=ROOT, NUMBA_NUM_THREADS="2",
                FASTBP_COMPILE_HELPER="1")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
@@ -338,6 +340,10 @@ def test_the_early_helper_starts_only_on_a_first_run_with_two_cores(log, monkeyp
         m.setattr(_compile_ahead, "_early", None)
         m.setitem(_compile_ahead.JIT_OPTIONS, "cache", False)
         _compile_ahead.start_early()
+    with monkeypatch.context() as m:  # saves unlocked (Windows): the two could mix them
+        m.setattr(_compile_ahead, "_early", None)
+        m.setattr(_compile_ahead._cache_lock, "fcntl", None)
+        _compile_ahead.start_early()
     assert len(log) == 2
 
 
@@ -392,3 +398,15 @@ def test_any_other_first_kernel_call_stops_the_early_helper(log):
                                   np.float64, 2)
     assert [entry[0] for entry in log] == ["kill", "start", "compile"]
     assert _compile_ahead._early is None
+
+
+def test_a_first_run_is_a_cache_without_an_index_of_the_epoch_kernel(tmp_path, monkeypatch):
+    monkeypatch.setattr(_compile_ahead, "kernels_cache_folder", lambda: str(tmp_path))
+    tag = "py{}{}{}".format(*sys.version_info[:2], getattr(sys, "abiflags", ""))
+    (tmp_path / "train.train_epoch-9.py27.nbi").touch()  # another Python's
+    (tmp_path / f"train.predict_rows-9.{tag}.nbi").touch()  # another kernel's
+    assert _compile_ahead._first_run()
+    (tmp_path / f"train.train_epoch-9.{tag}.nbi").touch()
+    assert not _compile_ahead._first_run()
+    monkeypatch.setattr(_compile_ahead, "kernels_cache_folder", lambda: None)  # no cache
+    assert not _compile_ahead._first_run()

@@ -125,7 +125,9 @@ def test_partial_fit_streams_a_memmap_without_copying_it(tmp_path):
 def _run(code, env, cwd=None):
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=600, cwd=cwd,
+        # no first-run compile helper beside these processes (test_compile_ahead's)
+        env={**os.environ, "FASTBP_COMPILE_HELPER": "0", **env}, capture_output=True,
+        text=True, timeout=600, cwd=cwd,
     )
     assert proc.returncode == 0, proc.stderr
     return proc

@@ -80,7 +80,8 @@ def _python(tmp_path, code, *args):
     in ``tmp_path / "cache"``."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     env.update(NUMBA_CACHE_DIR=str(tmp_path / "cache"),
-               PYTHONPATH=os.pathsep.join([str(tmp_path), ROOT]))
+               PYTHONPATH=os.pathsep.join([str(tmp_path), ROOT]),
+               FASTBP_COMPILE_HELPER="0")  # no first-run helper beside it
     return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True,
                           text=True, timeout=300, cwd=str(tmp_path))
 
