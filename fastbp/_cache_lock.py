@@ -15,7 +15,10 @@ numba's own): the whole save holds an exclusive ``flock`` on a lock file in the 
 and writes the data file before the index entry that names it. Loads take no lock: every
 entry a reader can see names data written before it, and each file is replaced
 atomically. (A load can compile: unpickling a kernel binds its unlinked callees, which
-may compile and save. A reader's lock would be held across that save.) Without
+may compile and save. A reader's lock would be held across that save.) A save over an
+index of another version first stamps it as this version's. ``flush`` (an empty index,
+after a callback is refused) lets a reader holding the old index read renumbered data:
+a developer's error path only. Without
 ``fcntl`` (Windows), where the lock file cannot be opened (a read-only cache, which
 nobody writes) or where the file system refuses ``flock``, saves run unlocked, in that
 order still.
@@ -64,6 +67,24 @@ def held(folder):
                 os.close(fd)
 
 
+def works(folder):
+    """Whether saves into cache ``folder`` are locked: it is registered, and its lock
+    file opens and takes ``flock`` (held by another process counts)."""
+    fd = _open(folder) if fcntl is not None and folder in _folders else None
+    if fd is None:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def _open(folder):
     path = os.path.join(folder, LOCK_NAME)
     for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
@@ -105,6 +126,11 @@ def _save_wrapper(numba_save):
             return numba_save(self, key, data)
         with held(self._cache_path):
             index = self._load_index()
+            if not index and os.path.exists(self._index_path):
+                # another version's index (numba reads it as empty): stamp it as this
+                # one's before a data file it names is replaced, or a process of that
+                # version would load this one's code under its own entry
+                self._save_index(index)
             name = index.get(key)
             if name is None:  # the first number no entry uses, as numba picks it
                 used = set(index.values())

@@ -62,6 +62,7 @@ from ._threads import usable_cores
 # ``start_early`` runs before the kernels' modules are imported)
 _TABLES = ("activations", "losses", "optimizers")
 HELPER_GRACE = 10.0
+EARLY_LIMIT = 120.0  # the longest a fit waits for the early helper
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 # the child: this process's sys.path (set before any import), the package fastbp from
 # its files without running its __init__, then its jobs
@@ -152,11 +153,14 @@ def _can_start():
 
 def start_early():
     """At import: when numba's cache holds no training kernel at all (a first run), the
-    cache is on and saved under its lock, and the process may use two cores, start the
-    helper that compiles the float64 epoch kernel (module docstring)."""
+    cache is on and its saves are locked (``_cache_lock.works``), and the process may use
+    two cores, start the helper that compiles the float64 epoch kernel (module
+    docstring)."""
     global _early, _early_began
-    if (_early is not None or not JIT_OPTIONS.get("cache") or _cache_lock.fcntl is None
+    if (_early is not None or not JIT_OPTIONS.get("cache")
+            or numba_config.CACHE_LOCATOR_CLASSES  # numba's locators, not the kernels'
             or not _can_start() or not _first_run()
+            or not _cache_lock.works(kernels_cache_folder())
             or _threads.budget(None) < 2):  # a joblib or Dask worker's share, or a limit
         return  # set in the environment
     _early_began = time.perf_counter()
@@ -221,8 +225,9 @@ def _after_early(kernel, args, callbacks, dtype):
         _compile_notice.announce(kernel, dtype.name)  # compiled for this fit, if elsewhere
         for module, code in dict.fromkeys(callbacks):
             module.address(code, dtype)
-        # as long again as it has run, on a machine slower than the grace assumes
-        grace = max(HELPER_GRACE, time.perf_counter() - _early_began)
+        # as long again as it has run, on a machine slower than the grace assumes (not
+        # for ever: one started long before the fit and still running is stuck)
+        grace = min(max(HELPER_GRACE, time.perf_counter() - _early_began), EARLY_LIMIT)
         return helper.wait(timeout=grace) == 0
     except subprocess.TimeoutExpired:
         return False

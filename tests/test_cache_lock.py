@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import pytest
 
@@ -167,20 +166,47 @@ def test_a_save_writes_its_data_before_the_index_entry_naming_it(folder, monkeyp
     assert sorted(cache._load_index().values()) == ["f.1.nbc", "f.2.nbc"]
 
 
-def test_writers_exclude_each_other(folder):
-    order = []
-    with _cache_lock.held(str(folder)):
-        writer = threading.Thread(target=lambda: _write(folder, order))
-        writer.start()
-        time.sleep(0.3)
-        order.append("first done")
-    writer.join(10)
-    assert order == ["first done", "second"]
+def test_a_save_holds_the_lock_and_lock_probes_see_it(folder, monkeypatch):
+    from numba.core.caching import IndexDataCacheFile
+
+    seen = []
+
+    def probe(self, name, data):  # during the save: another descriptor cannot lock
+        fd = os.open(folder / _cache_lock.LOCK_NAME, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            seen.append(_cache_lock.works(str(folder)))  # held elsewhere: still works
+        finally:
+            os.close(fd)
+
+    monkeypatch.setattr(IndexDataCacheFile, "_save_data", probe)
+    _cache_file(folder).save(("k",), b"data")
+    assert seen == [True]
+    assert _cache_lock.works(str(folder))
+    assert not _cache_lock.works(str(folder / "unregistered"))
 
 
-def _write(folder, order):
-    with _cache_lock.held(str(folder)):
-        order.append("second")
+def test_a_save_over_another_versions_index_stamps_it_first(folder, monkeypatch):
+    """numba reads another version's index as empty and numbers its data files from 1
+    again: a process of that version must not find this one's code under its entry."""
+    from numba.core.caching import IndexDataCacheFile
+
+    old = IndexDataCacheFile(cache_path=str(folder), filename_base="f", source_stamp="old")
+    old.save(("kA",), b"old A")  # f.1.nbc
+    new = IndexDataCacheFile(cache_path=str(folder), filename_base="f", source_stamp="new")
+    seen = []
+    real = IndexDataCacheFile._save_index
+
+    def save_index(self, index):
+        if index:  # the entry, written after its data: the old process must miss
+            seen.append(old.load(("kA",)))
+        real(self, index)
+
+    monkeypatch.setattr(IndexDataCacheFile, "_save_index", save_index)
+    new.save(("kC",), b"new C")  # f.1.nbc again
+    assert seen == [None]
+    assert new.load(("kC",)) == b"new C" and old.load(("kA",)) is None
 
 
 def test_a_load_that_compiles_and_saves_does_not_wait_for_itself(folder):

@@ -344,6 +344,10 @@ def test_the_early_helper_starts_only_on_a_first_run_with_two_cores(log, monkeyp
         m.setattr(_compile_ahead, "_early", None)
         m.setattr(_compile_ahead._cache_lock, "fcntl", None)
         _compile_ahead.start_early()
+    with monkeypatch.context() as m:  # numba's locators, not the kernels' (no lock)
+        m.setattr(_compile_ahead, "_early", None)
+        m.setattr(_compile_ahead.numba_config, "CACHE_LOCATOR_CLASSES", "x.Locator")
+        _compile_ahead.start_early()
     assert len(log) == 2
 
 
