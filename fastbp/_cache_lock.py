@@ -48,7 +48,7 @@ def register(folder):
 def held(folder):
     """Hold the exclusive lock of cache ``folder`` when it is registered and the lock
     can be taken; otherwise do nothing."""
-    fd = _open(folder) if fcntl is not None and folder in _folders else None
+    fd = _open(folder)
     if fd is not None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -70,7 +70,7 @@ def held(folder):
 def works(folder):
     """Whether saves into cache ``folder`` are locked: it is registered, and its lock
     file opens and takes ``flock`` (held by another process counts)."""
-    fd = _open(folder) if fcntl is not None and folder in _folders else None
+    fd = _open(folder)
     if fd is None:
         return False
     try:
@@ -86,6 +86,9 @@ def works(folder):
 
 
 def _open(folder):
+    """A descriptor of registered ``folder``'s lock file, None where there is none."""
+    if fcntl is None or folder not in _folders:
+        return None
     path = os.path.join(folder, LOCK_NAME)
     for flags in (os.O_RDWR | os.O_CREAT, os.O_RDONLY):
         try:

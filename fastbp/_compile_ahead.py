@@ -113,7 +113,7 @@ def prepare(kernel, args, callbacks, dtype, threads):
                 if module.cached(code, dtype) is False]
         if not cold:
             return False
-        sig = tuple(kernel.typeof_pyval(a) for a in args)
+        sig = _signature(kernel, args)
         if sig in kernel.overloads or in_cache(kernel._cache, sig, kernel.targetctx) is not False:
             return False
         helper = _start([(module.__name__.rpartition(".")[2], code, dtype.name)
@@ -129,6 +129,11 @@ def prepare(kernel, args, callbacks, dtype, threads):
             return False
         finally:
             _stop(helper)
+
+
+def _signature(kernel, args):
+    """The argument types ``kernel`` compiles ``kernel(*args)`` for."""
+    return tuple(kernel.typeof_pyval(a) for a in args)
 
 
 def _stop(helper):
@@ -219,8 +224,7 @@ def _after_early(kernel, args, callbacks, dtype):
     try:
         if dtype != np.float64 or kernel is not train.train_epoch:
             return None
-        if [kernel.typeof_pyval(a) for a in args] != [
-                kernel.typeof_pyval(a) for a in first_epoch(dtype)[1]]:
+        if _signature(kernel, args) != _signature(kernel, first_epoch(dtype)[1]):
             return None
         _compile_notice.announce(kernel, dtype.name)  # compiled for this fit, if elsewhere
         for module, code in dict.fromkeys(callbacks):
@@ -262,7 +266,7 @@ def run_jobs(jobs):
     for name, code, dtype in json.loads(jobs):
         if name == "epoch":
             kernel, args = first_epoch(dtype)
-            kernel.compile(tuple(kernel.typeof_pyval(a) for a in args))
+            kernel.compile(_signature(kernel, args))
         elif name in _TABLES:
             importlib.import_module(f"{__package__}._kernels.{name}").address(
                 int(code), np.dtype(dtype))
