@@ -153,7 +153,7 @@ def test_the_helper_imports_the_kernels_without_scikit_learn(tmp_path):
     """The helper skips ``fastbp/__init__`` (scikit-learn's import is most of a fresh
     process's start), writes its callbacks into the cache it was given, and compiles
     functions of the callbacks' modules only: the fit compiles the others at the same
-    time, and two processes writing one function's cache index can lose an entry."""
+    time, and neither should do the other's work."""
     jobs = json.dumps([["activations", activations.TANH, "float32"],
                        ["activations", activations.SOFTMAX, "float32"],
                        ["losses", losses.LOG_LOSS, "float32"],
