@@ -57,7 +57,7 @@ FIT = """
     _compile_ahead.prepare = lambda *a: helped.append(prepare(*a)) or helped[-1]
     before = activations.cached(activations.RELU, DTYPE)  # from the cache's index
     early = _compile_ahead._early is not None  # started at import
-    rng = np.random.default_rng(0)  # as _data below
+    rng = np.random.default_rng(0)  # as test_a_first_float64_fit_... below, in its own process
     X, y = rng.normal(size=(90, 5)).astype(DTYPE), np.arange(90) % 3
     model = fastbp.MLPClassifier((6,), max_iter=2, random_state=0, n_threads=2,
                                  solver=SOLVER).fit(X, y)
