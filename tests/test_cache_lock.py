@@ -281,3 +281,34 @@ def test_a_read_only_cache_is_left_unlocked(folder):
 def test_the_kernels_cache_is_the_locked_one():
     from fastbp._kernels.forward import csr_rows_dot
     assert csr_rows_dot._cache._cache_path in _cache_lock._folders
+
+
+class _Context:
+    """A target context that counts numba's refreshes."""
+
+    def __init__(self):
+        self.refreshes = 0
+
+    def refresh(self):
+        self.refreshes += 1
+
+
+@pytest.mark.parametrize("registered", [True, False])
+def test_a_load_from_the_kernels_cache_initialises_only_numbas_runtime(
+        folder, monkeypatch, registered):
+    """numba refreshes its target context (imports and registers its lowering modules)
+    before every cache load; a load from the kernels' folders initialises numba's
+    runtime instead, and any other cache keeps numba's own load."""
+    from numba.core import caching
+    from numba.core.runtime import nrt
+
+    runtime = []
+    monkeypatch.setattr(nrt.rtsys, "initialize", runtime.append)
+    _cache_lock.install()  # once per process: on numba's loads, the same function
+    assert getattr(caching.Cache, "_fastbp_loads", False)
+    cache = caching.Cache.__new__(caching.FunctionCache)
+    cache._cache_path = str(folder if registered else folder / "plain")
+    cache._enabled = False  # numba's load then finds nothing: a miss
+    context = _Context()
+    assert cache.load_overload(("sig",), context) is None
+    assert (context.refreshes, len(runtime)) == ((0, 1) if registered else (1, 0))

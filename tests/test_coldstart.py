@@ -34,9 +34,11 @@ NOTICE = "fastbp is compiling"
 # rule was (the premise that the listing can see a compiled rule), the activations
 # loaded, and the fastbp functions compiled for a literal argument (a constant numba
 # typed as ``Literal[int](0)``, ...) and how many compiles numba reported at all (the
-# premise that the listener saw them).
+# premise that the listener saw them). Between those, whether the fits had numba refresh
+# its compiler's registries, which a compile does and a load from the cache need not.
 THREE_FITS = """
     import gc
+    import sys
     import warnings
     import numpy as np
     from numba import njit, types
@@ -97,7 +99,8 @@ THREE_FITS = """
     print(" ".join(f"{code}:{dtype}" for code, dtype in activations.loaded()))
     print(" ".join(f"{code}:{dtype}" for code, dtype in losses.loaded()))
     event.unregister("numba:compiler_lock", holds)
-    njit(lambda x: x + 1)(1)  # the user's own compile
+    print(int("numba.np.arraymath" in sys.modules))  # imported by numba's refresh
+    assert njit(lambda x: x + 1)(1) == 2  # the user's own compile
     print(" ".join(sorted(builtin)) or "-")
     print(frozen.get("fastbp", "-"), sorted(held), frozen["__main__"], gc.get_freeze_count())
     print(" ".join(sorted(literal)) or "-", len(compiles))
@@ -107,18 +110,18 @@ THREE_FITS = """
 def _three_fits(cache_dir):
     """Runs THREE_FITS in a fresh interpreter; returns (stderr, kernels compiled,
     unused paths' kernels compiled, signatures of Adam's rule, activations loaded, losses
-    loaded, numba's reshape/min/max functions compiled, the heap-frozen line, the
-    literal line)."""
+    loaded, whether numba refreshed its registries, numba's reshape/min/max functions
+    compiled, the heap-frozen line, the literal line)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     # every compile in this process, none in a helper (fastbp._compile_ahead)
     env.update(NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=ROOT, FASTBP_COMPILE_HELPER="0")
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(THREE_FITS)], env=env,
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    compiled, unused, adam, acts, losses, builtin, frozen, literal = (
-        proc.stdout.splitlines()[-8:])
-    return (proc.stderr, int(compiled), unused, int(adam), acts, losses, builtin, frozen,
-            literal)
+    compiled, unused, adam, acts, losses, refreshed, builtin, frozen, literal = (
+        proc.stdout.splitlines()[-9:])
+    return (proc.stderr, int(compiled), unused, int(adam), acts, losses, int(refreshed),
+            builtin, frozen, literal)
 
 
 @pytest.fixture(scope="module")
@@ -208,9 +211,12 @@ def test_the_heap_is_frozen_while_fastbp_compiles_and_only_then(cold_cache):
 
 def test_a_process_that_loads_the_cache_says_nothing(cold_cache):
     cache = cold_cache[0]
-    stderr, compiled, *_, frozen, _ = _three_fits(cache)
+    stderr, compiled, *_, refreshed, _, frozen, _ = _three_fits(cache)
     assert compiled == 0  # the premise: everything came from the cache
     assert NOTICE not in stderr, stderr
+    # the loads left numba's compiler as it was (fastbp._cache_lock): the process that
+    # compiled refreshed it, and the user's compile after the fits still works
+    assert (cold_cache[-4], refreshed) == (1, 0)
     # the cache loads hold numba's compiler lock too: the heap frozen while they run
     assert frozen == "- [True] {False} 0", frozen
 
