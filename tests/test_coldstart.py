@@ -34,11 +34,10 @@ NOTICE = "fastbp is compiling"
 # rule was (the premise that the listing can see a compiled rule), the activations
 # loaded, and the fastbp functions compiled for a literal argument (a constant numba
 # typed as ``Literal[int](0)``, ...) and how many compiles numba reported at all (the
-# premise that the listener saw them). Between those, whether the fits had numba refresh
-# its compiler's registries, which a compile does and a load from the cache need not.
+# premise that the listener saw them). Between those, how often the fits had numba refresh
+# its target context, which a compile does and a load from the cache need not.
 THREE_FITS = """
     import gc
-    import sys
     import warnings
     import numpy as np
     from numba import njit, types
@@ -67,6 +66,10 @@ THREE_FITS = """
             pass
 
     event.register("numba:compile", Literals())
+    from numba.core import cpu
+    refreshes = []  # numba's refreshes of its target context (compiles; loads skip it)
+    refresh = cpu.CPUContext.refresh
+    cpu.CPUContext.refresh = lambda self: refreshes.append(1) or refresh(self)
     # numba's own min and max: each signature a compile of its own
     BUILTIN = {"ol_min.<locals>.impl", "ol_max.<locals>.impl"}
     held, depth = set(), [0, False]
@@ -99,8 +102,8 @@ THREE_FITS = """
     print(" ".join(f"{code}:{dtype}" for code, dtype in activations.loaded()))
     print(" ".join(f"{code}:{dtype}" for code, dtype in losses.loaded()))
     event.unregister("numba:compiler_lock", holds)
-    print(int("numba.np.arraymath" in sys.modules))  # imported by numba's refresh
-    assert njit(lambda x: x + 1)(1) == 2  # the user's own compile
+    print(len(refreshes))
+    assert njit(lambda x: np.sum(x * 2))(np.ones(3)) == 6  # the user's own compile
     print(" ".join(sorted(builtin)) or "-")
     print(frozen.get("fastbp", "-"), sorted(held), frozen["__main__"], gc.get_freeze_count())
     print(" ".join(sorted(literal)) or "-", len(compiles))
@@ -110,7 +113,7 @@ THREE_FITS = """
 def _three_fits(cache_dir):
     """Runs THREE_FITS in a fresh interpreter; returns (stderr, kernels compiled,
     unused paths' kernels compiled, signatures of Adam's rule, activations loaded, losses
-    loaded, whether numba refreshed its registries, numba's reshape/min/max functions
+    loaded, numba's refreshes of its target context, numba's reshape/min/max functions
     compiled, the heap-frozen line, the literal line)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     # every compile in this process, none in a helper (fastbp._compile_ahead)
@@ -216,7 +219,7 @@ def test_a_process_that_loads_the_cache_says_nothing(cold_cache):
     assert NOTICE not in stderr, stderr
     # the loads left numba's compiler as it was (fastbp._cache_lock): the process that
     # compiled refreshed it, and the user's compile after the fits still works
-    assert (cold_cache[-4], refreshed) == (1, 0)
+    assert cold_cache[-4] > 0 and refreshed == 0, (cold_cache[-4], refreshed)
     # the cache loads hold numba's compiler lock too: the heap frozen while they run
     assert frozen == "- [True] {False} 0", frozen
 
