@@ -216,7 +216,8 @@ class Network:
                 xbuf = np.empty((_par.SLOTS, chunk * n_inputs if Xd.size else 0), dtype=dtype)
                 with _threads.one_blas_thread(), _threads.numba_threads(threads):
                     return out, predict_rows_parallel(self.params, net, Xd, Xsp, kernel_rows(n),
-                                                      chunk, act, xbuf, _NO_DROP, out)
+                                                      chunk, act, xbuf, _NO_DROP, out,
+                                                      np.empty(_par.SLOTS, dtype=np.bool_))
         act = np.empty(size, dtype=dtype)
         xbuf = np.empty(chunk * n_inputs if Xd.size else 0, dtype=dtype)
         with _UNCHANGED if tiny else _threads.one_blas_thread():

@@ -302,7 +302,8 @@ def test_whole_data_passes_equal_their_serial_twins(dtype, sparse):
         for k in THREADS:
             out = np.full((pb.n, 3), np.nan, dtype)
             assert on_threads(k, P.predict_rows_parallel, pb.params, slots.net, pb.Xk,
-                              pb.Xsp, order, chunk, slots.act, slots.xbuf, no_dropout(), out)
+                              pb.Xsp, order, chunk, slots.act, slots.xbuf, no_dropout(), out,
+                              np.zeros(P.SLOTS, np.bool_))
             np.testing.assert_array_equal(out, want_out)
 
 
@@ -319,4 +320,5 @@ def test_predict_reports_non_finite_dense_input(row):
                               no_dropout(), out)
     for k in THREADS:
         assert not on_threads(k, P.predict_rows_parallel, pb.params, slots.net, *args,
-                              slots.act, slots.xbuf, no_dropout(), out)
+                              slots.act, slots.xbuf, no_dropout(), out,
+                              np.ones(P.SLOTS, np.bool_))

@@ -30,7 +30,6 @@ one, so a thread descheduled by another process delays its own task only.
 
 import math
 
-import numpy as np
 from numba import njit, prange
 
 from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
@@ -312,15 +311,21 @@ def mean_loss_parallel(params, fields, X, Xsp, Y, sw, order, chunk, loss_fn, cli
 
 
 @njit(**PARALLEL_OPTIONS)
-def predict_rows_parallel(params, fields, X, Xsp, order, chunk, act, xbuf, no_drop, out):
+def predict_rows_parallel(params, fields, X, Xsp, order, chunk, act, xbuf, no_drop, out,
+                          finite):
     """``train.predict_rows`` with the chunks spread over ``SLOTS`` workspaces (rows of
-    ``act`` and ``xbuf``): the same outputs, the same return value."""
+    ``act`` and ``xbuf``): the same outputs, the same return value. ``finite`` is a
+    boolean buffer of ``SLOTS`` flags, one per slot (no race, no early exit), given
+    rather than allocated here: ``np.ones`` compiled numba's allocation functions into
+    the kernel. A cold first predict of 1,797 float64 rows on two threads took 2.4 s
+    instead of 3.0 s (medians of 7 alternating fresh processes, load 1.2-1.5)."""
     net = Net(*fields)
     n = order.shape[0]
     direct = X.size > 0 and n > 0 and is_range(order)
     n_chunks = (n + chunk - 1) // chunk
     slots = smaller(SLOTS, n_chunks)
-    finite = np.ones(slots, dtype=np.bool_)  # per slot: no race, no early exit
+    for s in range(slots):
+        finite[s] = True
     for s in prange(slots):
         fp = fpenv.enter(params)
         for c in range(s, n_chunks, SLOTS):
