@@ -348,7 +348,8 @@ class Trainer:
         def f(x):
             params[...] = x
             threads = self.threads
-            parallel = _threads.whole_data(data.n, data.chunk, params.shape[0], threads)
+            parallel = _threads.whole_data(data.n, data.chunk, params.shape[0], threads,
+                                           gradient=True)
             slots = _par.SLOTS if parallel else None
             ws = self.workspace(network, data.chunk, data.dense, act_codes, slots=slots,
                                 bind=False)

@@ -65,10 +65,11 @@ def _steps():
         "train_epoch_columns": lambda X: MLPClassifier(
             (512, 512), batch_size=128, max_iter=1, random_state=0
         ).fit(np.resize(X, (128, 256)), labels[:128]),
-        "predict_rows_parallel": lambda X: large.predict(rows(X, 600)),
+        # 2,400 rows x 17,411 parameters: parallel forward passes (_threads.whole_data)
+        "predict_rows_parallel": lambda X: large.predict(rows(X, 2400)),
         "mean_loss_parallel": lambda X: MLPClassifier(
             batch_size=300, early_stopping=True, validation_fraction=0.5, **wide
-        ).fit(rows(X, 1200), np.resize(labels, 1200)),
+        ).fit(rows(X, 4800), np.resize(labels, 4800)),
         "full_loss_grad_parallel": lambda X: MLPClassifier(solver="lbfgs", **wide).fit(
             rows(X, 600), labels),
     }

@@ -48,7 +48,8 @@ def _data(Est, n=1500, n_features=20, seed=0, sparse=False):
 
 
 # 1500 rows x 20 features: batches of 200 x 11,000 parameters train blocked, and L-BFGS
-# and predict take the parallel passes (fastbp._threads.blocked, whole_data)
+# and a predict of three times the rows take the parallel passes (fastbp._threads.blocked,
+# whole_data)
 PARALLEL_NET = (128, 64)
 
 
@@ -229,7 +230,7 @@ def test_these_fits_run_the_parallel_kernels(monkeypatch):
         for config in ({"solver": "adam"}, {"solver": "lbfgs", "max_iter": 2}):
             X, y = _data(MLPClassifier)
             est = MLPClassifier(PARALLEL_NET, random_state=0, **config).fit(X, y)
-            est.predict(X)
+            est.predict(np.tile(X, (3, 1)))
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("numba's pool has one thread here: only the blocked epoch runs")
     assert set(calls) == {"train_epoch_blocked", "full_loss_grad_parallel",

@@ -15,10 +15,10 @@ from fastbp._stopping import holdout
 
 ESTIMATORS = [MLPClassifier, MLPRegressor]
 IDS = ["clf", "reg"]
-# 0.25 of 1,600 rows: a 400-row validation set, two 256-row chunks; with hidden
-# (256, 64) its pass is 400 rows x 22,000 parameters, enough to run parallel on two
-# threads (``_threads.whole_data``), as the table workload's does
-ROWS, HIDDEN, FRACTION = 1600, (256, 64), 0.25
+# 0.25 of 2,000 rows: a 500-row validation set, two 256-row chunks; with hidden
+# (512, 128) its pass is 500 rows x 77,000 parameters, enough to run parallel on two
+# threads (``_threads.whole_data``)
+ROWS, HIDDEN, FRACTION = 2000, (512, 128), 0.25
 
 
 def _data(Est, n, dtype, sparse):
