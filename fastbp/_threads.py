@@ -31,15 +31,15 @@ from . import _blas as blas_library
 # runs blocked and parallel; below it a step takes under ~20 us on one core.
 PARALLEL_STEP = 1 << 20
 # ... and of a whole-data pass: a forward pass (predict, the validation loss) from about
-# 3 ms on one core, which a second thread cuts by a third; L-BFGS's loss and gradient
-# (three products per layer) from a quarter of that work. Higher than a step's
-# threshold because each parallel pass is one more kernel to compile on first use: a
-# small pass is not worth that wait. Measured (predict of a digits-shaped float64 model,
-# 4,810 parameters, medians of 30 calls, one thread against two): 1,797 rows (8.2 Mi
-# multiply-adds) 0.57 against 0.47 ms, 4,000 rows 1.37 against 1.54 ms, 8,000 rows 3.3
-# against 2.8 ms. The forward threshold was 2**23 before: a cold first predict of those
-# 1,797 rows compiled the parallel kernel, 2.5 s against 1.4 s now (medians of 4
-# alternating fresh processes, load 1.6-1.8).
+# 3 ms on one core; L-BFGS's loss and gradient (three products per layer) from a
+# quarter of that work. Higher than a step's threshold mainly because each parallel
+# pass is one more kernel to compile on first use, and below it a second thread gained
+# little or nothing: a small pass is not worth that wait. Measured (predict of a
+# digits-shaped float64 model, 4,810 parameters, medians of 30 calls, one thread
+# against two): 1,797 rows (8.2 Mi multiply-adds) 0.57 against 0.47 ms, 4,000 rows
+# 1.37 against 1.54 ms, 8,000 rows 3.3 against 2.8 ms. The forward threshold was 2**23
+# before: a cold first predict of those 1,797 rows compiled the parallel kernel, 2.5 s
+# against 1.4 s now (medians of 4 alternating fresh processes, load 1.6-1.8).
 PARALLEL_PASS = 1 << 25
 PARALLEL_GRADIENT_PASS = 1 << 23  # not measured again
 # Multiply-adds of a column task (``engine``) from which a network of two or more hidden

@@ -168,6 +168,19 @@ def test_the_engine_depends_on_the_shape_not_the_threads():
     assert engine(512, [1024, 10]) == "blocked"  # no hidden layer
 
 
+def test_forward_passes_go_parallel_later_than_lbfgs_gradient_passes():
+    """A forward pass (predict, the validation loss) runs parallel from
+    ``PARALLEL_PASS`` multiply-adds, L-BFGS's loss and gradient from
+    ``PARALLEL_GRADIENT_PASS``; a single chunk or a single thread never does."""
+    n_params = Layout([64, 64, 10]).n_params  # the digits network: 4,810
+    assert n_params == 4810
+    assert not _threads.whole_data(1797, 256, n_params, 2)  # all of digits: 8.6M
+    assert _threads.whole_data(1797, 256, n_params, 2, gradient=True)
+    assert _threads.whole_data(8000, 256, n_params, 2)  # 38M
+    assert not _threads.whole_data(8000, 256, n_params, 1)
+    assert not _threads.whole_data(256, 256, 10**6, 2, gradient=True)  # one chunk
+
+
 @BOTH
 def test_column_tasks_run_on_the_budget_with_the_same_results(Est, two_blas_threads, seen,
                                                               monkeypatch):

@@ -317,8 +317,9 @@ def predict_rows_parallel(params, fields, X, Xsp, order, chunk, act, xbuf, no_dr
     ``act`` and ``xbuf``): the same outputs, the same return value. ``finite`` is a
     boolean buffer of ``SLOTS`` flags, one per slot (no race, no early exit), given
     rather than allocated here: ``np.ones`` compiled numba's allocation functions into
-    the kernel. A cold first predict of 1,797 float64 rows on two threads took 2.4 s
-    instead of 3.0 s (medians of 7 alternating fresh processes, load 1.2-1.5)."""
+    the kernel. A cold first predict of 1,797 float64 rows on two threads, which ran
+    parallel under the former threshold (``_threads.PARALLEL_PASS``), took 2.4 s instead
+    of 3.0 s (medians of 7 alternating fresh processes, load 1.2-1.5)."""
     net = Net(*fields)
     n = order.shape[0]
     direct = X.size > 0 and n > 0 and is_range(order)
