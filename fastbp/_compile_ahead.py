@@ -31,11 +31,13 @@ starts a helper (``start_early``) that compiles the kernel of a float64 epoch on
 input (one signature for every network, activation, loss and optimizer) while this
 process imports scikit-learn (also for a fit asked to use one thread: the helper is
 gone before the fit runs). When the first fit is such an epoch, ``prepare`` says the
-compile notice, compiles the callbacks here and then waits for that helper; any other
-first training kernel call (another epoch, L-BFGS's objective) stops it and goes on as
-above. A first predict or validation loss leaves it running: the saves of two processes
-into one cache are kept apart by ``_cache_lock``, which is why it needs ``fcntl``. It
-is stopped at exit too.
+compile notice, compiles the callbacks here and then waits for that helper; while it
+still runs, the fit compiles the kernel calls that follow its first epoch (the
+validation pass, with early stopping), which it would otherwise compile after that
+epoch with the other core idle. Any other first training kernel call (another epoch,
+L-BFGS's objective) stops the helper and goes on as above. A first predict or
+validation loss leaves it running: the saves of two processes into one cache are kept
+apart by ``_cache_lock``, which is why it needs ``fcntl``. It is stopped at exit too.
 """
 
 import atexit
@@ -92,16 +94,18 @@ def enabled():
     return os.environ.get("FASTBP_COMPILE_HELPER", "1").strip() != "0"
 
 
-def prepare(kernel, args, callbacks, dtype, threads):
+def prepare(kernel, args, callbacks, dtype, threads, ahead=()):
     """Before ``kernel(*args)``: compile ``kernel`` for ``args`` here while a helper
     process compiles the callbacks ``callbacks`` (``(module, code)`` pairs of the
     tables above) for ``dtype`` arrays, when that gains (module docstring); otherwise
     do nothing and leave both to their first use. While the early helper runs, use it
-    instead if it compiles this kernel call's signature, else stop it first. Returns
-    whether a helper ran and exited cleanly."""
+    instead if it compiles this kernel call's signature (and meanwhile compile the
+    kernel calls ``ahead`` makes: zero-argument callables, each returning a ``(kernel,
+    arguments)`` pair the process calls soon after this one), else stop it first.
+    Returns whether a helper ran and exited cleanly."""
     dtype = np.dtype(dtype)
     if _early is not None:
-        helped = _after_early(kernel, args, callbacks, dtype)
+        helped = _after_early(kernel, args, callbacks, dtype, ahead)
         if helped is not None:
             return helped
     if threads < 2 or all(module.cached(code, dtype) for module, code in callbacks):
@@ -212,10 +216,11 @@ def first_epoch(dtype):
     return kernel, args
 
 
-def _after_early(kernel, args, callbacks, dtype):
+def _after_early(kernel, args, callbacks, dtype, ahead=()):
     """``prepare`` while the early helper runs. When ``kernel(*args)`` is the epoch it
-    compiles: compile the callbacks here, wait for it, and return whether it finished
-    cleanly. Otherwise stop it and return None."""
+    compiles: compile the callbacks here, then ``ahead``'s calls while it still runs
+    (``_meanwhile``), wait for it, and return whether it finished cleanly. Otherwise
+    stop it and return None."""
     from ._kernels import train
 
     helper = _take_early()
@@ -229,6 +234,7 @@ def _after_early(kernel, args, callbacks, dtype):
         _compile_notice.announce(kernel, dtype.name)  # compiled for this fit, if elsewhere
         for module, code in dict.fromkeys(callbacks):
             module.address(code, dtype)
+        _meanwhile(helper, ahead)
         # as long again as it has run, on a machine slower than the grace assumes (not
         # for ever: one started long before the fit and still running is stuck)
         grace = min(max(HELPER_GRACE, time.perf_counter() - _early_began), EARLY_LIMIT)
@@ -237,6 +243,21 @@ def _after_early(kernel, args, callbacks, dtype):
         return False
     finally:
         _stop(helper)
+
+
+def _meanwhile(helper, ahead):
+    """Compile here, in order, the kernel calls ``ahead`` makes (``prepare``), each one
+    only if ``helper`` still runs: this process would otherwise wait for it idle, then
+    compile them right after the fit's first epoch (the validation pass). A call that
+    fails to compile here is left to compile, and report, where it runs."""
+    for make in ahead:
+        if helper.poll() is not None:
+            return
+        try:
+            kernel, args = make()
+            kernel.compile(_signature(kernel, args))  # or loads it from the cache
+        except Exception:  # noqa: BLE001 - the call itself compiles again, and raises
+            continue
 
 
 def _start(jobs):

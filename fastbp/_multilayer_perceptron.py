@@ -670,6 +670,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         # the rows of X in the order of scikit-learn's training copy, whose row i is
         # X's row data.rows[i]: its shuffles permute data.rows alike
         sample_idx = data.rows
+        ahead = self._calls_after_epoch(val, hyper)
         self.n_iter_ = 0
         for _ in range(self.max_iter):
             if self.shuffle:
@@ -679,7 +680,7 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
                 sample_idx = sample_idx[perm]
             tasks.begin("epoch")
             self.loss_ = trainer.epoch(network, data, sample_idx, batch_size, hyper,
-                                       act_codes, drop)
+                                       act_codes, drop, ahead)
             self.n_iter_ += 1
             self.t_ += data.n
             self.loss_curve_.append(self.loss_)
@@ -731,6 +732,14 @@ class BaseMultilayerPerceptron(_callbacks.CallbackSupportMixin, BaseEstimator):
         if self.verbose:
             print(msg + " Stopping.")
         return True
+
+    def _calls_after_epoch(self, val, hyper):
+        """The kernel calls that follow an epoch, as ``_compile_ahead.prepare`` takes
+        them: the validation pass, if there is a validation set."""
+        if val is None:
+            return ()
+        network, trainer = self._network, self._trainer
+        return (lambda: val.call(network, hyper, trainer.threads),)
 
     def _update_validation(self, val, hyper):
         """Score and loss on the validation set; with early stopping, keep the best."""

@@ -266,9 +266,10 @@ class Trainer:
             grads = self._grads = np.empty_like(params)
         return grads
 
-    def epoch(self, network, data, order, batch_size, hyper, act_codes, drop):
+    def epoch(self, network, data, order, batch_size, hyper, act_codes, drop, ahead=()):
         """One pass over ``data``'s rows in ``order`` (int64), one optimizer step per
-        minibatch of ``batch_size`` rows; ``drop`` the dropout rate of each layer.
+        minibatch of ``batch_size`` rows; ``drop`` the dropout rate of each layer;
+        ``ahead``: the kernel calls that follow (``_compile_ahead.prepare``).
 
         Returns scikit-learn's accumulated loss over the epoch divided by the number of
         rows; ``outputs_finite`` tells whether the outputs of the last minibatch after
@@ -284,7 +285,7 @@ class Trainer:
         engine, ws, kernel, args = self.epoch_call(network, data, order, batch_size, hyper,
                                                    act_codes, drop)
         solver = int(hyper.ihp[_train.IHP_SOLVER])
-        self._bind(ws, kernel, args, act_codes, [(_loss, hyper.loss), (_opt, solver)])
+        self._bind(ws, kernel, args, act_codes, [(_loss, hyper.loss), (_opt, solver)], ahead)
         hyper.ihp[_train.IHP_RULE] = _opt.address(solver, dtype)
         hyper.ihp[_train.IHP_LOSS] = hyper.loss_address(dtype)
         with nullcontext() if engine == "serial" else _threads.numba_threads(self.threads):
@@ -324,14 +325,15 @@ class Trainer:
                 ws.delta, ws.xbuf, ws.dact, drop)
         return engine, ws, kernel, args
 
-    def _bind(self, ws, kernel, args, act_codes, callbacks):
+    def _bind(self, ws, kernel, args, act_codes, callbacks, ahead=()):
         """Bind a new workspace's activations before ``kernel(*args)`` runs on it; first,
         on a cold cache, compile ``kernel`` while a helper process compiles the
-        activations and ``callbacks`` (``_compile_ahead``). The callbacks' addresses in
-        ``args`` need not be set yet: the caller writes them after this call."""
+        activations and ``callbacks`` (``_compile_ahead``; ``ahead`` as there). The
+        callbacks' addresses in ``args`` need not be set yet: the caller writes them
+        after this call."""
         if not ws.bound:  # a new workspace: maybe a cold fit's first kernel call
             callbacks = [*((_act, int(code)) for code in act_codes[1:]), *callbacks]
-            _compile_ahead.prepare(kernel, args, callbacks, ws.dtype, self.threads)
+            _compile_ahead.prepare(kernel, args, callbacks, ws.dtype, self.threads, ahead)
             ws.bind()
 
     def objective(self, network, data, hyper, act_codes):
@@ -399,7 +401,10 @@ class Validation:
         returns. ``outputs`` is a buffer of this object: the next call overwrites it."""
         return self._pass(network, hyper, threads, self._outputs), self._outputs
 
-    def _pass(self, network, hyper, threads, out):
+    def call(self, network, hyper, threads, out=None):
+        """``(kernel, arguments)`` of the pass ``loss`` (``out`` without rows) and
+        ``loss_and_outputs`` (``out`` None: the outputs' buffer) run, nothing run; the
+        parallel kernel when the pass is large enough for ``threads``."""
         data = self.data
         parallel = _threads.whole_data(data.n, data.chunk, network.params.shape[0], threads)
         slots = _par.SLOTS if parallel else None
@@ -408,8 +413,12 @@ class Validation:
             ws = self.workspaces[slots] = self._workspace(slots=slots)
         args = (network.params, ws.net, *data.arrays(), data.rows, data.chunk,
                 hyper.loss_address(network.dtype), hyper.clip_eps, hyper.huber_delta,
-                ws.act, ws.delta, ws.xbuf, no_dropout())
+                ws.act, ws.delta, ws.xbuf, no_dropout(), self._outputs if out is None else out)
         if not parallel:
-            return float(_train.mean_loss(*args, out))
-        with _threads.numba_threads(threads):
-            return float(_par.mean_loss_parallel(*args, self._sums, out))
+            return _train.mean_loss, args
+        return _par.mean_loss_parallel, (*args[:-1], self._sums, args[-1])
+
+    def _pass(self, network, hyper, threads, out):
+        kernel, args = self.call(network, hyper, threads, out)
+        with nullcontext() if kernel is _train.mean_loss else _threads.numba_threads(threads):
+            return float(kernel(*args))

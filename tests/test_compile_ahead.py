@@ -386,6 +386,61 @@ def test_a_fit_of_the_early_epoch_compiles_its_callbacks_here_and_waits(log):
     assert kernel is train.train_epoch
 
 
+def test_a_fit_waiting_for_the_early_helper_compiles_the_calls_that_follow(log):
+    """While the early helper still runs, a fit that has compiled its callbacks compiles
+    the kernel calls it makes next (``ahead``) in order, instead of waiting idle; once
+    the helper has finished, none; a call that fails to compile is left to its use."""
+    kernel, args = _compile_ahead.first_epoch(np.float64)
+    callbacks = [(_Callbacks(log), 1)]
+
+    def failing():
+        raise ValueError("no such call")
+
+    ahead = (lambda: (_Kernel(log), (1,)), failing, lambda: (_Kernel(log), (2.0,)))
+    _compile_ahead._early = _Helper(log, 0)  # runs until waited for
+    assert _compile_ahead.prepare(kernel, args, callbacks, np.float64, 2, ahead)
+    assert log == [("notice", "float64"), ("here", 1, "float64"),
+                   ("compile", (int,)), ("compile", (float,))]
+    log.clear()
+    helper = _compile_ahead._early = _Helper(log, 0)
+    helper.wait()  # finished before the callbacks were
+    assert _compile_ahead.prepare(kernel, args, callbacks, np.float64, 2, ahead)
+    assert log == [("notice", "float64"), ("here", 1, "float64")]
+
+
+@pytest.mark.usefixtures("quiet_convergence")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("Estimator", [fastbp.MLPClassifier, fastbp.MLPRegressor])
+def test_the_calls_compiled_ahead_are_the_validation_pass_the_fit_runs(
+        monkeypatch, Estimator, dtype):
+    """A fit with a validation set hands ``prepare`` its validation pass, with the
+    argument types the pass then runs with (the kernel compiled ahead is the one used);
+    a fit without one hands nothing."""
+    from fastbp._training import Validation
+
+    passes, aheads = [], []
+    call = Validation.call
+
+    def logged(self, *a, **k):
+        kernel, args = call(self, *a, **k)
+        passes.append((kernel, [kernel.typeof_pyval(x) for x in args]))
+        return kernel, args
+
+    monkeypatch.setattr(Validation, "call", logged)
+    monkeypatch.setattr(_compile_ahead, "prepare", lambda *a: aheads.append(a[5]) or False)
+    X = np.random.default_rng(0).normal(size=(60, 3)).astype(dtype)
+    y = np.arange(60) % 2 if Estimator is fastbp.MLPClassifier else X[:, 0]
+    Estimator(hidden_layer_sizes=(4,), max_iter=2, early_stopping=True,
+              n_iter_no_change=5).fit(X, y)
+    assert len(aheads) == 1 and len(aheads[0]) == 1 and passes
+    ran = passes[0]
+    aheads[0][0]()  # what the early helper's wait would compile (logged last)
+    assert passes[-1] == ran
+    aheads.clear()
+    Estimator(hidden_layer_sizes=(4,), max_iter=2).fit(X, y)
+    assert aheads == [()]
+
+
 def test_any_other_first_kernel_call_stops_the_early_helper(log):
     """A float32 epoch, or another kernel: the early helper is stopped, and the helper
     of the callbacks runs as it would without it."""
