@@ -19,7 +19,8 @@ seconds (or as long as the kernel's compile took, if longer) after this process'
 compile, this process compiles what is missing itself, as it would without a helper.
 ``FASTBP_COMPILE_HELPER=0`` turns it off (and is set for the helper itself).
 
-The two processes compile disjoint functions, so that neither does the other's work:
+The two processes compile disjoint functions, so that neither does the other's work
+(but for the calls a fit compiles ahead, below, which share callees with the epoch's):
 the callbacks and their callees live in ``activations``, ``losses``, ``optimizers`` and
 ``vmath``, which the kernels' modules reach only by address (``tests/test_compile_ahead.py``
 checks both sides). Saving into the cache at once is safe either way where ``_cache_lock``
@@ -33,11 +34,12 @@ process imports scikit-learn (also for a fit asked to use one thread: the helper
 gone before the fit runs). When the first fit is such an epoch, ``prepare`` says the
 compile notice, compiles the callbacks here and then waits for that helper; while it
 still runs, the fit compiles the kernel calls that follow its first epoch (the
-validation pass, with early stopping), which it would otherwise compile after that
-epoch with the other core idle. Any other first training kernel call (another epoch,
-L-BFGS's objective) stops the helper and goes on as above. A first predict or
-validation loss leaves it running: the saves of two processes into one cache are kept
-apart by ``_cache_lock``, which is why it needs ``fcntl``. It is stopped at exit too.
+validation pass, when the fit has a validation set: early stopping's or a given one),
+which it would otherwise compile after that epoch with the other core idle. Any other
+first training kernel call (another epoch, L-BFGS's objective) stops the helper and
+goes on as above. A first predict or validation loss leaves it running: the saves of
+two processes into one cache are kept apart by ``_cache_lock``, which is why it needs
+``fcntl``. It is stopped at exit too.
 """
 
 import atexit
@@ -255,6 +257,8 @@ def _meanwhile(helper, ahead):
             return
         try:
             kernel, args = make()
+            if getattr(kernel, "targetoptions", {}).get("parallel"):
+                _threads.layer()  # fastbp's threading layer, not numba's default
             kernel.compile(_signature(kernel, args))  # or loads it from the cache
         except Exception:  # noqa: BLE001 - the call itself compiles again, and raises
             continue

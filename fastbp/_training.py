@@ -401,10 +401,16 @@ class Validation:
         returns. ``outputs`` is a buffer of this object: the next call overwrites it."""
         return self._pass(network, hyper, threads, self._outputs), self._outputs
 
-    def call(self, network, hyper, threads, out=None):
-        """``(kernel, arguments)`` of the pass ``loss`` (``out`` without rows) and
-        ``loss_and_outputs`` (``out`` None: the outputs' buffer) run, nothing run; the
-        parallel kernel when the pass is large enough for ``threads``."""
+    def call(self, network, hyper, threads):
+        """``(kernel, arguments)`` of the pass ``loss`` and ``loss_and_outputs`` run on
+        ``threads`` (its workspace made if need be; the pass itself not run): what a
+        cold fit compiles ahead (``_compile_ahead.prepare``). The outputs' buffer, with
+        or without rows, is of one type: both calls are one signature."""
+        return self._call(network, hyper, threads, self._outputs)[1:]
+
+    def _call(self, network, hyper, threads, out):
+        """``(parallel, kernel, arguments)`` of a pass writing its outputs into ``out``
+        (none if it has no rows); the parallel kernel when the pass is large enough."""
         data = self.data
         parallel = _threads.whole_data(data.n, data.chunk, network.params.shape[0], threads)
         slots = _par.SLOTS if parallel else None
@@ -413,12 +419,12 @@ class Validation:
             ws = self.workspaces[slots] = self._workspace(slots=slots)
         args = (network.params, ws.net, *data.arrays(), data.rows, data.chunk,
                 hyper.loss_address(network.dtype), hyper.clip_eps, hyper.huber_delta,
-                ws.act, ws.delta, ws.xbuf, no_dropout(), self._outputs if out is None else out)
+                ws.act, ws.delta, ws.xbuf, no_dropout())
         if not parallel:
-            return _train.mean_loss, args
-        return _par.mean_loss_parallel, (*args[:-1], self._sums, args[-1])
+            return False, _train.mean_loss, (*args, out)
+        return True, _par.mean_loss_parallel, (*args, self._sums, out)
 
     def _pass(self, network, hyper, threads, out):
-        kernel, args = self.call(network, hyper, threads, out)
-        with nullcontext() if kernel is _train.mean_loss else _threads.numba_threads(threads):
+        parallel, kernel, args = self._call(network, hyper, threads, out)
+        with _threads.numba_threads(threads) if parallel else nullcontext():
             return float(kernel(*args))

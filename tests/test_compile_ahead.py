@@ -409,36 +409,50 @@ def test_a_fit_waiting_for_the_early_helper_compiles_the_calls_that_follow(log):
 
 
 @pytest.mark.usefixtures("quiet_convergence")
+@pytest.mark.parametrize("setting", ["serial", "scoring", "parallel"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("Estimator", [fastbp.MLPClassifier, fastbp.MLPRegressor])
 def test_the_calls_compiled_ahead_are_the_validation_pass_the_fit_runs(
-        monkeypatch, Estimator, dtype):
-    """A fit with a validation set hands ``prepare`` its validation pass, with the
-    argument types the pass then runs with (the kernel compiled ahead is the one used);
-    a fit without one hands nothing."""
+        monkeypatch, Estimator, dtype, setting):
+    """A fit with a validation set hands ``prepare`` its validation pass: made where
+    ``prepare`` makes it (the fit's threads set), it is the kernel the fit then runs,
+    with the same argument types, serial or parallel, with the default score or another
+    one; a fit without a validation set hands nothing."""
+    from fastbp import _threads
+    from fastbp._kernels import parallel, train
     from fastbp._training import Validation
 
     passes, aheads = [], []
-    call = Validation.call
+    call = Validation._call
 
     def logged(self, *a, **k):
-        kernel, args = call(self, *a, **k)
-        passes.append((kernel, [kernel.typeof_pyval(x) for x in args]))
-        return kernel, args
+        result = call(self, *a, **k)
+        passes.append((result[1], [result[1].typeof_pyval(x) for x in result[2]]))
+        return result
 
-    monkeypatch.setattr(Validation, "call", logged)
-    monkeypatch.setattr(_compile_ahead, "prepare", lambda *a: aheads.append(a[5]) or False)
-    X = np.random.default_rng(0).normal(size=(60, 3)).astype(dtype)
-    y = np.arange(60) % 2 if Estimator is fastbp.MLPClassifier else X[:, 0]
-    Estimator(hidden_layer_sizes=(4,), max_iter=2, early_stopping=True,
-              n_iter_no_change=5).fit(X, y)
-    assert len(aheads) == 1 and len(aheads[0]) == 1 and passes
-    ran = passes[0]
-    aheads[0][0]()  # what the early helper's wait would compile (logged last)
-    assert passes[-1] == ran
+    def prepare(*a):  # what _meanwhile would compile, made there
+        aheads.append([(k, [k.typeof_pyval(x) for x in args]) for k, args in
+                       (make() for make in a[5])])
+        return False
+
+    monkeypatch.setattr(Validation, "_call", logged)
+    monkeypatch.setattr(_compile_ahead, "prepare", prepare)
+    expected = train.mean_loss
+    if setting == "parallel":
+        if _threads.budget(2) < 2:
+            pytest.skip("the parallel pass needs two threads")
+        monkeypatch.setattr(_threads, "PARALLEL_PASS", 1)
+        expected = parallel.mean_loss_parallel
+    X = np.random.default_rng(0).normal(size=(3000, 3)).astype(dtype)
+    y = np.arange(3000) % 2 if Estimator is fastbp.MLPClassifier else X[:, 0]
+    scoring = "loss" if setting == "scoring" else None
+    Estimator(hidden_layer_sizes=(4,), max_iter=2, early_stopping=True, n_iter_no_change=5,
+              scoring=scoring, n_threads=2).fit(X, y)
+    ahead, ran = aheads[0], passes[-1]  # logged: the ahead call, then the fit's passes
+    assert len(aheads) == 1 and ahead == [ran] and ran[0] is expected
     aheads.clear()
     Estimator(hidden_layer_sizes=(4,), max_iter=2).fit(X, y)
-    assert aheads == [()]
+    assert aheads == [[]]
 
 
 def test_any_other_first_kernel_call_stops_the_early_helper(log):
@@ -448,7 +462,9 @@ def test_any_other_first_kernel_call_stops_the_early_helper(log):
 
     _compile_ahead._early = _Helper(log, None)  # would never finish
     args = _compile_ahead.first_epoch(np.float32)[1]
-    assert _compile_ahead._after_early(train.train_epoch, args, [], np.dtype(np.float32)) is None
+    ahead = (lambda: log.append(("ahead",)),)  # not made: the kernel is not the helper's
+    assert _compile_ahead._after_early(train.train_epoch, args, [], np.dtype(np.float32),
+                                       ahead) is None
     assert log == [("kill",)] and _compile_ahead._early is None
     log.clear()
     _compile_ahead._early = _Helper(log, None)
