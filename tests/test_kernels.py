@@ -8,11 +8,14 @@ and float64. The oracle computes in float64 from the very same (rounded) inputs.
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from types import SimpleNamespace
 
+import llvmlite.binding as llvm
 import numba
+import numba.extending
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -20,7 +23,7 @@ import scipy.sparse as sp
 from fastbp import _blas
 from fastbp._config import JIT_OPTIONS
 from fastbp._kernels import activations as A
-from fastbp._kernels import backward, blas, dropout, forward, literals
+from fastbp._kernels import backward, blas, dropout, forward, literals, vectorwidth
 from fastbp._kernels import losses as L
 from fastbp._kernels import optimizers as O
 from fastbp._kernels import train as T
@@ -751,6 +754,156 @@ def test_float32_kernels_compute_in_float32():
     for name, ir in irs.items():
         assert "<16 x float>" in ir or "<8 x float>" in ir, f"{name}: not vectorised"
         assert "fpext float" not in ir, f"{name}: float32 widened to float64"
+
+
+# Kernels that ask LLVM for 512-bit vectors (``vectorwidth.wide``; CONTRIBUTING, "Vector
+# width", has the measurements): each compiled as its source reads, and with that request
+# a no-op (LLVM's default width for the CPU).
+_RULES = {"sgd": O.sgd_step, "adam": O.adam_step, "adamw": O.adam_step,
+          "rmsprop": O.rmsprop_step, "adagrad": O.adagrad_step}
+# the activations that measured no faster at 512 bits, and gelu, whose loop calls libm
+_DEFAULT_WIDTH_ACTIVATIONS = (A.LEAKY_RELU, A.GELU)
+
+
+@numba.extending.intrinsic
+def _default_width(typingctx):
+    def codegen(context, builder, signature, args):
+        return context.get_dummy_value()
+
+    return numba.types.none(), codegen
+
+
+def _at_default_width(function):
+    """A copy of the Python function ``function`` whose ``wide()`` does nothing."""
+    namespace = dict(function.__globals__, wide=_default_width)
+    return type(function)(function.__code__, namespace, function.__name__,
+                          function.__defaults__, function.__closure__)
+
+
+def _compiles_for_avx512():
+    """Whether numba compiles for this CPU (no ``NUMBA_CPU_NAME``/``FEATURES``, with
+    optimisation) and the CPU has AVX-512."""
+    config = numba.config
+    if config.CPU_NAME or config.CPU_FEATURES or int(config.OPT) == 0:
+        return False
+    try:
+        return bool(llvm.get_host_cpu_features().get("avx512f", False))
+    except RuntimeError:  # a host llvmlite cannot describe
+        return False
+
+
+# floating-point arithmetic on 512-bit registers (a 256-bit loop may still compare its
+# 64-bit indices in them)
+_WIDE_FLOAT_OP = re.compile(
+    r"\bv(?:add|sub|mul|div|sqrt|max|min|fn?m(?:add|sub)\d*)p[sd]\b[^\n]*%zmm")
+
+
+def _assert_width(library, narrow_library, name, wide=True):
+    """With ``wide``, the build asked for 512-bit vectors (and, compiled for an
+    AVX-512 CPU, has them) while the build with ``wide()`` a no-op did not ask; without,
+    neither asked."""
+    assert (vectorwidth.ATTRIBUTE in library.get_llvm_str()) == wide, name
+    assert vectorwidth.ATTRIBUTE not in narrow_library.get_llvm_str(), name
+    if wide and _compiles_for_avx512():
+        assert _WIDE_FLOAT_OP.search(library.get_asm_str()), f"{name}: no 512-bit vectors"
+
+
+def _rule_args(name, n, dtype, seed):
+    """Arguments of rule ``name`` over ``n`` parameters (float32 or float64 vectors,
+    the first 2/3 weights), raw-sum form with the L2 term."""
+    rng = np.random.default_rng(seed)
+    vectors = [rng.standard_normal(n).astype(dtype) for _ in range(2)]
+    state = [np.abs(rng.standard_normal(n)).astype(dtype) for _ in range(2)]
+    form = (0.7, 2 * n // 3, 1e-3, 32.0)
+    adam = (*vectors, form, *state, 5, 1e-3, 0.9, 0.999, 1e-8)
+    return {
+        "sgd": (*vectors, form, state[0], 0.1, 0.9, True),
+        "adam": adam,
+        "adamw": (*adam, 0.99),  # the decay: its own specialisation
+        "rmsprop": (*vectors, form, state[0], 0.01, 0.9, 1e-8),
+        "adagrad": (*vectors, form, state[0], 0.01, 1e-8),
+    }[name]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(_RULES))
+def test_rules_run_512_bit_vectors_with_the_same_numbers(dtype, name):
+    """Every optimizer rule asks LLVM for 512-bit vectors, and the wider loop updates
+    the weights and the state bit for bit as the default width's: each lane does the
+    scalar code's operations in the same order. Every length to 200 (the vector loops
+    of either width with their tails and epilogues) and two of 4,000 and more. The rule
+    as the kernels run it, its C callback, has the wide loop too."""
+    fresh = numba.njit(**dict(JIT_OPTIONS, cache=False))
+    rule = _RULES[name].py_func
+    wide, narrow = fresh(rule), fresh(_at_default_width(rule))
+    for n in [*range(1, 200), 4099, 4133]:
+        a, b = _rule_args(name, n, dtype, n), _rule_args(name, n, dtype, n)
+        wide(*a)
+        narrow(*b)
+        for x, y in zip(a, b, strict=True):
+            if isinstance(x, np.ndarray):
+                np.testing.assert_array_equal(x, y)
+    (wide_code,), (narrow_code,) = wide.overloads.values(), narrow.overloads.values()
+    _assert_width(wide_code.library, narrow_code.library, name)
+    code = O.CODES[name]
+    callback = numba.cfunc(O._signature(numba.from_dtype(dtype)),
+                           **dict(CFUNC_OPTIONS, cache=False))(O._RULES[code])
+    if _compiles_for_avx512():  # numba keeps no public asm of a cfunc: its library
+        assert _WIDE_FLOAT_OP.search(callback._library.get_asm_str()), f"{name}: callback"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("code", list(ACT_NAMES))
+def test_activations_run_512_bit_vectors_with_the_same_numbers(dtype, code):
+    """The activations ask for 512-bit vectors too (the bias pass, f'(z) and the
+    vectorisable exp, log, tanh and logistic), but leaky relu and gelu, and write the
+    same bits as at the default width, in Z and in dZ: blocks of 7 rows of 1 to 40, 64,
+    100 and 129 units (flat loops of 7 to 903 entries).
+
+    But softplus: LLVM's scalar code for the loop's tail and its vector code round one
+    step of it differently (about one input in nine gets 1 ulp more or less in the
+    tail, at either width), and the tail's length changes with the width: at most
+    1 ulp apart there."""
+    signature = A._signature(numba.from_dtype(dtype))
+    fresh = numba.cfunc(signature, **dict(CFUNC_OPTIONS, cache=False))
+    function = A.FUNCTIONS[code]
+    wide, narrow = fresh(function), fresh(_at_default_width(function))
+    rng = np.random.default_rng(code)
+    for units in [*range(1, 41), 64, 100, 129]:
+        Z = (rng.standard_normal((7, units)) * 3).astype(dtype)
+        Z[0, 0] = np.nan
+        b = rng.standard_normal(units).astype(dtype)
+        grad = code not in (A.SOFTMAX, A.EXP)  # output activations write no dZ
+        out = []
+        for callback in (wide, narrow):
+            z, d = Z.copy(), np.zeros_like(Z)
+            callback.ctypes(z.ctypes.data_as(callback.ctypes.argtypes[0]), 7, units,
+                            b.ctypes.data_as(callback.ctypes.argtypes[0]),
+                            d.ctypes.data_as(callback.ctypes.argtypes[0]), int(grad))
+            out.append((z, d))
+        for wide_out, narrow_out in zip(out[0], out[1], strict=True):
+            if code == A.SOFTPLUS:
+                np.testing.assert_array_max_ulp(wide_out, narrow_out, maxulp=1)
+            else:
+                np.testing.assert_array_equal(wide_out, narrow_out)
+    # numba keeps no public asm of a cfunc: its library
+    _assert_width(wide._library, narrow._library, ACT_NAMES[code],
+                  wide=code not in _DEFAULT_WIDTH_ACTIVATIONS)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sum_of_squares_asks_for_512_bit_vectors(dtype):
+    """The squared norm (reassociated: LLVM sums it in SIMD lanes) asks for 512-bit
+    vectors. More lanes sum in another order, so its last bits may differ from the
+    default width's; the same on every call (``test_sum_of_squares``)."""
+    fresh = numba.njit(**dict(backward._REASSOC_OPTIONS, cache=False,
+                              no_cpython_wrapper=False))
+    function = backward.sum_of_squares.__wrapped__.py_func  # (an unlinked pass)
+    wide, narrow = fresh(function), fresh(_at_default_width(function))
+    a = np.random.default_rng(5).standard_normal(1000).astype(dtype)
+    assert wide(a, 1000) == pytest.approx(narrow(a, 1000), rel=1e-12)
+    (wide_code,), (narrow_code,) = wide.overloads.values(), narrow.overloads.values()
+    _assert_width(wide_code.library, narrow_code.library, "sum_of_squares")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

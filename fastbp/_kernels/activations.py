@@ -39,6 +39,7 @@ from .._config import JIT_OPTIONS
 from . import vmath
 from .callbacks import CallbackTable, call_at
 from .literals import larger
+from .vectorwidth import wide
 
 IDENTITY = 0
 LOGISTIC = 1
@@ -93,6 +94,7 @@ def _flat(zp, n, m, bp, dp, grad):
 
 
 def _identity(zp, n, m, bp, dp, grad):
+    wide()
     z, d = _flat(zp, n, m, bp, dp, grad)
     one = z.dtype.type(1.0)
     for t in range(d.shape[0]):
@@ -103,6 +105,7 @@ def _relu(zp, n, m, bp, dp, grad):
     """The bias added in the same pass (row by row, vectorised over the units): a
     separate bias pass before a flat loop cost 3% more of a 10,000-row float32 predict
     of digits' 64-unit model, one core."""
+    wide()
     Z, b = carray(zp, (n, m)), carray(bp, m)
     D = carray(dp, (n if grad else 0, m))
     # Constants in Z's dtype: numba promotes float32 op float64 to float64 (see
@@ -139,6 +142,7 @@ def _leaky_relu(zp, n, m, bp, dp, grad):
 
 
 def _logistic(zp, n, m, bp, dp, grad):
+    wide()
     z, d = _flat(zp, n, m, bp, dp, grad)
     one = z.dtype.type(1.0)
     for t in range(z.shape[0]):
@@ -149,6 +153,7 @@ def _logistic(zp, n, m, bp, dp, grad):
 
 
 def _tanh(zp, n, m, bp, dp, grad):
+    wide()
     z, d = _flat(zp, n, m, bp, dp, grad)
     one = z.dtype.type(1.0)
     for t in range(z.shape[0]):
@@ -159,6 +164,7 @@ def _tanh(zp, n, m, bp, dp, grad):
 
 
 def _elu(zp, n, m, bp, dp, grad):
+    wide()
     z, d = _flat(zp, n, m, bp, dp, grad)
     zero, one = z.dtype.type(0.0), z.dtype.type(1.0)
     alpha = z.dtype.type(ELU_ALPHA)
@@ -171,6 +177,7 @@ def _elu(zp, n, m, bp, dp, grad):
 
 
 def _softplus(zp, n, m, bp, dp, grad):
+    wide()
     z, d = _flat(zp, n, m, bp, dp, grad)
     zero, one = z.dtype.type(0.0), z.dtype.type(1.0)
     for t in range(z.shape[0]):
@@ -197,6 +204,7 @@ def _gelu(zp, n, m, bp, dp, grad):
 
 def _exp(zp, n, m, bp, dp, grad):
     """exp, an output activation: its derivative is part of the loss's delta."""
+    wide()
     z = _flat(zp, n, m, bp, dp, 0)[0]
     for t in range(z.shape[0]):
         z[t] = vmath.exp(z[t])
@@ -208,6 +216,7 @@ def _softmax(zp, n, m, bp, dp, grad):
     maxima and sums stay in row order. The bias is added, without a store, in the
     maxima's pass and again in the shift's (z + b) - max: storing z + b in the first
     pass made a 10,000-row float32 predict_proba slower than a bias pass of its own."""
+    wide()
     Z, b = carray(zp, (n, m)), carray(bp, m)
     z = carray(zp, n * m)
     for i in range(n):

@@ -36,6 +36,7 @@ from numba.extending import intrinsic
 
 from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS
 from .callbacks import CallbackTable, call_at
+from .vectorwidth import wide
 
 SGD = 0
 ADAM = 1
@@ -60,6 +61,7 @@ def final_gradient(grads, params, j, n_coefs, alpha, total, gscale):
 @njit(**HELPER_JIT_OPTIONS)
 def sgd_step(params, grads, form, velocity, lr, momentum, nesterov):
     """SGD with (Nesterov) momentum: v <- mu v - lr g; w <- w + v (or + mu v - lr g)."""
+    wide()
     cast = params.dtype.type
     gs, nc, a, tot = cast(form[0]), form[1], cast(form[2]), cast(form[3])
     step_size, mu = cast(lr), cast(momentum)
@@ -81,6 +83,7 @@ def adam_step(params, grads, form, m, v, t, lr_init, beta_1, beta_2, epsilon, de
     ``decay`` < 1 is AdamW's decoupled weight decay, ``w <- w * decay`` before the step,
     on the weights only (the first ``form[1]`` entries; biases are not decayed, like
     the L2 and L1 terms), in the same pass: the L2 term reads the undecayed weight."""
+    wide()
     cast = params.dtype.type
     gs, nc, a, tot = cast(form[0]), form[1], cast(form[2]), cast(form[3])
     # C's pow, as scikit-learn's Python float ** int (numba's float ** int squares
@@ -102,6 +105,7 @@ def adam_step(params, grads, form, m, v, t, lr_init, beta_1, beta_2, epsilon, de
 @njit(**HELPER_JIT_OPTIONS)
 def rmsprop_step(params, grads, form, v, lr, rho, epsilon):
     """RMSprop: v <- rho v + (1 - rho) g^2; w <- w - lr g / (sqrt(v) + eps)."""
+    wide()
     cast = params.dtype.type
     gs, nc, a, tot = cast(form[0]), form[1], cast(form[2]), cast(form[3])
     step_size, eps = cast(lr), cast(epsilon)
@@ -116,6 +120,7 @@ def rmsprop_step(params, grads, form, v, lr, rho, epsilon):
 @njit(**HELPER_JIT_OPTIONS)
 def adagrad_step(params, grads, form, acc, lr, epsilon):
     """Adagrad: G <- G + g^2; w <- w - lr g / (sqrt(G) + eps)."""
+    wide()
     cast = params.dtype.type
     gs, nc, a, tot = cast(form[0]), form[1], cast(form[2]), cast(form[3])
     step_size, eps = cast(lr), cast(epsilon)
