@@ -716,9 +716,21 @@ def test_step_dispatches_every_optimizer(dtype, solver, fused):
     assert_close(state[1], flat_of(want_1), dtype)
 
 
+def uncached_njit(function):
+    """``function`` compiled anew (uncached: the cache keeps no IR or asm), with the
+    kernels' flags and a CPython wrapper."""
+    return numba.njit(**dict(JIT_OPTIONS, cache=False))(function)
+
+
+def uncached_cfunc(signature, function):
+    """``function`` compiled anew as a C callback of ``signature``, as the callback
+    tables compile it (uncached)."""
+    return numba.cfunc(signature, **dict(CFUNC_OPTIONS, cache=False))(function)
+
+
 def float32_ir(kernel, *args):
     """LLVM IR of a fresh (uncached: the cache keeps no IR) float32 compilation."""
-    fresh = numba.njit(**dict(JIT_OPTIONS, cache=False))(kernel.py_func)
+    fresh = uncached_njit(kernel.py_func)
     fresh(*args)
     (ir,) = fresh.overloads.values()
     return ir.library.get_llvm_str()
@@ -744,9 +756,7 @@ def test_float32_kernels_compute_in_float32():
     irs = {name: float32_ir(kernel, *args) for name, (kernel, args) in cases.items()}
     # each activation is a C callback of its own; gelu calls libm's erf (no SIMD form)
     for code, function in A.FUNCTIONS.items():
-        fresh = numba.cfunc(A._signature(numba.float32), **dict(CFUNC_OPTIONS,
-                                                                        cache=False))
-        ir = fresh(function).inspect_llvm()
+        ir = uncached_cfunc(A._signature(numba.float32), function).inspect_llvm()
         if code == A.GELU:
             assert "fpext float" not in ir, "gelu: float32 widened to float64"
         else:
@@ -833,9 +843,8 @@ def test_rules_run_512_bit_vectors_with_the_same_numbers(dtype, name):
     scalar code's operations in the same order. Every length to 200 (the vector loops
     of either width with their tails and epilogues) and two of 4,000 and more. The rule
     as the kernels run it, its C callback, has the wide loop too."""
-    fresh = numba.njit(**dict(JIT_OPTIONS, cache=False))
     rule = _RULES[name].py_func
-    wide, narrow = fresh(rule), fresh(_at_default_width(rule))
+    wide, narrow = uncached_njit(rule), uncached_njit(_at_default_width(rule))
     for n in [*range(1, 200), 4099, 4133]:
         a, b = _rule_args(name, n, dtype, n), _rule_args(name, n, dtype, n)
         wide(*a)
@@ -846,8 +855,7 @@ def test_rules_run_512_bit_vectors_with_the_same_numbers(dtype, name):
     (wide_code,), (narrow_code,) = wide.overloads.values(), narrow.overloads.values()
     _assert_width(wide_code.library, narrow_code.library, name)
     code = O.CODES[name]
-    callback = numba.cfunc(O._signature(numba.from_dtype(dtype)),
-                           **dict(CFUNC_OPTIONS, cache=False))(O._RULES[code])
+    callback = uncached_cfunc(O._signature(numba.from_dtype(dtype)), O._RULES[code])
     if _compiles_for_avx512():  # numba keeps no public asm of a cfunc: its library
         assert _WIDE_FLOAT_OP.search(callback._library.get_asm_str()), f"{name}: callback"
 
@@ -865,9 +873,9 @@ def test_activations_run_512_bit_vectors_with_the_same_numbers(dtype, code):
     tail, at either width), and the tail's length changes with the width: at most
     1 ulp apart there."""
     signature = A._signature(numba.from_dtype(dtype))
-    fresh = numba.cfunc(signature, **dict(CFUNC_OPTIONS, cache=False))
     function = A.FUNCTIONS[code]
-    wide, narrow = fresh(function), fresh(_at_default_width(function))
+    wide = uncached_cfunc(signature, function)
+    narrow = uncached_cfunc(signature, _at_default_width(function))
     rng = np.random.default_rng(code)
     for units in [*range(1, 41), 64, 100, 129]:
         Z = (rng.standard_normal((7, units)) * 3).astype(dtype)
