@@ -1027,7 +1027,7 @@ def test_entry_kernels_take_the_network_as_a_plain_tuple():
             assert not isinstance(fields, numba.types.BaseNamedTuple), sig
 
 
-all_finite_rows = from_python(T.all_finite_rows)
+all_finite_rows = T.all_finite_rows  # inlined where the kernels call it; has its wrapper
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
