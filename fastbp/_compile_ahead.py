@@ -1,8 +1,9 @@
 """A cold first fit compiles on two cores: a helper process compiles the C callbacks
-(the activations, the loss and the optimizer's rule of ``_kernels.activations``,
-``losses`` and ``optimizers``) into numba's on-disk cache while this process compiles the
-training kernel (the epoch's, or L-BFGS's objective), and then loads them from the
-cache (``Trainer._bind``; a first predict in a fresh process does not use it).
+(the activations, the loss, the optimizer's rule and the gradient's finishing pass of
+``_kernels.activations``, ``losses``, ``optimizers`` and ``penalties``) into numba's
+on-disk cache while this process compiles the training kernel (the epoch's, or
+L-BFGS's objective), and then loads them from the cache (``Trainer._bind``; a first
+predict in a fresh process does not use it).
 
 The callbacks are called by address, so the kernel compiles without them, and they are
 about two fifths of a first fit's compile (a digits fit: 3.1 s of CPU of 7.7 on the
@@ -21,10 +22,10 @@ compile, this process compiles what is missing itself, as it would without a hel
 
 The two processes compile disjoint functions, so that neither does the other's work
 (but for the calls a fit compiles ahead, below, which share callees with the epoch's):
-the callbacks and their callees live in ``activations``, ``losses``, ``optimizers`` and
-``vmath``, which the kernels' modules reach only by address (``tests/test_compile_ahead.py``
-checks both sides). Saving into the cache at once is safe either way where ``_cache_lock``
-locks (POSIX).
+the callbacks and their callees live in ``activations``, ``losses``, ``optimizers``,
+``penalties`` and ``vmath``, which the kernels' modules reach only by address
+(``tests/test_compile_ahead.py`` checks both sides). Saving into the cache at once is
+safe either way where ``_cache_lock`` locks (POSIX).
 
 The very first fit on a machine starts earlier: ``import fastbp``, finding no training
 kernel at all in the cache (and the cache on, two usable cores, a thread budget of two),
@@ -64,7 +65,7 @@ from ._threads import usable_cores
 
 # the modules of the callback tables a helper may be asked for (imported where used:
 # ``start_early`` runs before the kernels' modules are imported)
-_TABLES = ("activations", "losses", "optimizers")
+_TABLES = ("activations", "losses", "optimizers", "penalties")
 HELPER_GRACE = 10.0
 EARLY_LIMIT = 120.0  # the longest a fit waits for the early helper
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))

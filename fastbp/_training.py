@@ -16,6 +16,7 @@ from ._kernels import activations as _act
 from ._kernels import losses as _loss
 from ._kernels import optimizers as _opt
 from ._kernels import parallel as _par
+from ._kernels import penalties as _pen
 from ._kernels import train as _train
 from ._workspace import (
     Workspace,
@@ -116,6 +117,8 @@ class Hyperparameters:
         if self.solver in _opt.CODES:
             ihp[_train.IHP_SOLVER] = _opt.CODES[self.solver]
         ihp[_train.IHP_NESTEROV] = int(params["nesterovs_momentum"])
+        # the epochs' finishing pass (L-BFGS's objective always finishes the gradient)
+        self.finish = _pen.code(self.l1, hp[_train.HP_MAX_GRAD_NORM])
 
     def loss_address(self, dtype):
         """The address of the loss's C callback for ``dtype`` networks (this process)."""
@@ -285,8 +288,10 @@ class Trainer:
         engine, ws, kernel, args = self.epoch_call(network, data, order, batch_size, hyper,
                                                    act_codes, drop)
         solver = int(hyper.ihp[_train.IHP_SOLVER])
-        self._bind(ws, kernel, args, act_codes, [(_loss, hyper.loss), (_opt, solver)], ahead)
+        self._bind(ws, kernel, args, act_codes,
+                   [(_loss, hyper.loss), (_opt, solver), (_pen, hyper.finish)], ahead)
         hyper.ihp[_train.IHP_RULE] = _opt.address(solver, dtype)
+        hyper.ihp[_train.IHP_FINISH] = _pen.address(hyper.finish, dtype)
         hyper.ihp[_train.IHP_LOSS] = hyper.loss_address(dtype)
         with nullcontext() if engine == "serial" else _threads.numba_threads(self.threads):
             accumulated = kernel(*args)
@@ -360,14 +365,17 @@ class Trainer:
                                           dtype=params.dtype)
             kernel = _par.full_loss_grad_parallel if parallel else _train.full_loss_grad
 
-            def args(loss_address):
+            def args(loss_address, finish_address):
                 return (params, grads, scratch[slots], ws.net, *data.arrays(), data.rows,
-                        data.chunk, loss_address, *settings, ws.act, ws.delta, ws.xbuf,
-                        ws.dact, no_dropout(), *((sums,) if parallel else ()))
+                        data.chunk, loss_address, finish_address, *settings, ws.act,
+                        ws.delta, ws.xbuf, ws.dact, no_dropout(),
+                        *((sums,) if parallel else ()))
 
-            self._bind(ws, kernel, args(0), act_codes, [(_loss, hyper.loss)])
+            self._bind(ws, kernel, args(0, 0), act_codes,
+                       [(_loss, hyper.loss), (_pen, _pen.FINISH)])
             with _threads.numba_threads(threads) if parallel else nullcontext():
-                loss = kernel(*args(hyper.loss_address(params.dtype)))
+                loss = kernel(*args(hyper.loss_address(params.dtype),
+                                    _pen.address(_pen.FINISH, params.dtype)))
             return loss, grads.astype(np.float64)
 
         return f

@@ -22,6 +22,7 @@ from fastbp import _compile_notice
 from fastbp._kernels import train
 from fastbp._kernels.activations import LOGISTIC, RELU
 from fastbp._kernels.losses import BINARY_LOG_LOSS
+from fastbp._kernels.penalties import FINISH, IN_STEP
 
 ROOT = str(Path(fastbp.__file__).resolve().parents[1])
 NOTICE = "fastbp is compiling"
@@ -31,12 +32,14 @@ NOTICE = "fastbp is compiling"
 # (compiles the validation loss, in the same dtype), which then predicts. Prints the
 # entry kernels compiled, then the kernels of paths those fits never take (sparse X,
 # dropout, the other optimizers) that were compiled or loaded anyway, whether Adam's
-# rule was (the premise that the listing can see a compiled rule), the activations
-# loaded, and the fastbp functions compiled for a literal argument (a constant numba
-# typed as ``Literal[int](0)``, ...) and how many compiles numba reported at all (the
-# premise that the listener saw them). Between those, how often the fits had numba refresh
-# its target context, which a compile does and a load from the cache need not; and after
-# the unused paths, predict's helpers that compiled on their own instead of inlined.
+# rule was (the premise that the listing can see a compiled rule), the activations and
+# losses loaded, the finishing passes loaded after the first fit (with the signatures of
+# the gradient's finishing loop by then) and after all, and the fastbp functions
+# compiled for a literal argument (a constant numba typed as ``Literal[int](0)``, ...)
+# and how many compiles numba reported at all (the premise that the listener saw them).
+# Between those, how often the fits had numba refresh its target context, which a
+# compile does and a load from the cache need not; and after the unused paths,
+# predict's helpers that compiled on their own instead of inlined.
 THREE_FITS = """
     import gc
     import warnings
@@ -46,7 +49,7 @@ THREE_FITS = """
     import fastbp
     from sklearn.exceptions import ConvergenceWarning
     from fastbp._kernels import (activations, backward, dropout, forward, losses, optimizers,
-                                 train)
+                                 penalties, train)
     warnings.simplefilter("ignore", ConvergenceWarning)
     compiles, literal, frozen, builtin = [], set(), {}, set()
 
@@ -92,6 +95,8 @@ THREE_FITS = """
     X = np.random.default_rng(0).normal(size=(60, 4))
     y = np.arange(60) % 2
     fastbp.MLPClassifier((5,), max_iter=1).fit(X, y)
+    # the finishing passes the first fit compiled (the other waits for L-BFGS, below)
+    finishing = penalties.loaded(), len(penalties.finalize_gradient.signatures)
     fastbp.MLPClassifier((5,), solver="lbfgs", max_iter=2).fit(X, y)
     fastbp.MLPClassifier((5,), max_iter=1, early_stopping=True).fit(X, y).predict(X)
     print(sum(sum(d.stats.cache_misses.values())
@@ -106,6 +111,8 @@ THREE_FITS = """
     print(len(optimizers.adam_step.signatures))
     print(" ".join(f"{code}:{dtype}" for code, dtype in activations.loaded()))
     print(" ".join(f"{code}:{dtype}" for code, dtype in losses.loaded()))
+    print(" ".join(f"{code}:{dtype}" for code, dtype in finishing[0]), finishing[1],
+          " ".join(f"{code}:{dtype}" for code, dtype in penalties.loaded()))
     event.unregister("numba:compiler_lock", holds)
     print(len(refreshes))
     assert njit(lambda x: np.sum(x * 2))(np.ones(3)) == 6  # the user's own compile
@@ -118,18 +125,18 @@ THREE_FITS = """
 def _three_fits(cache_dir):
     """Runs THREE_FITS in a fresh interpreter; returns (stderr, kernels compiled,
     unused paths' kernels compiled, inlined helpers compiled on their own, signatures
-    of Adam's rule, activations loaded, losses loaded, numba's refreshes of its target
-    context, numba's reshape/min/max functions compiled, the heap-frozen line, the
-    literal line)."""
+    of Adam's rule, activations loaded, losses loaded, the finishing-pass line, numba's
+    refreshes of its target context, numba's reshape/min/max functions compiled, the
+    heap-frozen line, the literal line)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
     # every compile in this process, none in a helper (fastbp._compile_ahead)
     env.update(NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=ROOT, FASTBP_COMPILE_HELPER="0")
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(THREE_FITS)], env=env,
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    compiled, unused, alone, adam, acts, losses, refreshed, builtin, frozen, literal = (
-        proc.stdout.splitlines()[-10:])
-    return (proc.stderr, int(compiled), unused, alone, int(adam), acts, losses,
+    (compiled, unused, alone, adam, acts, losses, finishing, refreshed, builtin, frozen,
+     literal) = proc.stdout.splitlines()[-11:]
+    return (proc.stderr, int(compiled), unused, alone, int(adam), acts, losses, finishing,
             int(refreshed), builtin, frozen, literal)
 
 
@@ -157,13 +164,17 @@ def test_a_dense_fit_compiles_only_the_paths_it_takes(cold_cache):
     """Sparse products, dropout masks and the other optimizers' rules are typed apart
     (None), and each activation, loss and optimizer rule is a C callback of its own:
     a dense Adam fit compiles none of them, only the two activations and the loss it
-    uses."""
-    _, _, _, unused, _, adam, acts, used_losses, *_ = cold_cache
+    uses. Its gradient needs no finishing pass of its own (no clipping, no L1): it
+    compiles only the weights' norm (``penalties.IN_STEP``), not the pass that L-BFGS,
+    clipping and L1 use."""
+    _, _, _, unused, _, adam, acts, used_losses, finishing, *_ = cold_cache
     assert adam >= 1  # the premise: a rule the fit uses shows as compiled
     assert unused == "-", f"compiled for a dense Adam fit without dropout: {unused}"
     # relu hidden layers and the logistic output of a binary classifier
     assert acts == f"{LOGISTIC}:float64 {RELU}:float64", acts
     assert used_losses == f"{BINARY_LOG_LOSS}:float64", used_losses
+    # after the Adam fit; then, after L-BFGS's, the pass that finishes the gradient
+    assert finishing == f"{IN_STEP}:float64 0 {IN_STEP}:float64 {FINISH}:float64", finishing
 
 
 def test_predicts_small_helpers_compile_inlined_only(cold_cache):

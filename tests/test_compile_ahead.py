@@ -20,7 +20,7 @@ import pytest
 
 import fastbp
 from fastbp import _compile_ahead
-from fastbp._kernels import activations, losses, optimizers
+from fastbp._kernels import activations, losses, optimizers, penalties
 
 ROOT = str(Path(fastbp.__file__).resolve().parents[1])
 NOTICE = "fastbp is compiling"
@@ -29,7 +29,7 @@ NOTICE = "fastbp is compiling"
 
 # One small fit on two threads (relu hidden layers, a softmax output, the log loss),
 # of DTYPE data, with SOLVER; prints whether a helper compiled the kernel or the
-# callbacks, how many of those the fit uses (three, and a stochastic solver's rule) this
+# callbacks, how many of those the fit uses (four, and a stochastic solver's rule) this
 # process loaded from the cache, its entry kernel's compiles and cache misses in this
 # process, whether relu's callback was cached before the fit, whether an early helper
 # started at import, the modules of the functions it compiled, and the weights.
@@ -38,7 +38,7 @@ FIT = """
     import numpy as np
     import fastbp
     from fastbp import _compile_ahead
-    from fastbp._kernels import activations, losses, optimizers, train
+    from fastbp._kernels import activations, losses, optimizers, penalties, train
     from sklearn.exceptions import ConvergenceWarning
     warnings.simplefilter("ignore", ConvergenceWarning)
     from numba.core import event
@@ -62,9 +62,10 @@ FIT = """
     model = fastbp.MLPClassifier((6,), max_iter=2, random_state=0, n_threads=2,
                                  solver=SOLVER).fit(X, y)
     used = [(activations, activations.RELU), (activations, activations.SOFTMAX),
-            (losses, losses.LOG_LOSS)]
+            (losses, losses.LOG_LOSS), (penalties, penalties.FINISH)]
     kernel = train.full_loss_grad
     if SOLVER != "lbfgs":
+        used[-1] = (penalties, penalties.IN_STEP)
         used.append((optimizers, optimizers.CODES[SOLVER]))
         kernel = train.train_epoch
     hits = [table._TABLE.compiled(code, DTYPE).cache_hits for table, code in used]
@@ -74,8 +75,8 @@ FIT = """
     print(" ".join(repr(float(w)) for w in np.concatenate([c.ravel() for c in model.coefs_])))
 """
 # the modules of the callbacks and their callees, and only those: what a helper compiles
-HELPER_MODULES = {"activations", "losses", "optimizers", "vmath"}
-USED = {"adam": 4, "lbfgs": 3}  # the callbacks each fit uses
+HELPER_MODULES = {"activations", "losses", "optimizers", "penalties", "vmath"}
+USED = {"adam": 5, "lbfgs": 4}  # the callbacks each fit uses
 
 
 def _fit(cache_dir, solver="adam", boot=None, dtype="float32"):
@@ -110,7 +111,8 @@ def test_a_cold_fit_loads_the_callbacks_a_helper_compiled(tmp_path_factory, solv
     assert early == 1 and helped == 1, stderr
     # the helper and the fit never compile one function (neither does the other's work)
     assert not modules & HELPER_MODULES and reference[-2] & HELPER_MODULES
-    assert loaded == USED[solver]  # relu, softmax, the log loss (and the rule), cached
+    # relu, softmax, the log loss, the finishing pass (and the rule), cached
+    assert loaded == USED[solver]
     assert (compiles, misses, before) == (1, 1, 0)  # the kernel compiled once, here
     assert stderr.count(NOTICE) == 1, stderr
     assert weights == reference[-1]  # the same training, bit for bit
@@ -118,7 +120,7 @@ def test_a_cold_fit_loads_the_callbacks_a_helper_compiled(tmp_path_factory, solv
         return
     # a second process finds everything in the cache: no helper, nothing compiled
     stderr, helped, loaded, compiles, misses, before, early, _, weights = _fit(cache)
-    assert (helped, loaded, misses, before, early) == (0, 4, 0, 1, 0)
+    assert (helped, loaded, misses, before, early) == (0, USED[solver], 0, 1, 0)
     assert NOTICE not in stderr and weights == reference[-1]
     # the kernel cached but two activations not: they compile here, without a helper
     gone = [f for f in cache.rglob("activations._*") if "_relu" in f.name
@@ -127,7 +129,7 @@ def test_a_cold_fit_loads_the_callbacks_a_helper_compiled(tmp_path_factory, solv
     for f in gone:
         f.unlink()
     _, helped, loaded, compiles, misses, before, early, _, weights = _fit(cache)
-    assert (helped, loaded, misses, before, early) == (0, 2, 0, 0, 0)
+    assert (helped, loaded, misses, before, early) == (0, USED[solver] - 2, 0, 0, 0)
     assert weights == reference[-1]
 
 
@@ -157,7 +159,8 @@ def test_the_helper_imports_the_kernels_without_scikit_learn(tmp_path):
     jobs = json.dumps([["activations", activations.TANH, "float32"],
                        ["activations", activations.SOFTMAX, "float32"],
                        ["losses", losses.LOG_LOSS, "float32"],
-                       ["optimizers", optimizers.CODES["adam"], "float32"]])
+                       ["optimizers", optimizers.CODES["adam"], "float32"],
+                       ["penalties", penalties.FINISH, "float32"]])
     listen = textwrap.dedent("""
         from numba.core import event
         modules = set()

@@ -12,6 +12,7 @@ import pytest
 
 from fastbp._kernels import activations as A
 from fastbp._kernels import losses as L
+from fastbp._kernels import penalties
 from fastbp._kernels.train import full_loss_grad
 from fastbp._layout import Layout
 from fastbp._workspace import Workspace, kernel_rows, kernel_X, no_dropout, readonly
@@ -114,9 +115,9 @@ class Problem:
         ws = self.ws
         value = full_loss_grad(params, grads, scratch, ws.net, self.Xk, self.Xsp, self.Yk,
                                self.swk, self.rows, CHUNK, L.address(self.loss_code, params.dtype),
-                               self.clip_eps,
-                               HUBER_DELTA, alpha, l1, ws.act, ws.delta, ws.xbuf, ws.dact,
-                               no_dropout())
+                               penalties.address(penalties.FINISH, params.dtype),
+                               self.clip_eps, HUBER_DELTA, alpha, l1, ws.act, ws.delta,
+                               ws.xbuf, ws.dact, no_dropout())
         return value, grads
 
     def numeric_grad(self, alpha, l1=0.0):

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from fastbp import _blas
 from fastbp._config import JIT_OPTIONS
 from fastbp._kernels import activations as A
-from fastbp._kernels import backward, blas, dropout, forward, literals, vectorwidth
+from fastbp._kernels import backward, blas, dropout, forward, literals, penalties, vectorwidth
 from fastbp._kernels import losses as L
 from fastbp._kernels import optimizers as O
 from fastbp._kernels import train as T
@@ -50,8 +50,7 @@ def from_python(kernel):
     return numba.njit(lambda *args: kernel(*args))
 
 
-finalize_gradient = from_python(backward.finalize_gradient)
-sum_of_squares = from_python(backward.sum_of_squares)
+sum_of_squares = from_python(penalties.sum_of_squares)
 multiply = from_python(backward.multiply)
 dropout_apply = from_python(dropout.apply)
 batch_key = from_python(dropout.batch_key)
@@ -519,10 +518,14 @@ def test_backward_batch_and_finalize(dtype, sparse, hidden, weighted):
         for g, w in zip(got_W + got_b, gW + gb, strict=True):
             assert_close(g, w, dtype)
 
-        for penalty_l1, want_norm in ((0.0, False), (l1, True)):
+        # the finishing passes through their C callbacks, as the epochs and L-BFGS call
+        # them: the gradient finished (no L1, L1), then clipped below and above its norm
+        n_coefs = pb.layout.n_coefs
+        for penalty_l1, max_norm in ((0.0, 0.0), (l1, 0.0), (l1, 1e-3), (0.0, 1e6)):
             g = grads.copy()
-            sq, l1n, gsq = finalize_gradient(pb.params, g, pb.layout.n_coefs, alpha,
-                                             penalty_l1, sw_sum, want_norm)
+            gscale, form_alpha, total, sq, l1n = penalties.apply(
+                penalties.FINISH, pb.params, g, n_coefs, alpha, penalty_l1, sw_sum, max_norm)
+            assert (form_alpha, total) == (0.0, 1.0)  # the step reads it as it is
             assert_close(sq, naive.squared_norm(coefs), dtype)
             value, fW, fb = naive.objective(coefs, intercepts, pb.X64[rows], pb.Y64[rows],
                                             pb.hidden, pb.loss, alpha, naive_sw(pb, rows),
@@ -532,11 +535,22 @@ def test_backward_batch_and_finalize(dtype, sparse, hidden, weighted):
                 assert_close(a, w, dtype)
             got_value = (loss_sum + 0.5 * alpha * sq + penalty_l1 * l1n) / sw_sum
             assert_close(got_value, value, dtype)
-            if want_norm:
+            if penalty_l1:
                 assert_close(l1n, naive.l1_norm(coefs), dtype)
-                assert_close(gsq, sum(float((w**2).sum()) for w in fW + fb), dtype)
             else:
-                assert l1n == 0.0 and gsq == 0.0
+                assert l1n == 0.0
+            norm = math.sqrt(sum(float((w**2).sum()) for w in fW + fb))
+            if 0.0 < max_norm < norm:
+                assert_close(gscale, max_norm / norm, dtype)
+            else:
+                assert gscale == 1.0
+        # the plain pass leaves the gradient to the rule: the weights' squared norm only
+        g = grads.copy()
+        form_and_norms = penalties.apply(penalties.IN_STEP, pb.params, g, n_coefs, alpha,
+                                         l1, sw_sum, 0.0)
+        assert g.tobytes() == grads.tobytes()
+        assert form_and_norms[:3] == (1.0, alpha, sw_sum) and form_and_norms[4] == 0.0
+        assert_close(form_and_norms[3], naive.squared_norm(coefs), dtype)
 
 
 # ------------------------------------------------------------------- full objective (lbfgs)
@@ -545,7 +559,8 @@ def run_full_loss_grad(pb, chunk, order, alpha, l1=0.0):
     grads = np.full(pb.layout.n_params, np.nan, dtype=pb.dtype)
     scratch = np.full(pb.layout.n_params, np.nan, dtype=pb.dtype)
     value = full_loss_grad(pb.params, grads, scratch, ws.net, pb.Xk, pb.Xsp, pb.Yk, pb.swk,
-                           order, chunk, L.address(pb.loss_code, pb.dtype), pb.clip_eps,
+                           order, chunk, L.address(pb.loss_code, pb.dtype),
+                           penalties.address(penalties.FINISH, pb.dtype), pb.clip_eps,
                            HUBER_DELTA, alpha, l1,
                            ws.act, ws.delta, ws.xbuf, ws.dact, no_dropout())
     return value, grads
@@ -902,16 +917,22 @@ def test_activations_run_512_bit_vectors_with_the_same_numbers(dtype, code):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sum_of_squares_asks_for_512_bit_vectors(dtype):
     """The squared norm (reassociated: LLVM sums it in SIMD lanes) asks for 512-bit
-    vectors. More lanes sum in another order, so its last bits may differ from the
-    default width's; the same on every call (``test_sum_of_squares``)."""
-    fresh = numba.njit(**dict(backward._REASSOC_OPTIONS, cache=False,
+    vectors, and has them in the finishing passes' callbacks, where it is linked in.
+    More lanes sum in another order, so its last bits may differ from the default
+    width's; the same on every call (``test_sum_of_squares``)."""
+    fresh = numba.njit(**dict(penalties._REASSOC_OPTIONS, cache=False,
                               no_cpython_wrapper=False))
-    function = backward.sum_of_squares.__wrapped__.py_func  # (an unlinked pass)
+    function = penalties.sum_of_squares.py_func
     wide, narrow = fresh(function), fresh(_at_default_width(function))
     a = np.random.default_rng(5).standard_normal(1000).astype(dtype)
     assert wide(a, 1000) == pytest.approx(narrow(a, 1000), rel=1e-12)
     (wide_code,), (narrow_code,) = wide.overloads.values(), narrow.overloads.values()
     _assert_width(wide_code.library, narrow_code.library, "sum_of_squares")
+    for code in penalties.CODES.values():
+        callback = uncached_cfunc(penalties._signature(numba.from_dtype(dtype)),
+                                  penalties._callback(code))
+        if _compiles_for_avx512():  # numba keeps no public asm of a cfunc: its library
+            assert _WIDE_FLOAT_OP.search(callback._library.get_asm_str()), code
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -1088,6 +1109,7 @@ def make_hp(dtype, solver, nesterov, lr, loss_code, alpha, t, l1=0.0, max_grad_n
     ihp[T.IHP_T] = t
     ihp[T.IHP_SEED] = SEED
     ihp[T.IHP_RULE] = O.address(O.CODES[solver], dtype)
+    ihp[T.IHP_FINISH] = penalties.address(penalties.code(l1, hp[T.HP_MAX_GRAD_NORM]), dtype)
     return hp, ihp
 
 
@@ -1202,6 +1224,7 @@ from numba.core.runtime import rtsys
 
 from fastbp._kernels import losses as L
 from fastbp._kernels import optimizers as O
+from fastbp._kernels import penalties
 from fastbp._kernels import train as T
 from fastbp._layout import Layout
 from fastbp._workspace import Workspace, kernel_X, readonly
@@ -1252,6 +1275,8 @@ for dtype in (np.float64, np.float32):
             ihp[T.IHP_LOSS] = L.address(L.LOG_LOSS, dtype)
             ihp[T.IHP_SEED] = 42
             ihp[T.IHP_RULE] = O.address(O.CODES[solver], dtype)
+            ihp[T.IHP_FINISH] = penalties.address(
+                penalties.code(hp[T.HP_L1], hp[T.HP_MAX_GRAD_NORM]), dtype)
             state = np.zeros((2, layout.n_params), dtype=dtype)
             args = (params, np.empty_like(params), state, hp, ihp, ws.net, Xk, Xsp, Y, sw,
                     readonly(rng.permutation(n).astype(np.int64)), batch, ws.act, ws.delta,

@@ -26,6 +26,7 @@ from test_kernels import (
 from fastbp._kernels import losses as L
 from fastbp._kernels import optimizers as O
 from fastbp._kernels import parallel as P
+from fastbp._kernels import penalties
 from fastbp._kernels import train as T
 from fastbp._kernels.activations import IDENTITY, RELU, TANH
 from fastbp._kernels.blas import matmul_columns, matmul_part, product
@@ -259,21 +260,21 @@ def test_whole_data_passes_equal_their_serial_twins(dtype, sparse):
     pb = make_problem(dtype, LOG_LOSS, RELU, n=157, sparse=sparse, weighted=True, seed=7)
     chunk, n_params = 7, pb.layout.n_params
     args = (pb.Xk, pb.Xsp, pb.Yk, pb.swk)
+    finish = penalties.address(penalties.FINISH, dtype)
     for order in (kernel_rows(pb.n), readonly(pb.rng.permutation(pb.n).astype(np.int64))):
         serial, slots = whole_data_workspaces(pb, chunk, train=True)
         want_g = np.empty(n_params, dtype)
         want = T.full_loss_grad(pb.params, want_g, np.empty(n_params, dtype), serial.net,
-                                *args, order, chunk, L.address(LOG_LOSS, dtype), pb.clip_eps,
-                                HUBER_DELTA, 1e-3, 2e-3, serial.act, serial.delta,
-                                serial.xbuf, serial.dact, no_dropout())
+                                *args, order, chunk, L.address(LOG_LOSS, dtype), finish,
+                                pb.clip_eps, HUBER_DELTA, 1e-3, 2e-3, serial.act,
+                                serial.delta, serial.xbuf, serial.dact, no_dropout())
         for k in THREADS:
             got_g = np.full(n_params, np.nan, dtype)
             got = on_threads(k, P.full_loss_grad_parallel, pb.params, got_g,
                              np.empty((P.SLOTS, n_params), dtype), slots.net, *args, order,
-                             chunk, L.address(LOG_LOSS, dtype), pb.clip_eps, HUBER_DELTA, 1e-3,
-                             2e-3, slots.act,
-                             slots.delta, slots.xbuf, slots.dact, no_dropout(),
-                             np.empty((P.SLOTS, 2)))
+                             chunk, L.address(LOG_LOSS, dtype), finish, pb.clip_eps,
+                             HUBER_DELTA, 1e-3, 2e-3, slots.act, slots.delta, slots.xbuf,
+                             slots.dact, no_dropout(), np.empty((P.SLOTS, 2)))
             assert got == want
             np.testing.assert_array_equal(got_g, want_g)
 

@@ -4,8 +4,8 @@ Each update reads the gradient through ``form = (gscale, n_coefs, alpha, total)`
 ``(grads[j] + alpha * params[j]) / total * gscale`` (the alpha term on the first
 ``n_coefs`` entries, the weights, only; see ``final_gradient``): ``train_epoch`` hands
 the raw gradient sums with the L2 penalty and the weight sum, which saves a whole pass
-over the parameters (``backward.finalize_gradient``), or a finished gradient with
-``(gscale, 0, 0.0, 1.0)``, ``gscale`` < 1 when the global norm is clipped. The state
+over the parameters (``penalties.finalize_gradient``), or a finished gradient with
+``(gscale, n_coefs, 0.0, 1.0)``, ``gscale`` < 1 when the global norm is clipped. The state
 lives in two vectors ``s0``, ``s1`` of the parameter layout (``step`` takes them apart
 so that the parallel kernels can update a slice of every vector: an update is
 element-wise). ``step`` selects the rule by integer code.

@@ -166,7 +166,8 @@ def train_epoch_blocked(params, grads, partials, state, hp, ihp, fields, X, Xsp,
     n = order.shape[0]
     n_coefs = net.icpt_off[0]
     # Without clipping or L1 the partials are summed in the step's own pass; with them
-    # the gradient must be whole before step_form finishes it.
+    # (``penalties.code``: FINISH) the gradient must be whole before step_form's
+    # finishing pass.
     sum_first = hp[HP_MAX_GRAD_NORM] != 0.0 or hp[HP_L1] != 0.0
     total = 0.0
     last = order[:0]
@@ -187,7 +188,7 @@ def train_epoch_blocked(params, grads, partials, state, hp, ihp, fields, X, Xsp,
         if sum_first:  # (serial: a rare path, and one region less to compile)
             for b in range(nb - 1):
                 _add_into(grads, partials[b])
-        form, sq, l1_norm = step_form(params, grads, hp, n_coefs, sw_sum)
+        form, sq, l1_norm = step_form(params, grads, hp, ihp, n_coefs, sw_sum)
         total += batch_loss(loss_sum, sw_sum, hp, sq, l1_norm) * (stop - start)
         last = rows
         ihp[IHP_T] += 1
@@ -243,8 +244,8 @@ def _wave_loss_grad(params, scratch, net, X, Xsp, Y, sw, order, chunk, first, co
 
 @njit(**PARALLEL_OPTIONS)
 def full_loss_grad_parallel(params, grads, scratch, fields, X, Xsp, Y, sw, order, chunk,
-                            loss_fn, clip_eps, huber_delta, alpha, l1, act, delta, xbuf,
-                            dact, no_drop, sums):
+                            loss_fn, finish_fn, clip_eps, huber_delta, alpha, l1, act,
+                            delta, xbuf, dact, no_drop, sums):
     """``train.full_loss_grad`` of more than one chunk, ``SLOTS`` chunks at a time
     (``scratch``, ``act``, ``delta``, ``xbuf``, ``dact``: one row per slot; ``sums``
     (SLOTS, 2) float64). Returns exactly what ``full_loss_grad`` returns."""
@@ -266,7 +267,8 @@ def full_loss_grad_parallel(params, grads, scratch, fields, X, Xsp, Y, sw, order
             loss_sum += sums[s, 0]
             sw_sum += sums[s, 1]
             _add_into(grads, scratch[s])
-    loss = objective(params, grads, net.icpt_off[0], alpha, l1, loss_sum, sw_sum)
+    loss = objective(params, grads, net.icpt_off[0], alpha, l1, loss_sum, sw_sum,
+                     finish_fn)
     fpenv.leave(fp)
     return loss
 

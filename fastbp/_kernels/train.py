@@ -14,9 +14,9 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from .._config import HELPER_JIT_OPTIONS, INLINED_JIT_OPTIONS, JIT_OPTIONS
-from . import dropout, fpenv, losses
+from . import dropout, fpenv, losses, penalties
 from . import optimizers as opt
-from .backward import backward_batch, finalize_gradient, sum_of_squares
+from .backward import backward_batch
 from .blas import product
 from .forward import Net, block_view, coef_view, forward_batch, forward_layers, raveled
 from .literals import runtime, smaller
@@ -29,12 +29,14 @@ N_HP = 12
 # Slots of the int64 vector ``ihp``. IHP_T, the number of optimizer steps taken so far,
 # is advanced in place (Adam's bias correction and the dropout masks read it);
 # IHP_FINITE is written: 1 if the network's outputs on the last minibatch are finite
-# after the epoch's last step (0: the weights overflow the forward pass). IHP_LOSS and
-# IHP_RULE are the addresses of the loss (``losses.address``) and of the optimizer's rule
-# (``optimizers.address``) for the network's dtype, set by the caller before each epoch:
+# after the epoch's last step (0: the weights overflow the forward pass). IHP_LOSS,
+# IHP_RULE and IHP_FINISH are the addresses of the loss (``losses.address``), of the
+# optimizer's rule (``optimizers.address``) and of the finishing pass (``penalties``, its
+# ``code`` for the fit) for the network's dtype, set by the caller before each epoch:
 # valid in this process only.
-IHP_SOLVER, IHP_NESTEROV, IHP_LOSS, IHP_T, IHP_SEED, IHP_FINITE, IHP_RULE = range(7)
-N_IHP = 7
+(IHP_SOLVER, IHP_NESTEROV, IHP_LOSS, IHP_T, IHP_SEED, IHP_FINITE, IHP_RULE,
+ IHP_FINISH) = range(8)
+N_IHP = 8
 
 
 @unlinked
@@ -58,25 +60,18 @@ def batch_loss_grad(params, grads, net, X, Xsp, Y, sw, rows, loss_fn, clip_eps,
 
 @unlinked
 @njit(**HELPER_JIT_OPTIONS)
-def step_form(params, grads, hp, n_coefs, sw_sum):
+def step_form(params, grads, hp, ihp, n_coefs, sw_sum):
     """How the optimizer reads the minibatch gradient ``grads`` (raw sums), and the
-    penalty terms of the reported loss: ``(form, sq, l1_norm)``.
-
-    Without clipping and L1 the step itself adds the L2 term and divides by ``sw_sum``
-    (``form``, see ``optimizers``), which saves a pass over the parameters; clipping
-    needs the whole final gradient's norm before the step, so the gradient is finished
-    here (``backward.finalize_gradient``). ``sq`` and ``l1_norm`` are the squared L2 and
-    the L1 norms of the weights before the step.
+    penalty terms of the reported loss: ``(form, sq, l1_norm)``, from the finishing pass
+    at ``ihp[IHP_FINISH]`` (``penalties``: the rule adds the L2 term and divides by
+    ``sw_sum`` itself, or the pass finishes the gradient here, for clipping and L1).
+    ``sq`` and ``l1_norm`` are the squared L2 and the L1 norms of the weights before
+    the step.
     """
-    alpha, l1, max_norm = hp[HP_ALPHA], hp[HP_L1], hp[HP_MAX_GRAD_NORM]
-    if max_norm == 0.0 and l1 == 0.0:
-        return (1.0, n_coefs, alpha, sw_sum), sum_of_squares(params, n_coefs), 0.0
-    sq, l1_norm, grad_sq = finalize_gradient(params, grads, n_coefs, alpha, l1, sw_sum,
-                                             max_norm > 0.0)
-    gscale = 1.0
-    if max_norm > 0.0 and grad_sq > max_norm * max_norm:
-        gscale = max_norm / math.sqrt(grad_sq)
-    return (gscale, n_coefs, 0.0, 1.0), sq, l1_norm
+    gscale, alpha, total, sq, l1_norm = penalties.call(
+        ihp[IHP_FINISH], params, grads, n_coefs, hp[HP_ALPHA], hp[HP_L1], sw_sum,
+        hp[HP_MAX_GRAD_NORM])
+    return (gscale, n_coefs, alpha, total), sq, l1_norm
 
 
 @njit(**HELPER_JIT_OPTIONS)
@@ -173,7 +168,7 @@ def train_epoch(params, grads, state, hp, ihp, fields, X, Xsp, Y, sw, order, bat
         )
         if sw_sum == 0.0:
             continue
-        form, sq, l1_norm = step_form(params, grads, hp, n_coefs, sw_sum)
+        form, sq, l1_norm = step_form(params, grads, hp, ihp, n_coefs, sw_sum)
         total += batch_loss(loss_sum, sw_sum, hp, sq, l1_norm) * (stop - start)
         last = rows
         ihp[IHP_T] += 1
@@ -202,10 +197,12 @@ def outputs_finite(params, net, X, Xsp, rows, act, xbuf, drop):
 
 @njit(**JIT_OPTIONS)
 def full_loss_grad(params, grads, scratch, fields, X, Xsp, Y, sw, order, chunk, loss_fn,
-                   clip_eps, huber_delta, alpha, l1, act, delta, xbuf, dact, no_drop):
+                   finish_fn, clip_eps, huber_delta, alpha, l1, act, delta, xbuf, dact,
+                   no_drop):
     """Loss and gradient of the whole objective over the rows ``order`` (L-BFGS and
     the gradient check): the weighted mean loss plus the penalties, no dropout
-    (``no_drop`` is None).
+    (``no_drop`` is None); ``finish_fn`` the address of ``penalties.FINISH``'s
+    callback for the network's dtype.
 
     Walks the data in chunks of ``chunk`` rows so the workspace stays small; ``scratch``
     (parameter layout) receives each chunk's sums, added to ``grads`` in chunk order.
@@ -232,21 +229,22 @@ def full_loss_grad(params, grads, scratch, fields, X, Xsp, Y, sw, order, chunk, 
             loss_sum += ls
             sw_sum += ss
             grads += scratch
-    loss = objective(params, grads, net.icpt_off[0], alpha, l1, loss_sum, sw_sum)
+    loss = objective(params, grads, net.icpt_off[0], alpha, l1, loss_sum, sw_sum,
+                     finish_fn)
     fpenv.leave(fp)
     return loss
 
 
 @unlinked
 @njit(**HELPER_JIT_OPTIONS)
-def objective(params, grads, n_coefs, alpha, l1, loss_sum, sw_sum):
+def objective(params, grads, n_coefs, alpha, l1, loss_sum, sw_sum, finish_fn):
     """The objective from the summed loss and raw gradient: finishes ``grads`` (the
-    penalties, the division by the weight sum) and returns the loss (NaN if the
-    sample weights sum to zero)."""
+    penalties, the division by the weight sum: the pass at ``finish_fn``) and returns
+    the loss (NaN if the sample weights sum to zero)."""
     if sw_sum == 0.0:
         return math.nan
-    sq, l1_norm, _ = finalize_gradient(params, grads, n_coefs, alpha, l1, sw_sum,
-                                        runtime(False))
+    _, _, _, sq, l1_norm = penalties.call(finish_fn, params, grads, n_coefs, alpha, l1,
+                                          sw_sum, 0.0)
     return loss_sum / sw_sum + 0.5 * alpha * sq / sw_sum + l1 * l1_norm / sw_sum
 
 

@@ -17,7 +17,7 @@ The element-wise loops that call it wrote the same bits at either width in the t
 (each lane does the scalar code's operations in the same order), but softplus, whose
 scalar tail rounds one step differently from its vector body: at most 1 ulp apart in the
 tail, whose length changes with the width. A reduction that may reassociate
-(``backward.sum_of_squares``) sums in other lanes: other last bits, the same on every
+(``penalties.sum_of_squares``) sums in other lanes: other last bits, the same on every
 run.
 """
 
