@@ -13,7 +13,7 @@ from . import _cache_lock
 # divergence shows up as NaN/inf in the loss or the weights, and the estimators must
 # see it to stop and raise. `reassoc` is absent too, so that a kernel's result does not
 # depend on how the compiler vectorised a reduction (parity with scikit-learn); the one
-# exception, the squared norm behind the reported L2 term, says why in backward.py.
+# exception, the squared norm behind the reported L2 term, says why in penalties.py.
 FASTMATH = {"nsz", "arcp", "contract"}
 
 # Every kernel is compiled with the on-disk cache, so that a second process does not
@@ -22,9 +22,9 @@ FASTMATH = {"nsz", "arcp", "contract"}
 # Python model's zero check on every division also stops LLVM from vectorising loops
 # that divide (measured: Adam's update ran 4x slower with it).
 #
-# no_cfunc_wrapper: no kernel is called as a C callback (the activations, losses and
-# optimizer rules, which are, are numba.cfunc and make their own); numba would otherwise
-# compile a C wrapper for every function it compiles.
+# no_cfunc_wrapper: no kernel is called as a C callback (the activations, losses,
+# optimizer rules and finishing passes, which are, are numba.cfunc and make their own);
+# numba would otherwise compile a C wrapper for every function it compiles.
 JIT_OPTIONS = dict(nogil=True, cache=True, fastmath=FASTMATH, error_model="numpy",
                    no_cfunc_wrapper=True)
 

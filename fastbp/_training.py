@@ -117,8 +117,6 @@ class Hyperparameters:
         if self.solver in _opt.CODES:
             ihp[_train.IHP_SOLVER] = _opt.CODES[self.solver]
         ihp[_train.IHP_NESTEROV] = int(params["nesterovs_momentum"])
-        # the epochs' finishing pass (L-BFGS's objective always finishes the gradient)
-        self.finish = _pen.code(self.l1, hp[_train.HP_MAX_GRAD_NORM])
 
     def loss_address(self, dtype):
         """The address of the loss's C callback for ``dtype`` networks (this process)."""
@@ -287,12 +285,13 @@ class Trainer:
         hyper.ihp[_train.IHP_SEED] = self.dropout_seed or 0
         engine, ws, kernel, args = self.epoch_call(network, data, order, batch_size, hyper,
                                                    act_codes, drop)
-        solver = int(hyper.ihp[_train.IHP_SOLVER])
-        self._bind(ws, kernel, args, act_codes,
-                   [(_loss, hyper.loss), (_opt, solver), (_pen, hyper.finish)], ahead)
-        hyper.ihp[_train.IHP_RULE] = _opt.address(solver, dtype)
-        hyper.ihp[_train.IHP_FINISH] = _pen.address(hyper.finish, dtype)
-        hyper.ihp[_train.IHP_LOSS] = hyper.loss_address(dtype)
+        # the C callbacks the epoch calls, by the slot of ``ihp`` that holds the address
+        callbacks = {_train.IHP_LOSS: (_loss, hyper.loss),
+                     _train.IHP_RULE: (_opt, int(hyper.ihp[_train.IHP_SOLVER])),
+                     _train.IHP_FINISH: (_pen, _train.finish_code(hyper.hp))}
+        self._bind(ws, kernel, args, act_codes, list(callbacks.values()), ahead)
+        for slot, (table, code) in callbacks.items():
+            hyper.ihp[slot] = table.address(code, dtype)
         with nullcontext() if engine == "serial" else _threads.numba_threads(self.threads):
             accumulated = kernel(*args)
         opt.t = int(hyper.ihp[_train.IHP_T])

@@ -100,8 +100,8 @@ RUN = {"blocked": run_blocked, "columns": run_columns}
 @pytest.mark.parametrize("engine", ["blocked", "columns"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
-@pytest.mark.parametrize("which", ["adam", "nesterov", "adamw", "adam+l1+clip", "sgd+dropout",
-                                   "sgd+relu+dropout"])
+@pytest.mark.parametrize("which", ["adam", "nesterov", "adamw", "adam+l1+clip", "sgd+l1",
+                                   "adamw+clip", "sgd+dropout", "sgd+relu+dropout"])
 def test_parallel_epochs_match_the_oracle_on_any_thread_count(engine, dtype, sparse, which):
     """Batches of 67 rows, the last of 16. Blocked: two blocks (33 + 34), the last batch
     one block; the oracle's dropout masks are those of whole minibatches, so the blocks

@@ -1,7 +1,8 @@
 """Kernels compiled as C callbacks on first use and called by address: one per (code,
-dtype), so that a fit compiles only the variants it runs (``activations``, the
-optimizer rules in ``optimizers``). numba compiles a ``cfunc`` when it is made; a table
-makes it the first time its address is asked for, or loads it from numba's cache.
+dtype), so that a fit compiles only the variants it runs (``activations``, ``losses``,
+the optimizer rules in ``optimizers``, the finishing passes in ``penalties``). numba
+compiles a ``cfunc`` when it is made; a table makes it the first time its address is
+asked for, or loads it from numba's cache.
 """
 
 import threading
@@ -9,6 +10,7 @@ import threading
 import numpy as np
 from llvmlite import ir
 from numba import cfunc, types
+from numba.core import cgutils
 from numba.core.ccallback import CFunc
 from numba.core.sigutils import normalize_signature
 
@@ -104,3 +106,15 @@ def call_at(context, builder, c_signature, address, values, value_types):
             for value, ty, c_ty in zip(values, value_types, c_signature.args, strict=True)]
     fnty = ir.FunctionType(ir.VoidType(), [context.get_value_type(a) for a in c_signature.args])
     builder.call(builder.inttoptr(address, fnty.as_pointer()), args)
+
+
+def call_for_results(context, builder, c_signature, address, values, value_types, n):
+    """``call_at`` of a callback whose last argument points to ``n`` float64 results,
+    written by it (``values`` and ``value_types`` are the others): a buffer for them on
+    the caller's stack, and their values after the call."""
+    f8 = types.float64
+    out = cgutils.alloca_once(builder, context.get_value_type(f8), size=n)
+    call_at(context, builder, c_signature, address, [*values, out],
+            [*value_types, c_signature.args[-1]])
+    return [builder.load(builder.gep(out, [context.get_constant(types.intp, i)]))
+            for i in range(n)]

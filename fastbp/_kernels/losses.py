@@ -39,7 +39,7 @@ from numba.extending import intrinsic
 
 from .._config import INLINED_JIT_OPTIONS, JIT_OPTIONS
 from . import activations as A
-from .callbacks import CallbackTable, call_at
+from .callbacks import CallbackTable, call_for_results
 from .literals import larger, smaller
 
 SQUARED_ERROR = 0
@@ -220,18 +220,15 @@ def call(typingctx, fn, P, Y, rows, sw, clip_eps, huber_delta, D):
         n, k = cgutils.unpack_tuple(builder, pary.shape, 2)
         ny = builder.extract_value(yary.shape, 0)
         nsw = builder.extract_value(wary.shape, 0)
-        out = cgutils.alloca_once(builder, context.get_value_type(f8), size=2)
         c_signature = _signature(P.dtype)
         ptr, i8 = c_signature.args[0], types.intp
-        call_at(context, builder, c_signature, address,
-                [pary.data, n, k, yary.data, ny, rary.data, wary.data, nsw,
-                 context.cast(builder, eps, tys[5], f8),
-                 context.cast(builder, hd, tys[6], f8), dary.data, out],
-                [ptr, i8, i8, ptr, i8, c_signature.args[5], ptr, i8, f8, f8, ptr,
-                 c_signature.args[11]])
-        loss_sum = builder.load(out)
-        sw_sum = builder.load(builder.gep(out, [context.get_constant(types.intp, 1)]))
-        return context.make_tuple(builder, signature.return_type, (loss_sum, sw_sum))
+        sums = call_for_results(
+            context, builder, c_signature, address,
+            [pary.data, n, k, yary.data, ny, rary.data, wary.data, nsw,
+             context.cast(builder, eps, tys[5], f8), context.cast(builder, hd, tys[6], f8),
+             dary.data],
+            [ptr, i8, i8, ptr, i8, c_signature.args[5], ptr, i8, f8, f8, ptr], 2)
+        return context.make_tuple(builder, signature.return_type, sums)
 
     return sig, codegen
 

@@ -39,8 +39,6 @@ from .literals import runtime, smaller
 from .train import (
     HP_CLIP_EPS,
     HP_HUBER_DELTA,
-    HP_L1,
-    HP_MAX_GRAD_NORM,
     IHP_FINITE,
     IHP_LOSS,
     IHP_SEED,
@@ -49,6 +47,7 @@ from .train import (
     batch_loss,
     batch_loss_grad,
     chunk_loss,
+    finishes_gradient,
     is_range,
     objective,
     optimizer_step_slice,
@@ -166,9 +165,8 @@ def train_epoch_blocked(params, grads, partials, state, hp, ihp, fields, X, Xsp,
     n = order.shape[0]
     n_coefs = net.icpt_off[0]
     # Without clipping or L1 the partials are summed in the step's own pass; with them
-    # (``penalties.code``: FINISH) the gradient must be whole before step_form's
-    # finishing pass.
-    sum_first = hp[HP_MAX_GRAD_NORM] != 0.0 or hp[HP_L1] != 0.0
+    # the gradient must be whole before step_form's finishing pass finishes it.
+    sum_first = finishes_gradient(hp)
     total = 0.0
     last = order[:0]
     for start in range(0, n, batch_size):

@@ -11,7 +11,7 @@ callback per (code, dtype), called by address, as the losses and the rules are.
   1)``). Clipping needs the whole final gradient's norm before the step, and the L1
   term has no place in the rule's form; L-BFGS's objective needs the gradient itself.
 
-``code`` picks one for a fit's settings. As callbacks, neither is compiled with the
+``train.finish_code`` picks one for a fit's settings. As callbacks, neither is compiled with the
 epoch kernels: a first fit compiles ``IN_STEP`` alone, in the callbacks' process while
 the kernel compiles (``fastbp._compile_ahead``), and ``FINISH`` waits for the first fit
 that clips, has an L1 penalty or runs L-BFGS. Compiled into the epochs, the finishing
@@ -22,11 +22,10 @@ import math
 
 import numpy as np
 from numba import carray, njit, types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._config import HELPER_JIT_OPTIONS, JIT_OPTIONS
-from .callbacks import CallbackTable, call_at
+from .callbacks import CallbackTable, call_for_results
 from .vectorwidth import wide
 
 IN_STEP = 0
@@ -34,13 +33,6 @@ FINISH = 1
 CODES = {"in_step": IN_STEP, "finish": FINISH}
 # the callback's results, in the order of ``call``'s tuple
 N_OUT = 5  # (gscale, form's alpha, form's total, sq, l1_norm)
-
-
-def code(l1, max_norm):
-    """The code of a stochastic fit's finishing pass: ``FINISH`` when it has an L1
-    penalty or clips the gradient's norm (``max_norm``, 0 for no clipping), else
-    ``IN_STEP``. (``parallel.train_epoch_blocked`` reads the same settings.)"""
-    return FINISH if l1 != 0.0 or max_norm != 0.0 else IN_STEP
 
 
 # The one kernel allowed to reassociate (see _config.FASTMATH): a sum of squares kept
@@ -150,14 +142,11 @@ def call(typingctx, fn, params, grads, n_coefs, alpha, l1, sw_sum, max_norm):
         pary, gary = (context.make_array(ty)(context, builder, v)
                       for ty, v in zip(signature.args[1:3], (p, g), strict=True))
         n = builder.extract_value(pary.shape, 0)
-        out = cgutils.alloca_once(builder, context.get_value_type(f8), size=N_OUT)
         c_signature = _signature(params.dtype)
         ptr = c_signature.args[0]
-        call_at(context, builder, c_signature, address,
-                [pary.data, gary.data, n, *args[3:], out],
-                [ptr, ptr, types.intp, *signature.args[3:], c_signature.args[-1]])
-        values = [builder.load(builder.gep(out, [context.get_constant(types.intp, i)]))
-                  for i in range(N_OUT)]
+        values = call_for_results(context, builder, c_signature, address,
+                                  [pary.data, gary.data, n, *args[3:]],
+                                  [ptr, ptr, types.intp, *signature.args[3:]], N_OUT)
         return context.make_tuple(builder, signature.return_type, values)
 
     return sig, codegen

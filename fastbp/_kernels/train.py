@@ -58,6 +58,20 @@ def batch_loss_grad(params, grads, net, X, Xsp, Y, sw, rows, loss_fn, clip_eps,
     return loss_sum, sw_sum
 
 
+@njit(**INLINED_JIT_OPTIONS)
+def finishes_gradient(hp):
+    """Whether a stochastic fit's gradient is finished before its step (clipping or an
+    L1 penalty: ``penalties.FINISH``), rather than in the rule's own pass
+    (``penalties.IN_STEP``)."""
+    return hp[HP_MAX_GRAD_NORM] != 0.0 or hp[HP_L1] != 0.0
+
+
+def finish_code(hp):
+    """The ``penalties`` code of the finishing pass an epoch with hyperparameters ``hp``
+    runs (its address goes to ``ihp[IHP_FINISH]``)."""
+    return penalties.FINISH if finishes_gradient.py_func(hp) else penalties.IN_STEP
+
+
 @unlinked
 @njit(**HELPER_JIT_OPTIONS)
 def step_form(params, grads, hp, ihp, n_coefs, sw_sum):
