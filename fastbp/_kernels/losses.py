@@ -5,7 +5,7 @@ the first time it is asked for, or loads it from numba's cache), as they call th
 activations and the optimizer rules: a fit compiles only the loss it uses.
 
 Every loss is paired with an output activation (the table ``OUTPUT_ACTIVATION``) and
-``loss_and_delta`` writes the derivative of the loss with respect to the output
+its ``loss_and_delta`` (``_batch``) writes the derivative of the loss with respect to the output
 *pre-activation*. For the first four (canonical links) that is ``P - Y``; the others have
 an identity output, so it is the derivative with respect to the output itself.
 
@@ -76,94 +76,153 @@ OUTPUT_ACTIVATION = {
 }
 
 
-# Inlined into each loss's C callback (``_callback``), where ``code`` is a constant:
-# numba prunes the other losses' branches before compiling them, and a fit compiles only
-# its own loss (compiling all eight into every kernel that reached this function cost a
-# cold first digits fit about 0.3 s of CPU).
-@njit(**INLINED_JIT_OPTIONS)
-def loss_and_delta(P, Y, rows, sw, code, clip_eps, huber_delta, D):
-    """Loss of the batch and the output delta.
+# Each loss is its own small function, inlined (with the row loop around it) into that
+# loss's C callback only: numba copies an inlined function's IR block by block, so one
+# function with every loss's branch, inlined into each callback and pruned there, made
+# each callback compile about twice as long (CONTRIBUTING).
+#
+# An element-wise loss: ``(li, p, y, d, clip_eps, hd, huber_delta, zero, one, two) ->
+# (li, d)`` adds output ``p``'s term (target ``y``) to the row's loss ``li`` (float64)
+# and returns it with the delta (``d = p - y`` on entry, in P's dtype; ``hd`` is
+# ``huber_delta`` in that dtype, ``zero``, ``one``, ``two`` its constants).
 
-    ``P`` (n, k): the batch's output activations; ``Y`` (n_samples, k): the targets of
-    the whole data set, row ``rows[i]`` (int64) being batch row i; ``sw``: sample
-    weights (empty: unit weights); ``code``: the loss; ``clip_eps``: probabilities are
-    clipped to [clip_eps, 1 - clip_eps] in the log losses; ``huber_delta``: the huber
-    threshold. Writes into ``D`` (n, k) the gradient of the weighted loss sum with respect
-    to the output pre-activation (``(P - Y) * sw`` for the canonical links). Returns
-    ``(loss_sum, sw_sum)``, both accumulated in float64.
-    """
-    n, k = P.shape
-    weighted = sw.shape[0] > 0
-    # delta in P's dtype (numba promotes float32 op float64); loss sums in float64
-    cast = P.dtype.type
-    zero, one, two = cast(0.0), cast(1.0), cast(2.0)
-    hd = cast(huber_delta)
-    loss_sum = 0.0
-    sw_sum = 0.0
-    # libm's log, not vmath.log: this loop sums in order in float64 and cannot
-    # vectorise, and vmath.log inlined as scalar code measured slower (32 x 10 log_loss
-    # batch: 0.66 us against 0.38 us)
-    for i in range(n):
-        r = rows[i]
-        w = sw[r] if weighted else one
-        li = 0.0
-        if code == HINGE:
-            c = 0
-            for j in range(1, k):
-                if Y[r, j] > Y[r, c]:
-                    c = j
-            jmax = 1 if c == 0 else 0
-            for j in range(k):
-                if j != c and P[i, j] > P[i, jmax]:
-                    jmax = j
-            for j in range(k):
-                D[i, j] = zero
-            margin = 1.0 + P[i, jmax] - P[i, c]
-            if margin > 0:
-                li = margin
-                D[i, jmax] = w
-                D[i, c] = -w
-        else:
-            for j in range(k):
-                p = P[i, j]
-                y = Y[r, j]
-                d = p - y
-                if code == SQUARED_ERROR:
-                    li += 0.5 * (y - p) * (y - p)
-                elif code == POISSON:
-                    li += p - y
-                    if y != 0:
-                        li += y * math.log(y / p)
-                elif code == LOG_LOSS:
-                    if y != 0:
-                        li -= y * math.log(smaller(larger(p, clip_eps), 1.0 - clip_eps))
-                elif code == BINARY_LOG_LOSS:
-                    pc = smaller(larger(p, clip_eps), 1.0 - clip_eps)
-                    if y != 0:
-                        li -= y * math.log(pc)
-                    if y != 1:
-                        li -= (1.0 - y) * math.log(1.0 - pc)
-                elif code == ABSOLUTE_ERROR:
-                    li += abs(d)
-                    d = one if d > zero else (-one if d < zero else zero)
-                elif code == HUBER:
-                    if abs(d) <= hd:
-                        li += 0.5 * d * d
-                    else:
-                        li += huber_delta * (abs(d) - 0.5 * huber_delta)
-                        d = hd if d > zero else -hd
-                else:  # BINARY_HINGE
-                    s = two * y - one
-                    term = one - s * p
-                    if term > zero:
-                        li += term
-                        d = -s
-                    else:
-                        d = zero
-                D[i, j] = d * w
-        loss_sum += w * li
-        sw_sum += w
-    return loss_sum, sw_sum
+
+@njit(**INLINED_JIT_OPTIONS)
+def _squared_error(li, p, y, d, clip_eps, hd, huber_delta, zero, one, two):
+    return li + 0.5 * (y - p) * (y - p), d
+
+
+@njit(**INLINED_JIT_OPTIONS)
+def _poisson(li, p, y, d, clip_eps, hd, huber_delta, zero, one, two):
+    li += p - y
+    if y != 0:
+        li += y * math.log(y / p)
+    return li, d
+
+
+@njit(**INLINED_JIT_OPTIONS)
+def _log_loss(li, p, y, d, clip_eps, hd, huber_delta, zero, one, two):
+    if y != 0:
+        li -= y * math.log(smaller(larger(p, clip_eps), 1.0 - clip_eps))
+    return li, d
+
+
+@njit(**INLINED_JIT_OPTIONS)
+def _binary_log_loss(li, p, y, d, clip_eps, hd, huber_delta, zero, one, two):
+    pc = smaller(larger(p, clip_eps), 1.0 - clip_eps)
+    if y != 0:
+        li -= y * math.log(pc)
+    if y != 1:
+        li -= (1.0 - y) * math.log(1.0 - pc)
+    return li, d
+
+
+@njit(**INLINED_JIT_OPTIONS)
+def _absolute_error(li, p, y, d, clip_eps, hd, huber_delta, zero, one, two):
+    return li + abs(d), one if d > zero else (-one if d < zero else zero)
+
+
+@njit(**INLINED_JIT_OPTIONS)
+def _huber(li, p, y, d, clip_eps, hd, huber_delta, zero, one, two):
+    if abs(d) <= hd:
+        return li + 0.5 * d * d, d
+    return li + huber_delta * (abs(d) - 0.5 * huber_delta), hd if d > zero else -hd
+
+
+@njit(**INLINED_JIT_OPTIONS)
+def _binary_hinge(li, p, y, d, clip_eps, hd, huber_delta, zero, one, two):
+    s = two * y - one
+    term = one - s * p
+    if term > zero:
+        return li + term, -s
+    return li, zero
+
+
+def _elementwise(term):
+    """A row of an element-wise loss ``term``: ``row(P, Y, D, i, r, w, li, clip_eps, hd,
+    huber_delta, zero, one, two) -> li`` over the outputs of batch row ``i`` (target row
+    ``r``, sample weight ``w``), its deltas times ``w`` into ``D``."""
+
+    @njit(**INLINED_JIT_OPTIONS)
+    def row(P, Y, D, i, r, w, li, clip_eps, hd, huber_delta, zero, one, two):
+        for j in range(P.shape[1]):
+            p = P[i, j]
+            y = Y[r, j]
+            li, d = term(li, p, y, p - y, clip_eps, hd, huber_delta, zero, one, two)
+            D[i, j] = d * w
+        return li
+
+    return row
+
+
+@njit(**INLINED_JIT_OPTIONS)
+def _hinge(P, Y, D, i, r, w, li, clip_eps, hd, huber_delta, zero, one, two):
+    """A row of the multiclass hinge (``_elementwise``'s ``row``)."""
+    k = P.shape[1]
+    c = 0
+    for j in range(1, k):
+        if Y[r, j] > Y[r, c]:
+            c = j
+    jmax = 1 if c == 0 else 0
+    for j in range(k):
+        if j != c and P[i, j] > P[i, jmax]:
+            jmax = j
+    for j in range(k):
+        D[i, j] = zero
+    margin = 1.0 + P[i, jmax] - P[i, c]
+    if margin > 0:
+        li = margin
+        D[i, jmax] = w
+        D[i, c] = -w
+    return li
+
+
+def _batch(row):
+    """``loss_and_delta`` of the loss whose rows ``row`` computes (``_elementwise``)."""
+
+    @njit(**INLINED_JIT_OPTIONS)
+    def loss_and_delta(P, Y, rows, sw, clip_eps, huber_delta, D):
+        """Loss of the batch and the output delta.
+
+        ``P`` (n, k): the batch's output activations; ``Y`` (n_samples, k): the targets
+        of the whole data set, row ``rows[i]`` (int64) being batch row i; ``sw``: sample
+        weights (empty: unit weights); ``clip_eps``: probabilities are clipped to
+        [clip_eps, 1 - clip_eps] in the log losses; ``huber_delta``: the huber
+        threshold. Writes into ``D`` (n, k) the gradient of the weighted loss sum with
+        respect to the output pre-activation (``(P - Y) * sw`` for the canonical links).
+        Returns ``(loss_sum, sw_sum)``, both accumulated in float64.
+        """
+        n = P.shape[0]
+        weighted = sw.shape[0] > 0
+        # delta in P's dtype (numba promotes float32 op float64); loss sums in float64
+        cast = P.dtype.type
+        zero, one, two = cast(0.0), cast(1.0), cast(2.0)
+        hd = cast(huber_delta)
+        loss_sum = 0.0
+        sw_sum = 0.0
+        # libm's log, not vmath.log: this loop sums in order in float64 and cannot
+        # vectorise, and vmath.log inlined as scalar code measured slower (32 x 10
+        # log_loss batch: 0.66 us against 0.38 us)
+        for i in range(n):
+            r = rows[i]
+            w = sw[r] if weighted else one
+            li = row(P, Y, D, i, r, w, 0.0, clip_eps, hd, huber_delta, zero, one, two)
+            loss_sum += w * li
+            sw_sum += w
+        return loss_sum, sw_sum
+
+    return loss_and_delta
+
+
+# each loss's loss_and_delta, called from its own C callback only (``_callback``)
+_SQUARED_ERROR = _batch(_elementwise(_squared_error))
+_POISSON = _batch(_elementwise(_poisson))
+_LOG_LOSS = _batch(_elementwise(_log_loss))
+_BINARY_LOG_LOSS = _batch(_elementwise(_binary_log_loss))
+_ABSOLUTE_ERROR = _batch(_elementwise(_absolute_error))
+_HUBER = _batch(_elementwise(_huber))
+_HINGE = _batch(_hinge)
+_BINARY_HINGE = _batch(_elementwise(_binary_hinge))
 
 
 # ---------------------------------------------------------------------------------------
@@ -174,14 +233,31 @@ def loss_and_delta(P, Y, rows, sw, code, clip_eps, huber_delta, D):
 
 
 def _callback(code):
-    """The C callback body of loss ``code`` (a constant: ``loss_and_delta`` keeps only
-    its branch)."""
+    """The C callback body of loss ``code``: a constant, so that numba prunes the other
+    losses' branches before it inlines the one left (a closure's cell, not a dispatcher:
+    numba's cache keys a closure on its cells, and a dispatcher pickles with a
+    per-process id)."""
 
     def loss(pp, n, k, yp, ny, rp, swp, nsw, clip_eps, huber_delta, dp, outp):
         out = carray(outp, 2)
-        out[0], out[1] = loss_and_delta(
-            carray(pp, (n, k)), carray(yp, (ny, k)), carray(rp, n), carray(swp, nsw), code,
-            clip_eps, huber_delta, carray(dp, (n, k)))
+        P, Y, D = carray(pp, (n, k)), carray(yp, (ny, k)), carray(dp, (n, k))
+        rows, sw, eps, hd = carray(rp, n), carray(swp, nsw), clip_eps, huber_delta
+        if code == SQUARED_ERROR:
+            out[0], out[1] = _SQUARED_ERROR(P, Y, rows, sw, eps, hd, D)
+        elif code == POISSON:
+            out[0], out[1] = _POISSON(P, Y, rows, sw, eps, hd, D)
+        elif code == LOG_LOSS:
+            out[0], out[1] = _LOG_LOSS(P, Y, rows, sw, eps, hd, D)
+        elif code == BINARY_LOG_LOSS:
+            out[0], out[1] = _BINARY_LOG_LOSS(P, Y, rows, sw, eps, hd, D)
+        elif code == ABSOLUTE_ERROR:
+            out[0], out[1] = _ABSOLUTE_ERROR(P, Y, rows, sw, eps, hd, D)
+        elif code == HUBER:
+            out[0], out[1] = _HUBER(P, Y, rows, sw, eps, hd, D)
+        elif code == HINGE:
+            out[0], out[1] = _HINGE(P, Y, rows, sw, eps, hd, D)
+        else:
+            out[0], out[1] = _BINARY_HINGE(P, Y, rows, sw, eps, hd, D)
 
     return loss
 

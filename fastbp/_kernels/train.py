@@ -47,7 +47,7 @@ def batch_loss_grad(params, grads, net, X, Xsp, Y, sw, rows, loss_fn, clip_eps,
 
     ``row0`` is the index of ``rows[0]`` in its minibatch (dropout masks; 0 unless the
     batch is split into blocks); ``loss_fn`` the address of the loss's C callback
-    (``losses.address``). Returns ``(loss_sum, sw_sum)`` (see ``losses.loss_and_delta``).
+    (``losses.address``). Returns ``(loss_sum, sw_sum)`` (see ``losses._batch``).
     """
     n = rows.shape[0]
     n_layers = net.units.shape[0]
