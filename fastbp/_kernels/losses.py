@@ -79,7 +79,7 @@ OUTPUT_ACTIVATION = {
 # Each loss is its own small function, inlined (with the row loop around it) into that
 # loss's C callback only: numba copies an inlined function's IR block by block, so one
 # function with every loss's branch, inlined into each callback and pruned there, made
-# each callback compile about twice as long (CONTRIBUTING).
+# a callback compile 1.1-1.7 times as long (CONTRIBUTING).
 #
 # An element-wise loss: ``(li, p, y, d, clip_eps, hd, huber_delta, zero, one, two) ->
 # (li, d)`` adds output ``p``'s term (target ``y``) to the row's loss ``li`` (float64)
