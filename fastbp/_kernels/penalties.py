@@ -15,7 +15,7 @@ callback per (code, dtype), called by address, as the losses and the rules are.
 epoch kernels: a first fit compiles ``IN_STEP`` alone, in the callbacks' process while
 the kernel compiles (``fastbp._compile_ahead``), and ``FINISH`` waits for the first fit
 that clips, has an L1 penalty or runs L-BFGS. Compiled into the epochs, the finishing
-pass cost every first fit 0.22-0.27 s of CPU per dtype (CONTRIBUTING).
+pass cost every first fit 0.22-0.27 s of CPU per dtype on the Intel machine (CONTRIBUTING).
 """
 
 import math
