@@ -31,9 +31,9 @@ N_HP = 12
 # IHP_FINITE is written: 1 if the network's outputs on the last minibatch are finite
 # after the epoch's last step (0: the weights overflow the forward pass). IHP_LOSS,
 # IHP_RULE and IHP_FINISH are the addresses of the loss (``losses.address``), of the
-# optimizer's rule (``optimizers.address``) and of the finishing pass (``penalties``, its
-# ``code`` for the fit) for the network's dtype, set by the caller before each epoch:
-# valid in this process only.
+# optimizer's rule (``optimizers.address``) and of the finishing pass (``penalties``; the
+# code ``finish_code`` gives) for the network's dtype, set by the caller before each
+# epoch: valid in this process only.
 (IHP_SOLVER, IHP_NESTEROV, IHP_LOSS, IHP_T, IHP_SEED, IHP_FINITE, IHP_RULE,
  IHP_FINISH) = range(8)
 N_IHP = 8
