@@ -49,6 +49,7 @@ ROW_KEYS = {
     "peer_target",
     "peer_verdict",
     "peer_setting",
+    "peer_ceiling",
 }
 
 
@@ -63,27 +64,45 @@ def blas_threads():
     return {lib["filepath"]: lib["num_threads"] for lib in threadpool_info()}
 
 
-def check_ceilings(result, peak_keys):
+def peak_keys(dtype):
+    return {ceilings.PeakRates.key(dtype, n) for n in ceilings.PeakRates.thread_counts()}
+
+
+# The fit workloads' speed-up rows of a tiny run: their FLOPs (per epoch; the table's per
+# whole fit: 2 epochs on 450 rows, each followed by the forward pass of 50 held out)
+# and the dtype of their scikit-learn side.
+CEILING_ROWS = {
+    "digits32": (ceilings.training_flops([64, 64, 10], 1797), "float32"),
+    "mc-b32": (ceilings.training_flops([100, 256, 128, 10], 400), "float64"),
+    "wide": (ceilings.training_flops([256, 1024, 1024, 10], 512), "float32"),
+    "table 500x90 fit": (2 * (ceilings.training_flops([90, 100, 10], 450)
+                              + 2 * 50 * (90 * 100 + 100 * 10)), "float64"),
+}
+
+
+def check_ceilings(result):
     """The ceilings of the speed-up rows, recomputed from the rows' own medians."""
     rows = result["rows"]
     # Ceilings: on the fit workloads' speed-up rows only, recomputed here from the row's
     # own medians, the FLOP count and the size of the peak GEMM.
-    units = {"digits32": [64, 64, 10], "mc-b32": [100, 256, 128, 10], "wide": [256, 1024, 1024, 10]}
-    n_rows = {"digits32": 1797, "mc-b32": 400, "wide": 512}
     peak_flops = 2 * result["settings"]["peak_size"] ** 3
     for row in rows:
-        if row["label"] not in units:
+        if row["label"] not in CEILING_ROWS:
             assert row["ceiling"] is None and row["ceiling_1thread"] is None
             continue
+        flops, dtype = CEILING_ROWS[row["label"]]
         med = row["medians"]
-        rates = {key: peak_flops / med[key] for key in peak_keys}  # FLOP/s
-        epoch_flops = ceilings.training_flops(units[row["label"]], n_rows[row["label"]])
-        assert row["ceiling"] == pytest.approx(med["sklearn"] * max(rates.values()) / epoch_flops)
+        rates = {key: peak_flops / med[key] for key in peak_keys(dtype)}  # FLOP/s
+        best = max(rates.values())
+        if row["label"].startswith("table"):  # a 1-thread workload: the 1-thread rate
+            best = rates[ceilings.PeakRates.key(dtype, 1)]
+        assert row["ceiling"] == pytest.approx(med["sklearn"] * best / flops)
         assert row["ceiling_1thread"] == pytest.approx(
-            med["sklearn"] * rates["peak@1"] / epoch_flops
+            med["sklearn"] * rates[ceilings.PeakRates.key(dtype, 1)] / flops
         )
         assert 0 < row["ceiling_1thread"] <= row["ceiling"] < float("inf")
-        assert "GFLOP/epoch at the peak" in row["note"]
+        per = "fit" if row["label"].startswith("table") else "epoch"
+        assert f"GFLOP/{per} at the peak {dtype}" in row["note"]
         above = row["target"] is not None and row["target"] > row["ceiling"]
         assert ("is above this machine's ceiling" in row["note"]) == above
 
@@ -97,7 +116,8 @@ def check_printed_table(out, digits):
         r"\s+fastest peer$"
     )
     assert re.search(header, out, re.M)
-    peer = r"\S+x vs jax 1 thr, (fastbp|jax) ahead: >= 1.25x (met|missed)" if HAS_JAX else "—"
+    peer = (r"\S+x vs jax 1 thr, (fastbp|jax) ahead: >= 1.25x (met|missed) \(ceiling \S+x\)"
+            if HAS_JAX else "—")
     digits_line = (
         r"^digits32\s+\S+ ms/epoch\s+sklearn .+x\s+(\S+)x \((\S+)x\)\s+>= 30x\s+(met|missed)\s+"
         + peer + "$"
@@ -126,7 +146,13 @@ def check_peer_rows(rows):
         assert digits["peer_ratio"] == pytest.approx(med["jax@1"] / med["fastbp@1"])
         assert digits["peer_samples"] == pytest.approx([digits["peer_ratio"]])
         assert digits["peer_verdict"] == ("met" if digits["peer_ratio"] >= 1.25 else "missed")
+        # the ceiling over JAX: its epoch over the epoch's FLOPs at the float32 1-thread peak
+        flops, _ = CEILING_ROWS["digits32"]
+        rate = 2 * runner.TINY.peak_size**3 / med[ceilings.PeakRates.key("float32", 1)]
+        assert digits["peer_ceiling"] == pytest.approx(med["jax@1"] * rate / flops)
+        assert "ceiling over jax" in digits["note"]
     else:
+        assert digits["peer_ceiling"] is None
         assert "jax peer not measured: the jax peer needs" in digits["note"]
     for name in ("mc-b32", "wide"):
         assert "jax peer not measured: left out in tiny mode" in by_label[name]["note"]
@@ -199,9 +225,8 @@ def test_json_report_and_table(tmp_path, capsys):
 
     by_label = {row["label"]: row for row in rows}
     digits, digits_threads, mc = rows[0], rows[1], by_label["mc-b32"]
-    peak_keys = {f"peak@{n}" for n in ceilings.PeakRates.thread_counts()}
     jax_keys = {"fastbp@1", "jax@1"} if HAS_JAX else set()
-    assert set(digits["times"]) == {"fastbp", "sklearn"} | peak_keys | jax_keys
+    assert set(digits["times"]) == {"fastbp", "sklearn"} | peak_keys("float32") | jax_keys
     med = digits["medians"]
     assert digits["value"] == pytest.approx(med["sklearn"] / med["fastbp"])
     assert digits["target"] == 30
@@ -222,10 +247,12 @@ def test_json_report_and_table(tmp_path, capsys):
     expected = (flops / gflops["medians"]["fastbp"]) / (gemm_flops / gflops["medians"]["gemm"])
     assert gflops["value"] == pytest.approx(expected)
 
-    check_ceilings(result, peak_keys)
-    # float32's peak was measured once (during digits32) and reused by wide.
-    for key in peak_keys:
-        assert wide["times"][key] == digits["times"][key] != mc["times"][key]
+    check_ceilings(result)
+    # float32's peak was measured once (during digits32) and reused by wide; mc-b32's
+    # scikit-learn side is float64, its own
+    for key in peak_keys("float32"):
+        assert wide["times"][key] == digits["times"][key] and key not in mc["times"]
+    assert peak_keys("float64") <= mc["times"].keys()
 
     check_printed_table(out, digits)
 
@@ -248,7 +275,8 @@ def test_only_keeps_table_order_and_selects(tmp_path):
             assert row_["peer"] is None and "onnxruntime peer not" in row_["note"]
     # the real-table shape: whole fits, both at 1 thread, early stopping on
     assert (table["metric"], table["target"], table["unit"]) == ("speed-up", 6.0, "s/fit")
-    assert set(table["times"]) == {"fastbp", "sklearn"}
+    assert set(table["times"]) == {"fastbp", "sklearn"} | peak_keys("float64")
+    check_ceilings(result)
     assert table["value"] == pytest.approx(
         table["medians"]["sklearn"] / table["medians"]["fastbp"])
     assert "early_stopping=True" in table["note"] and "2 epochs" in table["note"]
@@ -267,7 +295,7 @@ def test_table_fits_stop_early_at_one_thread(monkeypatch):
 
     monkeypatch.setattr(workloads, "fit_seconds", fake_fit_seconds)
     settings = runner.Settings(**{**vars(runner.TINY), "repeats": 2})
-    (table,) = workloads.table_workload(settings, None, None)
+    (table,) = workloads.table_workload(settings, None, ceilings.PeakRates(16, 1))
     assert table.value == 1.0 and table.samples == [1.0, 1.0]
     assert len(seen) == 6  # a warm-up and two repeats, each library
     assert {entry[0] for entry in seen} == {"fastbp", "sklearn"}
@@ -788,6 +816,57 @@ def test_training_flops_counts_forward_gradient_and_hidden_deltas():
     assert ceilings.training_flops([2, 3, 1], 10) == 420
 
 
+@pytest.mark.parametrize("n_rows", [500, 505, 10_000, 19])
+def test_validation_rows_are_the_ones_scikit_learn_holds_out(n_rows):
+    from sklearn.model_selection import train_test_split
+
+    held_out = train_test_split(np.arange(n_rows), test_size=0.1, random_state=0)[1]
+    assert ceilings.validation_rows(n_rows, 0.1) == len(held_out)
+
+
+def test_fit_flops_adds_the_validation_forward_pass_to_each_epoch():
+    # layers 2 -> 3 -> 1: 42 FLOP per training row (above), 2*(6+3) per held-out row
+    assert ceilings.fit_flops([2, 3, 1], 10, 0, 1) == 420
+    assert ceilings.fit_flops([2, 3, 1], 10, 5, 1) == 420 + 5 * 18
+    assert ceilings.fit_flops([2, 3, 1], 10, 5, 3) == 3 * (420 + 90)
+
+
+def fake_peaks(monkeypatch):
+    """Peak rates of 1 and 2 threads whose float32 GEMM of 10**3 took 2 and 1 ns."""
+    monkeypatch.setattr(ceilings.PeakRates, "thread_counts", staticmethod(lambda: [1, 2]))
+    peaks = ceilings.PeakRates(size=10, calls=1)
+    seconds = {1: 2e-9, 2: 1e-9}
+    samples = {key: [seconds[n]] for key, (_, _, n) in peaks.configs("float32").items()}
+    peaks.collect("float32", samples)
+    return peaks
+
+
+@pytest.mark.parametrize(
+    "peer, gemm, target, expected",
+    [
+        # 1 GFLOP at the 1-thread peak (2000 FLOP in 2 ns: 1000 GFLOP/s) takes 1 ms
+        (1.2e-3, [1.1e-3], 1.25, ["above that ceiling"]),  # ceiling 1.2x
+        (3e-3, [2.7e-3], 1.25, ["above the own-shape ratio"]),  # 3x; own shape 1.11x
+        (3e-3, [2e-3], 1.25, []),  # 3x; own shape 1.5x
+        (1.2e-3, [1e-3], None, []),  # no target: the ceiling alone
+    ],
+)
+def test_peer_ceiling_is_the_peer_time_over_the_flops_at_one_threads_peak(
+        monkeypatch, peer, gemm, target, expected):
+    speed = row(target=2.0, samples=[3.0], times={"fastbp": [1.0]})
+    vs_peers.set_fastest_peer(speed, [1e-3], {"jax@1": [peer]}, target)
+    ceilings.add_peer_ceiling(speed, fake_peaks(monkeypatch), "float32", 1e9, [peer], gemm)
+    assert speed.peer_ceiling == pytest.approx(peer / 1e-3)
+    assert peak_keys("float32") <= speed.times.keys()
+    own = peer / gemm[0]
+    assert f"ceiling over jax {peer / 1e-3:.2f}x from 1 GFLOP/epoch" in speed.note
+    assert f"{own:.2f}x for an epoch of numpy's products" in speed.note
+    found = [text for text in ("above that ceiling", "above the own-shape ratio")
+             if text in speed.note]
+    assert found == expected
+    assert report.fmt_peer(speed).endswith(f" (ceiling {peer / 1e-3:.2f}x)")
+
+
 def test_ceiling_is_the_reference_time_over_flops_at_peak():
     # The hand measurement it formalises: a digits batch (32 rows, 64 -> 64 -> 10) is
     # about 647 kFLOP of products; at float64's 43 GFLOP/s on one core against
@@ -819,16 +898,17 @@ def test_ceiling_note_says_when_the_target_is_out_of_reach(value, target, limits
 def test_peak_rates_are_measured_once_per_dtype_and_thread_count():
     peaks = ceilings.PeakRates(size=16, calls=2)
     configs = peaks.configs("float64")
-    assert set(configs) == {f"peak@{n}" for n in peaks.thread_counts()}
+    assert set(configs) == peak_keys("float64") == {
+        f"peak float64@{n}" for n in peaks.thread_counts()}
     assert [n for _, _, n in configs.values()] == peaks.thread_counts()
     samples = common.interleave({"other": (lambda: 1.0, None, None), **configs}, repeats=3)
     peaks.collect("float64", samples)
     assert list(samples) == ["other"]  # the peak samples moved into the cache
     assert peaks.configs("float64") == {} and peaks.configs(np.float64) == {}
-    assert set(peaks.configs("float32")) == set(configs)
+    assert set(peaks.configs("float32")) == peak_keys("float32")
     times = peaks.times("float64")
     assert set(times) == set(configs) and all(len(t) == 3 for t in times.values())
-    seconds = statistics.median(times["peak@1"])
+    seconds = statistics.median(times["peak float64@1"])
     assert peaks.gflops("float64", 1) == pytest.approx(2 * 16**3 / seconds / 1e9)
 
 

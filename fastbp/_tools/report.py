@@ -45,7 +45,8 @@ class Row:
     measured on the workload and fastbp's speed-up over it (None: no peer measured), at
     one thread (or as ``peer_setting`` says); ``peer_samples`` holds that speed-up per
     repeat and ``peer_target`` the speed-up the issue asks for (``peer_verdict`` as
-    ``verdict``).
+    ``verdict``); ``peer_ceiling`` the most any code doing the same FLOPs could gain
+    over the peer at one thread's peak GEMM rate (``ceilings.add_peer_ceiling``).
     """
 
     workload: str
@@ -67,6 +68,7 @@ class Row:
     peer_samples: list | None = None
     peer_target: float | None = None
     peer_setting: str = "1 thr"  # how both sides ran for the peer column
+    peer_ceiling: float | None = None  # the most the same FLOPs could gain over the peer
 
     @property
     def comparison(self):
@@ -103,6 +105,11 @@ class Row:
         for name in ("comparison", "verdict", "met", "within_noise", "spread", "peer_verdict"):
             data[name] = getattr(self, name)
         return data
+
+
+def append_note(row, *texts):
+    """Add the non-empty ``texts`` to ``row``'s note, "; " between parts."""
+    row.note = "; ".join(filter(None, [row.note, *texts]))
 
 
 def per_repeat(numerator, denominator):
@@ -144,7 +151,8 @@ def fmt_peer(row):
     ahead = "fastbp" if row.peer_ratio >= 1 else row.peer
     target = "" if row.peer_target is None else f" >= {row.peer_target:g}x"
     ratio = f"{row.peer_ratio:.2f}x vs {row.peer} {row.peer_setting}"
-    return f"{ratio}, {ahead} ahead:{target} {row.peer_verdict}"
+    ceiling = "" if row.peer_ceiling is None else f" (ceiling {row.peer_ceiling:.2f}x)"
+    return f"{ratio}, {ahead} ahead:{target} {row.peer_verdict}{ceiling}"
 
 
 # ------------------------------------------------------------------------------ table
@@ -186,6 +194,10 @@ KEY = [
      "fastest peer: fastbp's speed-up over the fastest peer library (JAX, onnxruntime), "
      "both at 1 thread,\n  which of the two is ahead, and the verdict against the peer "
      "target"),
+    (lambda r: r.peer_ceiling is not None,
+     "(ceiling ...x) in the peer column: the most any code doing the epoch's FLOPs could "
+     "gain over the peer\n  at this run's 1-thread peak GEMM rate; a peer target above it "
+     "takes products faster than the BLAS's peak"),
     (lambda r: r.peer_setting == "fresh process" and r.peer is not None,
      "vs jax fresh process: JAX's import + jit + first epoch over fastbp's start-up, "
      "each in fresh unpinned\n  processes taking turns (cold: no persistent compilation "

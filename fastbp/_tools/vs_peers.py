@@ -16,9 +16,9 @@ import statistics
 
 from .._threads import usable_cores
 from . import peers
-from .ceilings import layer_units
+from .ceilings import add_peer_ceiling, layer_units, training_flops
 from .common import fit_params, fmt_seconds, median_call_seconds, timed
-from .report import Row, per_repeat
+from .report import Row, append_note, per_repeat
 
 JAX_TARGET = 1.25  # fastbp's epoch at least this much faster than JAX's, at 1 thread and 2
 # own-shape GEMM fraction the issue asks for; digits' tiny products have none (report)
@@ -40,10 +40,6 @@ def set_fastest_peer(row, fastbp, peer_samples, target):
     row.times[name] = samples
 
 
-def _note(row, text):
-    row.note = "; ".join(filter(None, [row.note, text]))
-
-
 class TrainingPeers:
     """The peer configurations of one training workload, then its peer rows.
 
@@ -60,7 +56,9 @@ class TrainingPeers:
         from .. import MLPClassifier
 
         self.name, self.configs, self.dtype = name, {}, X.dtype.name
-        gemm = peers.GemmEpoch(layer_units(X, y, hidden), len(X), batch_size, X.dtype)
+        units = layer_units(X, y, hidden)
+        self.flops = training_flops(units, len(X))  # an epoch's, for the peer's ceiling
+        gemm = peers.GemmEpoch(units, len(X), batch_size, X.dtype)
         self.configs[GEMM_KEY] = (lambda: timed(gemm)["wall"], None, 1)
         self.why_no_jax = skip_jax or peers.unavailable("jax")
         if self.why_no_jax is None:
@@ -81,16 +79,20 @@ class TrainingPeers:
         self.samples = {key: samples.pop(key) for key in self.configs if key in samples}
         self.samples[FASTBP_KEY] = samples[FASTBP_KEY]
 
-    def rows(self, speed, scaling):
-        """Put the fastest peer on the workload's ``speed`` row (``take`` first); return
-        the GEMM fraction row and, where JAX ran at 2 threads, the row comparing it with
-        fastbp's 2-thread samples (those of the ``scaling`` row, in this dtype)."""
+    def rows(self, speed, scaling, peaks):
+        """Put the fastest peer and fastbp's ceiling over it (``add_peer_ceiling``, from
+        ``peaks``, which hold this dtype's rates) on the workload's ``speed`` row
+        (``take`` first); return the GEMM fraction row and, where JAX ran at 2 threads,
+        the row comparing it with fastbp's 2-thread samples (those of the ``scaling``
+        row, in this dtype)."""
         fastbp, gemm = self.samples[FASTBP_KEY], self.samples[GEMM_KEY]
         if JAX_KEY in self.samples:
-            set_fastest_peer(speed, fastbp, {JAX_KEY: self.samples[JAX_KEY]}, JAX_TARGET)
+            jax = self.samples[JAX_KEY]
+            set_fastest_peer(speed, fastbp, {JAX_KEY: jax}, JAX_TARGET)
             speed.times[FASTBP_KEY] = fastbp
+            add_peer_ceiling(speed, peaks, self.dtype, self.flops, jax, gemm)
         else:
-            _note(speed, f"jax peer not measured: {self.why_no_jax}")
+            append_note(speed, f"jax peer not measured: {self.why_no_jax}")
         rows = [self._gemm_row(fastbp, gemm)]
         if JAX2_KEY in self.samples:
             rows.append(self._jax_two_threads(scaling.times["fastbp@2"]))
@@ -149,4 +151,4 @@ def predict_peer(speed, samples, why_not, target):
         set_fastest_peer(speed, samples["fastbp@1"], {ONNX_KEY: samples.pop(ONNX_KEY)}, target)
         speed.times["fastbp@1"] = samples["fastbp@1"]
     else:
-        _note(speed, f"onnxruntime peer not measured: {why_not}")
+        append_note(speed, f"onnxruntime peer not measured: {why_not}")
